@@ -1,0 +1,158 @@
+/* The switch: create one on a libev loop, add ports by SPEC, inspect and control it.
+ *
+ * Every function here must be called from the thread that runs the loop. Functions that can
+ * fail return 0 (or a count) on success and a negative errno value on failure; where a
+ * struct sn_error is passed, it receives a one-line human-readable reason. */
+#ifndef SQUIBNET_SWITCH_H
+#define SQUIBNET_SWITCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ev_loop;
+struct sn_switch;
+struct sn_control;
+
+/** Longest port name, including the terminating NUL. */
+#define SN_PORT_NAME_MAX 64
+/** Largest frame any port carries (the 16-bit length of hyperkit and vde framing). */
+#define SN_FRAME_MAX 65535
+/** The MTU a port gets unless its SPEC says mtu=N. */
+#define SN_MTU_DEFAULT 1500
+
+/** Filled with a reason when a call fails. */
+struct sn_error {
+	char msg[256];
+};
+
+/** Tunables of a switch; sn_switch_config_init() sets the defaults. */
+struct sn_switch_config {
+	unsigned pool_frames;  /**< standard (2 KiB) frame buffers, allocated at create */
+	unsigned jumbo_frames; /**< 64 KiB buffers, allocated when a port with mtu > 2000 appears */
+	unsigned txq_len;      /**< egress queue length of each port (rounded up to a power of 2) */
+	unsigned fdb_max;      /**< forwarding database entries in all (default 8192) */
+	unsigned fdb_port_max; /**< entries one port may own (default: fdb_max) */
+	double fdb_aging;      /**< seconds a learned entry lives unrefreshed (default 300) */
+};
+
+/** Sets @cfg to the defaults. */
+void sn_switch_config_init(struct sn_switch_config *cfg);
+
+/**
+ * Creates a switch driven by @loop (caller keeps ownership of the loop and must outlive the
+ * switch). @cfg may be NULL for defaults. Allocates the frame pool now.
+ * Returns 0 and sets *@ret_sw, or -ENOMEM / -EINVAL.
+ */
+int sn_switch_create(struct ev_loop *loop, const struct sn_switch_config *cfg, struct sn_switch **ret_sw);
+
+/** Closes every port and frees the switch. NULL is a no-op. */
+void sn_switch_destroy(struct sn_switch *sw);
+
+/**
+ * Adds a port described by @spec ("KIND,key=value,..."; see the README for the grammar).
+ * On success returns 0 and copies the port's name into @ret_name (may be NULL).
+ * -EINVAL: bad SPEC (@err names the key); -EEXIST: name taken; -EADDRINUSE: a live
+ * listener owns the path; other -errno values come from the socket calls.
+ */
+int sn_switch_add_port(struct sn_switch *sw, const char *spec, char *ret_name, size_t name_len,
+		       struct sn_error *err);
+
+/**
+ * Removes the port (or listener, with all of its clients) called @name, and the forwarding
+ * entries that point at it. -ENOENT when there is no such port.
+ */
+int sn_switch_del_port(struct sn_switch *sw, const char *name);
+
+enum sn_port_state {
+	SN_PORT_UP,        /**< carrying frames */
+	SN_PORT_DOWN,      /**< waiting for a peer (connect mode reconnecting) */
+	SN_PORT_LISTENING, /**< a listener: its clients are ports of their own */
+};
+
+/** Per-port counters. rx is what the port received from its peer, tx what it sent to it. */
+struct sn_port_stats {
+	uint64_t rx_frames, rx_bytes;
+	uint64_t tx_frames, tx_bytes;
+	uint64_t drop_txq_full;    /**< egress queue was full */
+	uint64_t drop_runt;        /**< frame under 14 bytes */
+	uint64_t drop_oversize;    /**< frame over MTU + 14 (+4 tagged), on ingress or egress */
+	uint64_t drop_bad_framing; /**< malformed length prefix or message: the peer was closed */
+	uint64_t drop_no_buffer;   /**< frame pool empty */
+	uint64_t fdb_refused;      /**< source MACs not learned because a cap was reached */
+	uint32_t fdb_entries;      /**< forwarding entries that point at this port now */
+	uint32_t txq_depth;        /**< frames waiting in the egress queue now */
+};
+
+/** What sn_switch_foreach_port() shows of a port. Pointers are valid during the call only. */
+struct sn_port_info {
+	const char *name;
+	const char *kind;   /**< "stream", "dgram", "seqpacket", ... */
+	const char *parent; /**< the listener this client came from, or NULL */
+	const char *peer;   /**< where the port is attached, as text */
+	enum sn_port_state state;
+	unsigned mtu;
+	unsigned txq_len;
+	struct sn_port_stats stats;
+};
+
+/** Calls @visit for every port and listener; stops early and returns what @visit returned if
+ * it is non-zero. */
+int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const struct sn_port_info *, void *),
+			   void *ctx);
+
+/** One forwarding database entry. */
+struct sn_fdb_info {
+	uint8_t mac[6];
+	uint16_t vlan;        /**< 802.1Q VLAN id, 0 for untagged */
+	const char *port;     /**< name of the port the MAC sits behind */
+	bool is_static;
+	double age;           /**< seconds since last seen (0 for static entries) */
+};
+
+/** Calls @visit for every live entry. */
+int sn_switch_foreach_fdb(struct sn_switch *sw, int (*visit)(const struct sn_fdb_info *, void *),
+			  void *ctx);
+
+/** Forgets learned entries: all of them (@port NULL) or those of one port. Returns the number
+ * removed, or -ENOENT for an unknown port. Static entries stay. */
+int sn_switch_fdb_flush(struct sn_switch *sw, const char *port);
+
+/** Pins @mac on @vlan to @port: never aged, never moved. -ENOENT, -ENOSPC (table full). */
+int sn_switch_fdb_add_static(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan, const char *port);
+
+/** Switch-wide counters. */
+struct sn_switch_stats {
+	uint64_t unicast;        /**< frames sent to one known port */
+	uint64_t flooded;        /**< frames flooded (broadcast, multicast, unknown unicast) */
+	uint64_t filtered;       /**< frames whose destination sits behind the ingress port */
+	uint64_t fdb_refused_table; /**< source MACs not learned: table full */
+	uint64_t fdb_refused_port;  /**< source MACs not learned: port cap reached */
+	uint64_t fdb_moves;         /**< MACs that moved to another port */
+	uint32_t fdb_entries, fdb_max;
+	uint32_t pool_free, pool_total;
+	uint32_t ports;
+};
+
+void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats *ret_stats);
+
+/**
+ * Serves the control protocol (what squibnetctl speaks) on a unix socket at @path, mode 0600.
+ * A stale socket file is replaced; a live one is -EADDRINUSE. The socket file is unlinked by
+ * sn_control_destroy().
+ */
+int sn_control_create(struct sn_switch *sw, const char *path, struct sn_control **ret_ctl, struct sn_error *err);
+void sn_control_destroy(struct sn_control *ctl);
+
+/** The library's version, "MAJOR.MINOR.PATCH". */
+const char *sn_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

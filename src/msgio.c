@@ -1,0 +1,1 @@
+/* msgio.c - placeholder */

@@ -1,0 +1,4 @@
+/* msgio.h - placeholder */
+#ifndef SN_MSGIO_H
+#define SN_MSGIO_H
+#endif

@@ -1,0 +1,54 @@
+/* sock.h - socket addresses as SPECs write them, and listen/connect with the checks every
+ * socket port needs (stale unix socket files, non-blocking descriptors). */
+#ifndef SN_SOCK_H
+#define SN_SOCK_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <squibnet/switch.h>
+
+/* Writes to a vanished peer must fail with EPIPE, never raise SIGPIPE in the embedder. */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* Darwin: sockets get SO_NOSIGPIPE instead */
+#endif
+
+struct sn_sockaddr {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_un un;
+		struct sockaddr_storage ss;
+	} u;
+	socklen_t len;
+};
+
+/* "unix:PATH" or "tcp:HOST:PORT" (HOST may be [v6]); with @bare_path a plain PATH is a unix
+ * path too. -EINVAL with @err naming @key otherwise. */
+int sn_sockaddr_parse(const char *text, const char *key, bool bare_path, struct sn_sockaddr *ret,
+		      struct sn_error *err);
+
+/* A unix address for @path; -ENAMETOOLONG when it does not fit sun_path. */
+int sn_sockaddr_unix(const char *path, struct sn_sockaddr *ret);
+
+static inline bool sn_sockaddr_is_unix(const struct sn_sockaddr *a)
+{
+	return a->u.sa.sa_family == AF_UNIX;
+}
+
+/* "unix:PATH", "tcp:1.2.3.4:5" or "tcp:[::1]:5". */
+void sn_sockaddr_format(const struct sn_sockaddr *a, char *buf, size_t len);
+
+/* A bound (and, for stream and seqpacket, listening) non-blocking socket. A unix path left by
+ * a dead process is replaced; one a live process listens on is -EADDRINUSE; a path that is
+ * not a socket is -EEXIST. Returns the descriptor or -errno. */
+int sn_sock_listen(const struct sn_sockaddr *a, int type, struct sn_error *err);
+
+/* A non-blocking socket with connect() started: returns the descriptor (the connection may
+ * still be in progress) or -errno. */
+int sn_sock_connect(const struct sn_sockaddr *a, int type);
+
+/* After a non-blocking connect became writable: 0 or -errno (SO_ERROR). */
+int sn_sock_connect_result(int fd);
+
+#endif

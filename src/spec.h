@@ -1,0 +1,45 @@
+/* spec.h - "KIND,key=value,..." port descriptions, parsed once and checked against the keys
+ * each kind accepts. */
+#ifndef SN_SPEC_H
+#define SN_SPEC_H
+
+#include <stdbool.h>
+
+#include <squibnet/switch.h>
+
+#define SN_SPEC_MAX_KEYS 16
+#define SN_SPEC_MAX_LEN 1024
+
+struct sn_spec {
+	char buf[SN_SPEC_MAX_LEN];
+	const char *kind;
+	unsigned n;
+	struct {
+		const char *key;
+		const char *value;
+		bool used;
+	} kv[SN_SPEC_MAX_KEYS];
+};
+
+/* Splits @text into kind and pairs. A value may be quoted with "..." to hold commas.
+ * -EINVAL with @err set on an empty kind, a key without '=', a duplicate key or too many keys. */
+int sn_spec_parse(struct sn_spec *spec, const char *text, struct sn_error *err);
+
+/* The value of @key, or NULL; marks the key used. */
+const char *sn_spec_get(struct sn_spec *spec, const char *key);
+
+/* Parses @key as an unsigned integer in [min, max]; absent keys leave *ret untouched.
+ * -EINVAL with @err naming the key otherwise. */
+int sn_spec_get_uint(struct sn_spec *spec, const char *key, unsigned min, unsigned max, unsigned *ret,
+		     struct sn_error *err);
+
+/* Parses on|off|yes|no|true|false|1|0. */
+int sn_spec_get_bool(struct sn_spec *spec, const char *key, bool *ret, struct sn_error *err);
+
+/* -EINVAL naming the first key no getter asked for: call after reading every key. */
+int sn_spec_check_unused(struct sn_spec *spec, struct sn_error *err);
+
+/* Formats @err; returns @code so callers can "return sn_error_set(err, -EINVAL, ...)". */
+int sn_error_set(struct sn_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

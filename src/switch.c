@@ -1,0 +1,556 @@
+/* switch.c - the switch core: ports, the forwarding decision, egress queues, aging.
+ *
+ * Ports hand received frames to sn_port_input(). Each frame is checked (runt, oversize),
+ * its source learned, and a reference to it queued on the port(s) it goes to: one port for a
+ * known unicast destination, every other UP port for broadcast, multicast and unknown unicast.
+ * Queued ports are flushed from an ev_prepare watcher, i.e. once per loop iteration after all
+ * the ready descriptors have been read, so writes go out in batches. */
+#include <errno.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <squibnet/config.h>
+
+#include "log.h"
+#include "switch.h"
+#include "util.h"
+
+static const struct sn_port_kind *const kinds[] = {
+	&sn_port_kind_stream,
+	&sn_port_kind_dgram,
+	&sn_port_kind_seqpacket,
+};
+
+SN_EXPORT const char *sn_version(void)
+{
+	return SN_VERSION;
+}
+
+SN_EXPORT void sn_switch_config_init(struct sn_switch_config *cfg)
+{
+	*cfg = (struct sn_switch_config){
+		.pool_frames = SN_POOL_FRAMES_DEFAULT,
+		.jumbo_frames = 256,
+		.txq_len = 1024,
+		.fdb_max = 8192,
+		.fdb_port_max = 0,
+		.fdb_aging = 300,
+	};
+}
+
+static void reap(struct sn_switch *sw)
+{
+	struct sn_port *p;
+
+	while ((p = sw->dead)) {
+		sw->dead = p->dead_next;
+		free(p->txq.ring);
+		if (p->ops->free)
+			p->ops->free(p);
+		else
+			free(p);
+	}
+}
+
+static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct sn_switch *sw = w->data;
+	struct sn_port *p;
+
+	while ((p = sw->flush_head)) {
+		sw->flush_head = p->flush_next;
+		p->flush_queued = false;
+		if (!p->closed)
+			p->ops->flush(p);
+	}
+	reap(sw);
+}
+
+static void ager_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sn_switch *sw = w->data;
+	double now = ev_now(loop);
+	double next = sn_fdb_age(&sw->fdb, now);
+
+	/* a repeating timer never stops by itself, which keeps the ev_unref() bookkeeping right */
+	if (next > 0) {
+		w->repeat = next - now + 0.001;
+		ev_timer_again(loop, w);
+	} else {
+		ev_ref(loop);
+		ev_timer_stop(loop, w);
+	}
+}
+
+SN_EXPORT int sn_switch_create(struct ev_loop *loop, const struct sn_switch_config *cfg, struct sn_switch **ret_sw)
+{
+	struct sn_switch *sw;
+	struct sn_switch_config def;
+	uint32_t q = 1;
+	int r;
+
+	if (!loop || !ret_sw)
+		return -EINVAL;
+	if (!cfg) {
+		sn_switch_config_init(&def);
+		cfg = &def;
+	}
+	if (cfg->pool_frames < 64 || cfg->txq_len == 0 || cfg->txq_len > (1u << 20))
+		return -EINVAL;
+	sw = calloc(1, sizeof(*sw));
+	if (!sw)
+		return -ENOMEM;
+	sw->loop = loop;
+	sw->cfg = *cfg;
+	while (q < cfg->txq_len)
+		q <<= 1;
+	sw->cfg.txq_len = q;
+	r = sn_pool_init(&sw->pool, cfg->pool_frames, cfg->jumbo_frames);
+	if (r < 0)
+		goto fail;
+	r = sn_fdb_init(&sw->fdb, cfg->fdb_max, cfg->fdb_port_max, cfg->fdb_aging);
+	if (r < 0)
+		goto fail;
+	ev_prepare_init(&sw->prepare, prepare_cb);
+	sw->prepare.data = sw;
+	ev_prepare_start(loop, &sw->prepare);
+	ev_unref(loop); /* the switch alone does not keep the loop running */
+	ev_timer_init(&sw->ager, ager_cb, 0, 0);
+	sw->ager.data = sw;
+	*ret_sw = sw;
+	return 0;
+fail:
+	sn_pool_finish(&sw->pool);
+	sn_fdb_finish(&sw->fdb);
+	free(sw);
+	return r;
+}
+
+SN_EXPORT void sn_switch_destroy(struct sn_switch *sw)
+{
+	if (!sw)
+		return;
+	while (sw->ports)
+		sn_port_close(sw->ports);
+	reap(sw);
+	ev_ref(sw->loop);
+	ev_prepare_stop(sw->loop, &sw->prepare);
+	if (ev_is_active(&sw->ager)) {
+		ev_ref(sw->loop);
+		ev_timer_stop(sw->loop, &sw->ager);
+	}
+	sn_fdb_finish(&sw->fdb);
+	sn_pool_finish(&sw->pool);
+	free(sw->up);
+	free(sw);
+}
+
+struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name)
+{
+	for (struct sn_port *p = sw->ports; p; p = p->next)
+		if (!strcmp(p->name, name))
+			return p;
+	return NULL;
+}
+
+/* ---- ports ---- */
+
+int sn_port_init(struct sn_port *port, struct sn_switch *sw, const struct sn_port_ops *ops,
+		 const char *name, unsigned mtu)
+{
+	port->ops = ops;
+	port->sw = sw;
+	port->mtu = mtu ? mtu : SN_MTU_DEFAULT;
+	port->data_idx = -1;
+	port->state = ops->flush ? SN_PORT_DOWN : SN_PORT_LISTENING;
+	if (name)
+		return sn_strlcpy(port->name, name, sizeof(port->name));
+	/* kind plus a number no other port of this switch has used */
+	do {
+		snprintf(port->name, sizeof(port->name), "%s%u", ops->kind, sw->next_auto_name++);
+	} while (sn_switch_find_port(sw, port->name));
+	return 0;
+}
+
+int sn_port_init_spec(struct sn_port *port, struct sn_switch *sw, const struct sn_port_ops *ops,
+		      struct sn_spec *spec, struct sn_error *err)
+{
+	const char *name = sn_spec_get(spec, "name");
+	unsigned mtu = SN_MTU_DEFAULT;
+	int r;
+
+	r = sn_spec_get_uint(spec, "mtu", 68, SN_FRAME_MAX - SN_ETH_HLEN - SN_VLAN_HLEN, &mtu, err);
+	if (r < 0)
+		return r;
+	if (name) {
+		if (!*name || strlen(name) >= SN_PORT_NAME_MAX || strpbrk(name, " \t\n/"))
+			return sn_error_set(err, -EINVAL, "bad value '%s' for key 'name': 1 to %d characters, no blanks or '/'",
+					    name, SN_PORT_NAME_MAX - 1);
+		if (sn_switch_find_port(sw, name))
+			return sn_error_set(err, -EEXIST, "a port called '%s' exists already", name);
+	}
+	return sn_port_init(port, sw, ops, name, mtu);
+}
+
+int sn_port_register(struct sn_port *port)
+{
+	struct sn_switch *sw = port->sw;
+	struct sn_port **tail;
+
+	if (sn_switch_find_port(sw, port->name))
+		return -EEXIST;
+	if (port->ops->flush) {
+		port->txq.ring = calloc(sw->cfg.txq_len, sizeof(*port->txq.ring));
+		if (!port->txq.ring)
+			return -ENOMEM;
+		port->txq.mask = sw->cfg.txq_len - 1;
+		if (port->mtu + SN_ETH_HLEN + SN_VLAN_HLEN > SN_POOL_STD_CAP && sn_pool_want_jumbo(&sw->pool) < 0) {
+			free(port->txq.ring);
+			port->txq.ring = NULL;
+			return -ENOMEM;
+		}
+	}
+	for (tail = &sw->ports; *tail; tail = &(*tail)->next)
+		;
+	*tail = port;
+	port->next = NULL;
+	sw->nports++;
+	return 0;
+}
+
+static int up_add(struct sn_switch *sw, struct sn_port *port)
+{
+	if (sw->nup == sw->up_cap) {
+		unsigned cap = sw->up_cap ? sw->up_cap * 2 : 16;
+		struct sn_port **n = realloc(sw->up, cap * sizeof(*n));
+
+		if (!n)
+			return -ENOMEM;
+		sw->up = n;
+		sw->up_cap = cap;
+	}
+	port->data_idx = (int)sw->nup;
+	sw->up[sw->nup++] = port;
+	return 0;
+}
+
+static void up_del(struct sn_switch *sw, struct sn_port *port)
+{
+	unsigned i = (unsigned)port->data_idx;
+
+	if (port->data_idx < 0)
+		return;
+	sw->up[i] = sw->up[--sw->nup];
+	sw->up[i]->data_idx = (int)i;
+	port->data_idx = -1;
+}
+
+void sn_port_set_state(struct sn_port *port, enum sn_port_state state)
+{
+	struct sn_switch *sw = port->sw;
+
+	if (port->state == state || port->state == SN_PORT_LISTENING)
+		return;
+	if (state == SN_PORT_UP) {
+		if (up_add(sw, port) < 0) {
+			sn_err("port %s: out of memory, left down", port->name);
+			return;
+		}
+	} else {
+		up_del(sw, port);
+		sn_fdb_flush(&sw->fdb, port, false);
+		sn_txq_clear(&port->txq);
+	}
+	port->state = state;
+}
+
+void sn_port_close(struct sn_port *port)
+{
+	struct sn_switch *sw = port->sw;
+	struct sn_port **pp;
+
+	if (port->closed)
+		return;
+	port->closed = true;
+	if (port->state == SN_PORT_LISTENING) {
+		for (struct sn_port *c = sw->ports, *next; c; c = next) {
+			next = c->next;
+			if (c->parent == port)
+				sn_port_close(c);
+		}
+	}
+	for (pp = &sw->ports; *pp; pp = &(*pp)->next) {
+		if (*pp == port) {
+			*pp = port->next;
+			sw->nports--;
+			break;
+		}
+	}
+	up_del(sw, port);
+	sn_fdb_flush(&sw->fdb, port, true);
+	sn_txq_clear(&port->txq);
+	if (port->ops->close)
+		port->ops->close(port);
+	port->dead_next = sw->dead;
+	sw->dead = port;
+}
+
+struct ev_loop *sn_port_loop(struct sn_port *port)
+{
+	return port->sw->loop;
+}
+
+struct sn_frame *sn_port_frame_get(struct sn_port *port, uint32_t len)
+{
+	struct sn_frame *f = sn_pool_get(&port->sw->pool, len);
+
+	if (sn_unlikely(!f))
+		port->stats.drop_no_buffer++;
+	return f;
+}
+
+struct sn_frame *sn_port_rx_copy(struct sn_port *port, const uint8_t *data, uint32_t len)
+{
+	struct sn_frame *f;
+
+	if (sn_unlikely(len > sn_port_max_frame(port))) {
+		port->stats.drop_oversize++;
+		return NULL;
+	}
+	f = sn_port_frame_get(port, len);
+	if (sn_likely(f != NULL)) {
+		memcpy(f->data, data, len);
+		f->len = len;
+	}
+	return f;
+}
+
+void sn_port_want_flush(struct sn_port *port)
+{
+	struct sn_switch *sw = port->sw;
+
+	if (!port->flush_queued) {
+		port->flush_queued = true;
+		port->flush_next = sw->flush_head;
+		sw->flush_head = port;
+	}
+}
+
+void sn_txq_sent(struct sn_port *port, uint32_t n)
+{
+	struct sn_txq *q = &port->txq;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct sn_frame *f = q->ring[q->head++ & q->mask];
+
+		port->stats.tx_frames++;
+		port->stats.tx_bytes += f->len;
+		sn_frame_unref(f);
+	}
+}
+
+void sn_txq_clear(struct sn_txq *q)
+{
+	while (q->head != q->tail)
+		sn_frame_unref(q->ring[q->head++ & q->mask]);
+}
+
+/* ---- forwarding ---- */
+
+/* Queues @f on @out; @payload is the frame's length less its Ethernet (and VLAN) header. */
+static inline void enqueue(struct sn_port *out, struct sn_frame *f, uint32_t payload)
+{
+	struct sn_txq *q = &out->txq;
+
+	if (sn_unlikely(payload > out->mtu)) {
+		out->stats.drop_oversize++;
+		return;
+	}
+	if (sn_unlikely(q->tail - q->head > q->mask)) {
+		out->stats.drop_txq_full++;
+		return;
+	}
+	q->ring[q->tail++ & q->mask] = f;
+	sn_frame_ref(f);
+	sn_port_want_flush(out);
+}
+
+void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
+{
+	struct sn_switch *sw = in->sw;
+	double now = ev_now(sw->loop);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct sn_frame *f = frames[i];
+		const uint8_t *d = f->data;
+		uint32_t len = f->len, payload;
+		uint16_t vlan = 0;
+		struct sn_port *out;
+
+		if (sn_unlikely(len < SN_ETH_HLEN)) {
+			in->stats.drop_runt++;
+			goto done;
+		}
+		payload = len - SN_ETH_HLEN;
+		if (sn_unlikely(sn_get_be16(d + 12) == SN_ETH_P_8021Q) && len >= SN_ETH_HLEN + SN_VLAN_HLEN) {
+			vlan = sn_get_be16(d + 14) & 0xfff;
+			payload -= SN_VLAN_HLEN;
+		}
+		if (sn_unlikely(payload > in->mtu)) {
+			in->stats.drop_oversize++;
+			goto done;
+		}
+		in->stats.rx_frames++;
+		in->stats.rx_bytes += len;
+		if (sn_fdb_learn(&sw->fdb, d + 6, vlan, in, now) == SN_FDB_LEARNED && !ev_is_active(&sw->ager)) {
+			sw->ager.repeat = sw->fdb.aging;
+			ev_timer_again(sw->loop, &sw->ager);
+			ev_unref(sw->loop);
+		}
+		if (!(d[0] & 1) && (out = sn_fdb_lookup(&sw->fdb, d, vlan, now))) {
+			if (out == in) {
+				sw->filtered++;
+			} else {
+				sw->unicast++;
+				enqueue(out, f, payload);
+			}
+		} else {
+			sw->flooded++;
+			for (unsigned j = 0; j < sw->nup; j++)
+				if (sw->up[j] != in)
+					enqueue(sw->up[j], f, payload);
+		}
+done:
+		sn_frame_unref(f);
+	}
+}
+
+/* ---- the public face ---- */
+
+SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *ret_name, size_t name_len,
+				 struct sn_error *err)
+{
+	struct sn_spec spec;
+	struct sn_port *port = NULL;
+	int r;
+
+	if (err)
+		err->msg[0] = '\0';
+	r = sn_spec_parse(&spec, text, err);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < SN_ARRAY_SIZE(kinds); i++) {
+		if (strcmp(kinds[i]->name, spec.kind))
+			continue;
+		r = kinds[i]->create(sw, &spec, &port, err);
+		if (r < 0) {
+			if (err && !err->msg[0])
+				sn_error_set(err, r, "%s port: %s", spec.kind, strerror(-r));
+			return r;
+		}
+		if (ret_name && name_len)
+			sn_strlcpy(ret_name, port->name, name_len);
+		return 0;
+	}
+	return sn_error_set(err, -EINVAL, "unknown port kind '%s' (want stream, dgram or seqpacket)", spec.kind);
+}
+
+SN_EXPORT int sn_switch_del_port(struct sn_switch *sw, const char *name)
+{
+	struct sn_port *p = sn_switch_find_port(sw, name);
+
+	if (!p)
+		return -ENOENT;
+	sn_port_close(p);
+	return 0;
+}
+
+SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const struct sn_port_info *, void *),
+				     void *ctx)
+{
+	char peer[256];
+
+	for (struct sn_port *p = sw->ports; p; p = p->next) {
+		struct sn_port_info info = {
+			.name = p->name,
+			.kind = p->ops->kind,
+			.parent = p->parent ? p->parent->name : NULL,
+			.peer = peer,
+			.state = p->state,
+			.mtu = p->mtu,
+			.txq_len = p->txq.ring ? p->txq.mask + 1 : 0,
+			.stats = p->stats,
+		};
+		int r;
+
+		peer[0] = '\0';
+		if (p->ops->describe)
+			p->ops->describe(p, peer, sizeof(peer));
+		info.stats.txq_depth = sn_txq_len(&p->txq);
+		r = visit(&info, ctx);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+SN_EXPORT int sn_switch_foreach_fdb(struct sn_switch *sw, int (*visit)(const struct sn_fdb_info *, void *),
+				    void *ctx)
+{
+	double now = ev_now(sw->loop);
+
+	for (uint32_t i = 0; i <= sw->fdb.mask; i++) {
+		const struct sn_fdb_entry *e = &sw->fdb.slots[i];
+		struct sn_fdb_info info;
+		int r;
+
+		if (e->key == 0 || (!e->is_static && now - e->seen >= sw->fdb.aging))
+			continue;
+		sn_fdb_key_mac(e->key, info.mac, &info.vlan);
+		info.port = e->port->name;
+		info.is_static = e->is_static;
+		info.age = e->is_static ? 0 : now - e->seen;
+		r = visit(&info, ctx);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+SN_EXPORT int sn_switch_fdb_flush(struct sn_switch *sw, const char *name)
+{
+	struct sn_port *p = NULL;
+
+	if (name && !(p = sn_switch_find_port(sw, name)))
+		return -ENOENT;
+	return (int)sn_fdb_flush(&sw->fdb, p, false);
+}
+
+SN_EXPORT int sn_switch_fdb_add_static(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan, const char *name)
+{
+	struct sn_port *p = sn_switch_find_port(sw, name);
+
+	if (!p || !p->ops->flush)
+		return -ENOENT;
+	if (vlan > 4095)
+		return -EINVAL;
+	return sn_fdb_add_static(&sw->fdb, mac, vlan, p);
+}
+
+SN_EXPORT void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats *ret)
+{
+	*ret = (struct sn_switch_stats){
+		.unicast = sw->unicast,
+		.flooded = sw->flooded,
+		.filtered = sw->filtered,
+		.fdb_refused_table = sw->fdb.refused_table,
+		.fdb_refused_port = sw->fdb.refused_port,
+		.fdb_moves = sw->fdb.moves,
+		.fdb_entries = sw->fdb.count,
+		.fdb_max = sw->fdb.max,
+		.pool_free = sn_pool_free_count(&sw->pool),
+		.pool_total = sn_pool_total(&sw->pool),
+		.ports = sw->nports,
+	};
+}

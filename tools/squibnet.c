@@ -1,0 +1,213 @@
+/* squibnet - the switch daemon: ports from the command line, a control socket, clean exit
+ * on SIGINT/SIGTERM. */
+#include <errno.h>
+#include <ev.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <squibnet/squibnet.h>
+
+#define MAX_PORTS 256
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: squibnet [--port SPEC]... [--control PATH] [--fdb-max N] [--fdb-port-max N]\n"
+		"                [--fdb-aging SECONDS] [-v|-q] [--help] [--version]\n"
+		"\n"
+		"An L2 switch for virtual machines. Each --port SPEC adds a port, KIND,key=value,...:\n"
+		"  stream,listen=unix:PATH | stream,listen=tcp:HOST:PORT    accept QEMU -netdev stream clients\n"
+		"  stream,connect=unix:PATH | stream,connect=tcp:HOST:PORT  dial out, reconnect with backoff\n"
+		"      framing=qemu|hyperkit|vde (default qemu: 4-byte big-endian length)\n"
+		"  dgram,listen=PATH | dgram,connect=PATH,local=PATH        QEMU -netdev dgram, vfkit\n"
+		"  seqpacket,listen=PATH | seqpacket,connect=PATH           gvproxy -listen-bess\n"
+		"  every kind: name=NAME, mtu=N\n"
+		"\n"
+		"With no --port: a stream listener at $XDG_RUNTIME_DIR/squibnet/switch.sock.\n"
+		"  --control PATH      control socket for squibnetctl (default: beside the default listener)\n"
+		"  --fdb-max N         forwarding database entries (default 8192)\n"
+		"  --fdb-port-max N    entries one port may own (default: --fdb-max)\n"
+		"  --fdb-aging SECONDS how long an unrefreshed entry lives (default 300)\n"
+		"  -v, --verbose       debug messages;  -q, --quiet: warnings and errors only\n");
+}
+
+static int parse_uint(const char *opt, const char *s, unsigned min, unsigned max, unsigned *ret)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (!*s || *end || errno || *s == '-' || v < min || v > max) {
+		fprintf(stderr, "squibnet: %s: '%s' is not a number from %u to %u\n", opt, s, min, max);
+		return -1;
+	}
+	*ret = (unsigned)v;
+	return 0;
+}
+
+/* The default home of the sockets: $XDG_RUNTIME_DIR/squibnet, else the working directory. */
+static void default_dir(char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+	if (xdg && *xdg && snprintf(buf, len, "%s/squibnet", xdg) < (int)len &&
+	    (mkdir(buf, 0700) == 0 || errno == EEXIST))
+		return;
+	snprintf(buf, len, ".");
+}
+
+static int print_attach(const struct sn_port_info *info, void *ctx)
+{
+	const char *path;
+
+	if (info->state != SN_PORT_LISTENING || strcmp(info->kind, "stream") ||
+	    strncmp(info->peer, "listen unix:", 12))
+		return 0;
+	path = info->peer + 12;
+	printf("squibnet: port %s listening on %.*s\n", info->name, (int)strcspn(path, " "), path);
+	printf("  attach QEMU guests with (a distinct mac= for each):\n"
+	       "    -netdev stream,id=net0,server=off,reconnect=1,addr.type=unix,addr.path=%.*s \\\n"
+	       "    -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:01\n",
+	       (int)strcspn(path, " "), path);
+	return 0;
+}
+
+static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	ev_break(loop, EVBREAK_ALL);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"port", required_argument, NULL, 'p'},
+		{"control", required_argument, NULL, 'c'},
+		{"fdb-max", required_argument, NULL, 'M'},
+		{"fdb-port-max", required_argument, NULL, 'P'},
+		{"fdb-aging", required_argument, NULL, 'A'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{0},
+	};
+	const char *specs[MAX_PORTS];
+	unsigned nspecs = 0, aging = 0;
+	const char *control = NULL;
+	char dir[PATH_MAX], defspec[PATH_MAX + 64], defctl[PATH_MAX + 32];
+	struct sn_switch_config cfg;
+	struct sn_switch *sw = NULL;
+	struct sn_control *ctl = NULL;
+	struct sn_error err;
+	struct ev_loop *loop;
+	ev_signal sigint, sigterm;
+	enum sn_log_level level = SN_LOG_INFO;
+	int c, r, status = 1;
+
+	sn_switch_config_init(&cfg);
+	while ((c = getopt_long(argc, argv, "p:c:vqhV", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (nspecs == MAX_PORTS) {
+				fprintf(stderr, "squibnet: at most %d --port options\n", MAX_PORTS);
+				return 2;
+			}
+			specs[nspecs++] = optarg;
+			break;
+		case 'c':
+			control = optarg;
+			break;
+		case 'M':
+			if (parse_uint("--fdb-max", optarg, 1, 1u << 24, &cfg.fdb_max) < 0)
+				return 2;
+			break;
+		case 'P':
+			if (parse_uint("--fdb-port-max", optarg, 1, 1u << 24, &cfg.fdb_port_max) < 0)
+				return 2;
+			break;
+		case 'A':
+			if (parse_uint("--fdb-aging", optarg, 1, 1000000, &aging) < 0)
+				return 2;
+			cfg.fdb_aging = aging;
+			break;
+		case 'v':
+			level = SN_LOG_DEBUG;
+			break;
+		case 'q':
+			level = SN_LOG_WARN;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("squibnet %s\n", sn_version());
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "squibnet: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	sn_log_set_level(level);
+	sn_log_set_handler(sn_log_stderr, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	if (nspecs == 0 || !control) {
+		default_dir(dir, sizeof(dir));
+		if (nspecs == 0) {
+			snprintf(defspec, sizeof(defspec), "stream,name=switch,listen=unix:%s/%s", dir,
+				 strcmp(dir, ".") ? "switch.sock" : "squibnet.sock");
+			specs[nspecs++] = defspec;
+		}
+		if (!control) {
+			snprintf(defctl, sizeof(defctl), "%s/%s", dir,
+				 strcmp(dir, ".") ? "control.sock" : "squibnet-control.sock");
+			control = defctl;
+		}
+	}
+
+	loop = EV_DEFAULT;
+	r = sn_switch_create(loop, &cfg, &sw);
+	if (r < 0) {
+		fprintf(stderr, "squibnet: cannot create the switch: %s\n", strerror(-r));
+		return 1;
+	}
+	for (unsigned i = 0; i < nspecs; i++) {
+		r = sn_switch_add_port(sw, specs[i], NULL, 0, &err);
+		if (r < 0) {
+			fprintf(stderr, "squibnet: --port %s: %s\n", specs[i], err.msg);
+			goto out;
+		}
+	}
+	r = sn_control_create(sw, control, &ctl, &err);
+	if (r < 0) {
+		fprintf(stderr, "squibnet: --control %s: %s\n", control, err.msg);
+		goto out;
+	}
+	sn_switch_foreach_port(sw, print_attach, NULL);
+	printf("squibnet: control socket %s (squibnetctl --control %s ports)\n", control, control);
+
+	ev_signal_init(&sigint, stop_cb, SIGINT);
+	ev_signal_start(loop, &sigint);
+	ev_signal_init(&sigterm, stop_cb, SIGTERM);
+	ev_signal_start(loop, &sigterm);
+	ev_run(loop, 0);
+	fprintf(stderr, "squibnet: shutting down\n");
+	status = 0;
+out:
+	sn_control_destroy(ctl);
+	sn_switch_destroy(sw);
+	return status;
+}
