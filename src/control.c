@@ -1,14 +1,1102 @@
-/* control.c - placeholder until the control server lands. */
+/* control.c - the control socket: what squibnetctl talks to, served on the switch's own loop.
+ *
+ * Protocol, version 1. A client connects to the unix stream socket and sends one request:
+ *
+ *     SQUIBNET-CONTROL 1[ OPTION]...\n    the version line; OPTION "json" asks for JSON bodies
+ *     ARGUMENT\n                          the command and its arguments, one per line
+ *     ...
+ *     \n                                  an empty line ends the request
+ *
+ * Arguments are not empty and hold no newline or NUL byte; a request is at most 64 KiB and 64
+ * arguments. The server answers with one status line and a body, then closes the connection:
+ *
+ *     OK\n                                then the body
+ *     ERR <ERRNO_NAME> <message>\n        e.g. "ERR ENOENT no port called 'vm9'", then the body
+ *
+ * The body runs to the end of the stream and may be binary, so a command can stream (a live
+ * capture writes pcap until the client hangs up). Without "json" a body is text for people,
+ * empty after ERR. With "json" it is one JSON document and a newline: {"version":1,...} after
+ * OK, {"version":1,"error":{"code":"ENOENT","message":"..."}} after ERR. Another protocol
+ * version gets "ERR EPROTONOSUPPORT", bytes that are not a request get "ERR EPROTO". A client
+ * keeps its sending side open until it has read the reply: the server takes end of stream
+ * from the client as a hang-up. "help" lists the commands.
+ *
+ * Every client is a small state machine on non-blocking descriptors (request, reply, linger),
+ * bounded in size and time, so a slow or hostile client costs only its own connection. The
+ * commands are the table at the bottom: one entry and one handler each. */
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "json.h"
+#include "log.h"
+#include "sock.h"
 #include "switch.h"
 #include "util.h"
 
-SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct sn_control **ret_ctl, struct sn_error *err)
+#define CTL_MAGIC "SQUIBNET-CONTROL "
+#define CTL_VERSION 1
+#define REQ_MAX (64 * 1024)
+#define ARGS_MAX 64
+#define CLIENTS_MAX 64
+#define STREAM_BUF_MAX (4 * 1024 * 1024) /* unsent bytes a streaming reply may queue */
+#define IDLE_TIMEOUT 30.0                 /* seconds without progress on a request or reply */
+#define LINGER_TIMEOUT 2.0
+#define ACCEPT_PAUSE 1.0                  /* after EMFILE: the backlog would wake us forever */
+
+/* A handler's return value that keeps the connection open for a streaming body. */
+#define CMD_STREAM 1
+
+enum phase {
+	PHASE_REQUEST, /* reading the request */
+	PHASE_REPLY,   /* sending the reply, then linger */
+	PHASE_STREAM,  /* a streaming command owns the connection until the client hangs up */
+	PHASE_LINGER,  /* write side shut: waiting for the client's end of stream */
+};
+
+struct client;
+
+struct sn_control {
+	struct sn_switch *sw;
+	struct ev_loop *loop;
+	int fd;
+	ev_io accept_io;
+	ev_timer pause;
+	bool accepting;
+	bool closing;
+	dev_t dev;
+	ino_t ino;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct client *clients;
+	unsigned nclients;
+};
+
+struct client {
+	struct sn_control *ctl;
+	struct client *next, *prev;
+	int fd;
+	enum phase phase;
+	bool json;
+	ev_io rio, wio;
+	ev_timer timer;
+	struct sn_buf in;
+	size_t scanned;    /* bytes of @in already searched for the end of the request */
+	struct sn_buf out;
+	size_t out_off;    /* bytes of @out already sent */
+	/* Set by a streaming command; called once when the connection ends for any reason. */
+	void (*stream_end)(struct client *c);
+	void *stream_data;
+};
+
+/* What a command handler gets. In JSON mode the reply object is open and holds "version":
+ * the handler adds its members through @j. In text mode it writes lines into @body. */
+struct cmd_ctx {
+	struct sn_switch *sw;
+	struct client *client;
+	int argc;          /* arguments after the command's name */
+	char **argv;
+	bool json;
+	struct sn_buf *body;
+	struct sn_json *j;
+	struct sn_error err;
+};
+
+struct cmd {
+	const char *name;  /* one or more words */
+	const char *args;  /* usage of the arguments after the name */
+	const char *help;  /* NULL: an alias, left out of "help" */
+	int min_args, max_args;
+	/* 0 for OK, or -errno with ctx->err set (else strerror is used). A streaming command
+	 * returns CMD_STREAM: what it put in ctx->body goes out after "OK" as is (JSON mode: it
+	 * closes or drops the envelope itself), and the rest follows through client_send() until
+	 * the client hangs up and c->stream_end is called. */
+	int (*run)(struct cmd_ctx *ctx);
+};
+
+static void client_free(struct client *c);
+
+/* ---- errno names ---- */
+
+static const struct {
+	int code;
+	const char *name;
+} errno_names[] = {
+	{EPERM, "EPERM"}, {ENOENT, "ENOENT"}, {EIO, "EIO"}, {E2BIG, "E2BIG"}, {EBADF, "EBADF"},
+	{EAGAIN, "EAGAIN"}, {ENOMEM, "ENOMEM"}, {EACCES, "EACCES"}, {EBUSY, "EBUSY"}, {EEXIST, "EEXIST"},
+	{ENODEV, "ENODEV"}, {ENOTDIR, "ENOTDIR"}, {EISDIR, "EISDIR"}, {EINVAL, "EINVAL"},
+	{ENFILE, "ENFILE"}, {EMFILE, "EMFILE"}, {ENOSPC, "ENOSPC"}, {EPIPE, "EPIPE"}, {ERANGE, "ERANGE"},
+	{ENAMETOOLONG, "ENAMETOOLONG"}, {ENOSYS, "ENOSYS"}, {EPROTO, "EPROTO"}, {EBADMSG, "EBADMSG"},
+	{ENOTSOCK, "ENOTSOCK"}, {EPROTOTYPE, "EPROTOTYPE"}, {EPROTONOSUPPORT, "EPROTONOSUPPORT"},
+	{ENOTSUP, "ENOTSUP"}, {EAFNOSUPPORT, "EAFNOSUPPORT"}, {EADDRINUSE, "EADDRINUSE"},
+	{EADDRNOTAVAIL, "EADDRNOTAVAIL"}, {ENETUNREACH, "ENETUNREACH"}, {ECONNRESET, "ECONNRESET"},
+	{ENOBUFS, "ENOBUFS"}, {ENOTCONN, "ENOTCONN"}, {ETIMEDOUT, "ETIMEDOUT"},
+	{ECONNREFUSED, "ECONNREFUSED"}, {EHOSTUNREACH, "EHOSTUNREACH"}, {EALREADY, "EALREADY"},
+	{EINPROGRESS, "EINPROGRESS"},
+};
+
+static const char *errno_name(int code)
 {
-	return sn_error_set(err, -ENOTSUP, "control socket not implemented yet");
+	for (size_t i = 0; i < SN_ARRAY_SIZE(errno_names); i++)
+		if (errno_names[i].code == code)
+			return errno_names[i].name;
+	return "EIO"; /* the status line wants a name; the message still says what happened */
+}
+
+/* ---- aligned text tables ---- */
+
+/* Cells are collected first so each column can be as wide as its widest cell. A heading that
+ * starts with '>' right-aligns its column (numbers); the last column is never padded. */
+struct table {
+	const char *const *head;
+	unsigned ncol;
+	bool no_head;
+	char **cells;
+	size_t n, cap;
+	bool failed;
+};
+
+static void table_cell(struct table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void table_cell(struct table *t, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	if (t->failed)
+		return;
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		char **n = realloc(t->cells, cap * sizeof(*n));
+
+		if (!n) {
+			t->failed = true;
+			return;
+		}
+		t->cells = n;
+		t->cap = cap;
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	if (!s) {
+		t->failed = true;
+		return;
+	}
+	t->cells[t->n++] = s;
+}
+
+static void table_pad(struct sn_buf *b, size_t n)
+{
+	static const char spaces[] = "                                ";
+
+	while (n > 0) {
+		size_t k = SN_MIN(n, sizeof(spaces) - 1);
+
+		sn_buf_add(b, spaces, k);
+		n -= k;
+	}
+}
+
+static void table_row(const struct table *t, struct sn_buf *b, const size_t *width, const char *const *row,
+		      bool heading)
+{
+	for (unsigned c = 0; c < t->ncol; c++) {
+		const char *s = row[c];
+		bool right = t->head[c][0] == '>';
+		size_t len;
+
+		if (heading && right)
+			s++;
+		len = strlen(s);
+		if (c > 0)
+			sn_buf_add(b, "  ", 2);
+		if (right)
+			table_pad(b, width[c] - len);
+		sn_buf_add(b, s, len);
+		if (!right && c + 1 < t->ncol)
+			table_pad(b, width[c] - len);
+	}
+	sn_buf_add(b, "\n", 1);
+}
+
+static void table_render(struct table *t, struct sn_buf *b)
+{
+	size_t width[16] = {0};
+
+	if (t->failed || t->ncol > SN_ARRAY_SIZE(width)) {
+		b->failed = true;
+		return;
+	}
+	for (unsigned c = 0; c < t->ncol && !t->no_head; c++)
+		width[c] = strlen(t->head[c]) - (t->head[c][0] == '>');
+	for (size_t i = 0; i < t->n; i++)
+		width[i % t->ncol] = SN_MAX(width[i % t->ncol], strlen(t->cells[i]));
+	if (!t->no_head)
+		table_row(t, b, width, t->head, true);
+	for (size_t i = 0; i + t->ncol <= t->n; i += t->ncol)
+		table_row(t, b, width, (const char *const *)t->cells + i, false);
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->cells[i]);
+	free(t->cells);
+}
+
+/* ---- commands ---- */
+
+static const char *state_name(enum sn_port_state s)
+{
+	switch (s) {
+	case SN_PORT_UP:
+		return "up";
+	case SN_PORT_DOWN:
+		return "down";
+	case SN_PORT_LISTENING:
+		return "listening";
+	}
+	return "unknown";
+}
+
+static uint64_t drops_total(const struct sn_port_stats *s)
+{
+	return s->drop_txq_full + s->drop_runt + s->drop_oversize + s->drop_bad_framing + s->drop_no_buffer;
+}
+
+static void json_port_stats(struct sn_json *j, const struct sn_port_stats *s)
+{
+	sn_json_begin_object(j, "stats");
+	sn_json_uint(j, "rx_frames", s->rx_frames);
+	sn_json_uint(j, "rx_bytes", s->rx_bytes);
+	sn_json_uint(j, "tx_frames", s->tx_frames);
+	sn_json_uint(j, "tx_bytes", s->tx_bytes);
+	sn_json_uint(j, "drop_txq_full", s->drop_txq_full);
+	sn_json_uint(j, "drop_runt", s->drop_runt);
+	sn_json_uint(j, "drop_oversize", s->drop_oversize);
+	sn_json_uint(j, "drop_bad_framing", s->drop_bad_framing);
+	sn_json_uint(j, "drop_no_buffer", s->drop_no_buffer);
+	sn_json_uint(j, "fdb_refused", s->fdb_refused);
+	sn_json_uint(j, "fdb_entries", s->fdb_entries);
+	sn_json_uint(j, "txq_depth", s->txq_depth);
+	sn_json_end_object(j);
+}
+
+struct walk {
+	struct cmd_ctx *ctx;
+	struct table *t;
+};
+
+static int ports_visit(const struct sn_port_info *p, void *arg)
+{
+	struct walk *w = arg;
+	struct sn_json *j = w->ctx->j;
+	const struct sn_port_stats *s = &p->stats;
+
+	if (w->ctx->json) {
+		sn_json_begin_object(j, NULL);
+		sn_json_string(j, "name", p->name);
+		sn_json_string(j, "kind", p->kind);
+		sn_json_string(j, "parent", p->parent);
+		sn_json_string(j, "peer", p->peer);
+		sn_json_string(j, "state", state_name(p->state));
+		sn_json_uint(j, "mtu", p->mtu);
+		sn_json_uint(j, "txq_len", p->txq_len);
+		json_port_stats(j, s);
+		sn_json_end_object(j);
+		return 0;
+	}
+	table_cell(w->t, "%s", p->name);
+	table_cell(w->t, "%s", p->kind);
+	table_cell(w->t, "%s", state_name(p->state));
+	table_cell(w->t, "%u", p->mtu);
+	table_cell(w->t, "%llu", (unsigned long long)s->rx_frames);
+	table_cell(w->t, "%llu", (unsigned long long)s->rx_bytes);
+	table_cell(w->t, "%llu", (unsigned long long)s->tx_frames);
+	table_cell(w->t, "%llu", (unsigned long long)s->tx_bytes);
+	table_cell(w->t, "%llu", (unsigned long long)drops_total(s));
+	table_cell(w->t, "%u", s->fdb_entries);
+	table_cell(w->t, "%s", *p->peer ? p->peer : "-");
+	return 0;
+}
+
+static int cmd_ports(struct cmd_ctx *ctx)
+{
+	static const char *const head[] = {"NAME", "KIND", "STATE", ">MTU", ">RX-FRAMES", ">RX-BYTES",
+					   ">TX-FRAMES", ">TX-BYTES", ">DROPS", ">MACS", "PEER"};
+	struct table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
+	struct walk w = {ctx, &t};
+
+	if (ctx->json) {
+		sn_json_begin_array(ctx->j, "ports");
+		sn_switch_foreach_port(ctx->sw, ports_visit, &w);
+		sn_json_end_array(ctx->j);
+		return 0;
+	}
+	sn_switch_foreach_port(ctx->sw, ports_visit, &w);
+	table_render(&t, ctx->body);
+	table_free(&t);
+	return 0;
+}
+
+struct fdb_row {
+	uint8_t mac[6];
+	uint16_t vlan;
+	bool is_static;
+	double age;
+	char port[SN_PORT_NAME_MAX];
+};
+
+struct fdb_rows {
+	struct fdb_row *v;
+	size_t n, cap;
+};
+
+static int fdb_collect(const struct sn_fdb_info *e, void *arg)
+{
+	struct fdb_rows *rows = arg;
+	struct fdb_row *r;
+
+	if (rows->n == rows->cap) {
+		size_t cap = rows->cap ? rows->cap * 2 : 64;
+		struct fdb_row *v = realloc(rows->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		rows->v = v;
+		rows->cap = cap;
+	}
+	r = &rows->v[rows->n++];
+	memcpy(r->mac, e->mac, 6);
+	r->vlan = e->vlan;
+	r->is_static = e->is_static;
+	r->age = e->age;
+	sn_strlcpy(r->port, e->port, sizeof(r->port));
+	return 0;
+}
+
+static int fdb_row_cmp(const void *a, const void *b)
+{
+	const struct fdb_row *x = a, *y = b;
+	int r = memcmp(x->mac, y->mac, 6);
+
+	return r ? r : (int)x->vlan - (int)y->vlan;
+}
+
+static int cmd_fdb_show(struct cmd_ctx *ctx)
+{
+	static const char *const head[] = {"MAC", ">VLAN", "PORT", "TYPE", ">AGE"};
+	struct table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
+	struct fdb_rows rows = {0};
+	struct sn_buf age;
+	int r;
+
+	/* the table is a hash: sort, so that the same state always reads the same */
+	r = sn_switch_foreach_fdb(ctx->sw, fdb_collect, &rows);
+	if (r < 0) {
+		free(rows.v);
+		return r;
+	}
+	qsort(rows.v, rows.n, sizeof(*rows.v), fdb_row_cmp);
+	if (ctx->json)
+		sn_json_begin_array(ctx->j, "fdb");
+	sn_buf_init(&age);
+	for (size_t i = 0; i < rows.n; i++) {
+		const struct fdb_row *e = &rows.v[i];
+		char mac[18];
+
+		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", e->mac[0], e->mac[1], e->mac[2],
+			 e->mac[3], e->mac[4], e->mac[5]);
+		if (ctx->json) {
+			sn_json_begin_object(ctx->j, NULL);
+			sn_json_string(ctx->j, "mac", mac);
+			sn_json_uint(ctx->j, "vlan", e->vlan);
+			sn_json_string(ctx->j, "port", e->port);
+			sn_json_bool(ctx->j, "static", e->is_static);
+			sn_json_decimal(ctx->j, "age", e->age, 3);
+			sn_json_end_object(ctx->j);
+			continue;
+		}
+		age.len = 0;
+		if (e->is_static)
+			sn_buf_puts(&age, "-");
+		else
+			sn_buf_decimal(&age, e->age, 1);
+		table_cell(&t, "%s", mac);
+		table_cell(&t, "%u", e->vlan);
+		table_cell(&t, "%s", e->port);
+		table_cell(&t, "%s", e->is_static ? "static" : "dynamic");
+		table_cell(&t, "%s", age.failed ? "?" : age.data);
+	}
+	if (ctx->json)
+		sn_json_end_array(ctx->j);
+	else
+		table_render(&t, ctx->body);
+	sn_buf_finish(&age);
+	table_free(&t);
+	free(rows.v);
+	return 0;
+}
+
+static int cmd_fdb_flush(struct cmd_ctx *ctx)
+{
+	const char *port = ctx->argc ? ctx->argv[0] : NULL;
+	int n = sn_switch_fdb_flush(ctx->sw, port);
+
+	if (n == -ENOENT)
+		return sn_error_set(&ctx->err, n, "no port called '%s'", port);
+	if (n < 0)
+		return n;
+	if (ctx->json)
+		sn_json_uint(ctx->j, "flushed", (unsigned)n);
+	else
+		sn_buf_printf(ctx->body, "flushed %d %s\n", n, n == 1 ? "entry" : "entries");
+	return 0;
+}
+
+static int stats_visit(const struct sn_port_info *p, void *arg)
+{
+	struct walk *w = arg;
+	const struct sn_port_stats *s = &p->stats;
+
+	if (w->ctx->json) {
+		sn_json_begin_object(w->ctx->j, NULL);
+		sn_json_string(w->ctx->j, "name", p->name);
+		json_port_stats(w->ctx->j, s);
+		sn_json_end_object(w->ctx->j);
+		return 0;
+	}
+	table_cell(w->t, "%s", p->name);
+	table_cell(w->t, "%llu", (unsigned long long)s->drop_txq_full);
+	table_cell(w->t, "%llu", (unsigned long long)s->drop_runt);
+	table_cell(w->t, "%llu", (unsigned long long)s->drop_oversize);
+	table_cell(w->t, "%llu", (unsigned long long)s->drop_bad_framing);
+	table_cell(w->t, "%llu", (unsigned long long)s->drop_no_buffer);
+	table_cell(w->t, "%llu", (unsigned long long)s->fdb_refused);
+	table_cell(w->t, "%u", s->txq_depth);
+	return 0;
+}
+
+static int cmd_stats(struct cmd_ctx *ctx)
+{
+	static const char *const sw_head[] = {"", ">"};
+	static const char *const port_head[] = {"PORT", ">TXQ-FULL", ">RUNT", ">OVERSIZE", ">BAD-FRAMING",
+						">NO-BUFFER", ">FDB-REFUSED", ">TXQ-DEPTH"};
+	struct table swt = {.head = sw_head, .ncol = 2, .no_head = true};
+	struct table pt = {.head = port_head, .ncol = SN_ARRAY_SIZE(port_head)};
+	struct walk w = {ctx, &pt};
+	struct sn_switch_stats st;
+	struct sn_json *j = ctx->j;
+
+	sn_switch_get_stats(ctx->sw, &st);
+	if (ctx->json) {
+		sn_json_begin_object(j, "switch");
+		sn_json_uint(j, "unicast", st.unicast);
+		sn_json_uint(j, "flooded", st.flooded);
+		sn_json_uint(j, "filtered", st.filtered);
+		sn_json_uint(j, "fdb_refused_table", st.fdb_refused_table);
+		sn_json_uint(j, "fdb_refused_port", st.fdb_refused_port);
+		sn_json_uint(j, "fdb_moves", st.fdb_moves);
+		sn_json_uint(j, "fdb_entries", st.fdb_entries);
+		sn_json_uint(j, "fdb_max", st.fdb_max);
+		sn_json_uint(j, "pool_free", st.pool_free);
+		sn_json_uint(j, "pool_total", st.pool_total);
+		sn_json_uint(j, "ports", st.ports);
+		sn_json_end_object(j);
+		sn_json_begin_array(j, "ports");
+		sn_switch_foreach_port(ctx->sw, stats_visit, &w);
+		sn_json_end_array(j);
+		return 0;
+	}
+	table_cell(&swt, "unicast frames");
+	table_cell(&swt, "%llu", (unsigned long long)st.unicast);
+	table_cell(&swt, "flooded frames");
+	table_cell(&swt, "%llu", (unsigned long long)st.flooded);
+	table_cell(&swt, "filtered frames");
+	table_cell(&swt, "%llu", (unsigned long long)st.filtered);
+	table_cell(&swt, "fdb entries");
+	table_cell(&swt, "%u of %u", st.fdb_entries, st.fdb_max);
+	table_cell(&swt, "fdb moves");
+	table_cell(&swt, "%llu", (unsigned long long)st.fdb_moves);
+	table_cell(&swt, "fdb refused, table full");
+	table_cell(&swt, "%llu", (unsigned long long)st.fdb_refused_table);
+	table_cell(&swt, "fdb refused, port cap");
+	table_cell(&swt, "%llu", (unsigned long long)st.fdb_refused_port);
+	table_cell(&swt, "pool buffers free");
+	table_cell(&swt, "%u of %u", st.pool_free, st.pool_total);
+	table_cell(&swt, "ports");
+	table_cell(&swt, "%u", st.ports);
+	table_render(&swt, ctx->body);
+	table_free(&swt);
+	sn_buf_puts(ctx->body, "\n");
+	sn_switch_foreach_port(ctx->sw, stats_visit, &w);
+	table_render(&pt, ctx->body);
+	table_free(&pt);
+	return 0;
+}
+
+static int cmd_port_add(struct cmd_ctx *ctx)
+{
+	char name[SN_PORT_NAME_MAX];
+	int r = sn_switch_add_port(ctx->sw, ctx->argv[0], name, sizeof(name), &ctx->err);
+
+	if (r < 0)
+		return r;
+	sn_debug("control: added port %s", name);
+	if (ctx->json)
+		sn_json_string(ctx->j, "added", name);
+	else
+		sn_buf_printf(ctx->body, "%s\n", name);
+	return 0;
+}
+
+static int cmd_port_del(struct cmd_ctx *ctx)
+{
+	const char *name = ctx->argv[0];
+	int r = sn_switch_del_port(ctx->sw, name);
+
+	if (r == -ENOENT)
+		return sn_error_set(&ctx->err, r, "no port called '%s'", name);
+	if (r < 0)
+		return r;
+	sn_debug("control: deleted port %s", name);
+	if (ctx->json)
+		sn_json_string(ctx->j, "deleted", name);
+	return 0;
+}
+
+static int cmd_help(struct cmd_ctx *ctx);
+
+static const struct cmd commands[] = {
+	{"ports", "", "list ports and listeners with their counters", 0, 0, cmd_ports},
+	{"fdb show", "", "list the forwarding database", 0, 0, cmd_fdb_show},
+	{"fdb flush", "[PORT]", "forget learned entries, all or one port's", 0, 1, cmd_fdb_flush},
+	{"fdb", "", NULL, 0, 0, cmd_fdb_show},
+	{"stats", "", "switch counters and per-port drops by reason", 0, 0, cmd_stats},
+	{"port add", "SPEC", "add a port, KIND,key=value,... (prints its name)", 1, 1, cmd_port_add},
+	{"port del", "NAME", "remove a port, or a listener with its clients", 1, 1, cmd_port_del},
+	{"help", "", "list the commands", 0, 0, cmd_help},
+};
+
+static int cmd_help(struct cmd_ctx *ctx)
+{
+	static const char *const head[] = {"COMMAND", "DESCRIPTION"};
+	struct table t = {.head = head, .ncol = 2};
+
+	if (ctx->json)
+		sn_json_begin_array(ctx->j, "commands");
+	for (size_t i = 0; i < SN_ARRAY_SIZE(commands); i++) {
+		const struct cmd *c = &commands[i];
+
+		if (!c->help)
+			continue;
+		if (ctx->json) {
+			struct sn_buf usage;
+
+			sn_buf_init(&usage);
+			sn_buf_printf(&usage, "%s%s%s", c->name, *c->args ? " " : "", c->args);
+			sn_json_begin_object(ctx->j, NULL);
+			sn_json_string(ctx->j, "name", c->name);
+			sn_json_string(ctx->j, "usage", usage.failed ? c->name : usage.data);
+			sn_json_string(ctx->j, "help", c->help);
+			sn_json_end_object(ctx->j);
+			sn_buf_finish(&usage);
+			continue;
+		}
+		table_cell(&t, "%s%s%s", c->name, *c->args ? " " : "", c->args);
+		table_cell(&t, "%s", c->help);
+	}
+	if (ctx->json) {
+		sn_json_end_array(ctx->j);
+		return 0;
+	}
+	table_render(&t, ctx->body);
+	table_free(&t);
+	return 0;
+}
+
+/* How many leading arguments spell @name (its words one per argument), or 0 for no match. */
+static int cmd_match(const char *name, int argc, char **argv)
+{
+	int k = 0;
+
+	while (*name) {
+		size_t n = strcspn(name, " ");
+
+		if (k >= argc || strlen(argv[k]) != n || memcmp(argv[k], name, n))
+			return 0;
+		k++;
+		name += n;
+		name += *name == ' ';
+	}
+	return k;
+}
+
+/* ---- clients ---- */
+
+/* Queues bytes for the client; they go out from its write watcher. -ENOBUFS when a streaming
+ * client already has STREAM_BUF_MAX unsent (the caller drops and counts), -ENOMEM. */
+static int client_send(struct client *c, const void *data, size_t len)
+{
+	if (c->phase == PHASE_STREAM && c->out.len - c->out_off + len > STREAM_BUF_MAX)
+		return -ENOBUFS;
+	sn_buf_add(&c->out, data, len);
+	if (c->out.failed)
+		return -ENOMEM;
+	ev_io_start(c->ctl->loop, &c->wio);
+	return 0;
+}
+
+static void client_reply_start(struct client *c, enum phase phase)
+{
+	struct ev_loop *loop = c->ctl->loop;
+
+	c->phase = phase;
+	if (phase == PHASE_REPLY) {
+		/* stop reading: a client may shut down its side once the request is out */
+		ev_io_stop(loop, &c->rio);
+	} else {
+		/* streaming has no deadline; reading on only to notice the hang-up */
+		ev_timer_stop(loop, &c->timer);
+	}
+	ev_io_start(loop, &c->wio);
+}
+
+static void client_error(struct client *c, int code, const char *msg)
+{
+	struct sn_buf *o = &c->out;
+
+	if (!*msg)
+		msg = strerror(-code);
+	sn_buf_printf(o, "ERR %s ", errno_name(-code));
+	/* the message must stay on the status line */
+	for (const char *p = msg; *p; p += strcspn(p, "\r\n")) {
+		if (*p == '\r' || *p == '\n') {
+			sn_buf_add(o, " ", 1);
+			p++;
+			continue;
+		}
+		sn_buf_add(o, p, strcspn(p, "\r\n"));
+	}
+	sn_buf_add(o, "\n", 1);
+	if (c->json) {
+		struct sn_json j;
+
+		sn_json_init(&j, o);
+		sn_json_begin_object(&j, NULL);
+		sn_json_uint(&j, "version", CTL_VERSION);
+		sn_json_begin_object(&j, "error");
+		sn_json_string(&j, "code", errno_name(-code));
+		sn_json_string(&j, "message", msg);
+		sn_json_end_object(&j);
+		sn_json_end_object(&j);
+		sn_buf_add(o, "\n", 1);
+	}
+	client_reply_start(c, PHASE_REPLY);
+}
+
+static int client_fail(struct client *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Replies ERR; returns @code. */
+static int client_fail(struct client *c, int code, const char *fmt, ...)
+{
+	char msg[sizeof(((struct sn_error *)0)->msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sn_debug("control: refusing a request: %s", msg);
+	client_error(c, code, msg);
+	return code;
+}
+
+static void dispatch(struct client *c, int argc, char **argv)
+{
+	struct cmd_ctx ctx = {.sw = c->ctl->sw, .client = c, .json = c->json};
+	const struct cmd *cmd = NULL;
+	struct sn_buf body;
+	struct sn_json j;
+	int words = 0, r;
+
+	sn_buf_init(&body);
+	ctx.body = &body;
+	ctx.j = &j;
+	sn_json_init(&j, &body);
+	if (c->json) {
+		sn_json_begin_object(&j, NULL);
+		sn_json_uint(&j, "version", CTL_VERSION);
+	}
+	for (size_t i = 0; i < SN_ARRAY_SIZE(commands) && !cmd; i++)
+		if ((words = cmd_match(commands[i].name, argc, argv)))
+			cmd = &commands[i];
+	if (!cmd) {
+		r = sn_error_set(&ctx.err, -EINVAL, "unknown command '%s'; 'help' lists the commands",
+				 argv[0]);
+	} else if (argc - words > cmd->max_args) {
+		r = sn_error_set(&ctx.err, -EINVAL, "%s: unexpected argument '%s' (usage: %s%s%s)", cmd->name,
+				 argv[words + cmd->max_args], cmd->name, *cmd->args ? " " : "", cmd->args);
+	} else if (argc - words < cmd->min_args) {
+		r = sn_error_set(&ctx.err, -EINVAL, "usage: %s %s", cmd->name, cmd->args);
+	} else {
+		ctx.argc = argc - words;
+		ctx.argv = argv + words;
+		r = cmd->run(&ctx);
+		if (r >= 0 && body.failed)
+			r = sn_error_set(&ctx.err, -ENOMEM, "out of memory while building the reply");
+	}
+	if (r < 0) {
+		client_error(c, r, ctx.err.msg);
+	} else {
+		if (c->json && r != CMD_STREAM) {
+			sn_json_end_object(&j);
+			sn_buf_add(&body, "\n", 1);
+		}
+		if (client_send(c, "OK\n", 3) < 0 || client_send(c, body.data, body.len) < 0)
+			c->out.failed = true; /* cannot even say so: client_write_cb ends it */
+		client_reply_start(c, r == CMD_STREAM ? PHASE_STREAM : PHASE_REPLY);
+	}
+	sn_buf_finish(&body);
+}
+
+/* Looks for a whole request in what arrived so far and runs it. Returns 0 when it needs more
+ * bytes or ran the command, -errno when it refused the request. */
+static int request_try(struct client *c)
+{
+	struct sn_buf *in = &c->in;
+	size_t magic = strlen(CTL_MAGIC), from;
+	char *argv[ARGS_MAX], *end, *p, *line, *opt, *num;
+	unsigned long version;
+	int argc = 0;
+	bool bad_opt = false;
+
+	/* fail early on bytes that cannot become a request, before waiting for more of them */
+	if (memcmp(in->data, CTL_MAGIC, SN_MIN(in->len, magic)))
+		return client_fail(c, -EPROTO, "not a control request: it must start with '%s%d'", CTL_MAGIC,
+				   CTL_VERSION);
+	from = c->scanned ? c->scanned - 1 : 0; /* a "\n\n" may straddle two reads */
+	end = memmem(in->data + from, in->len - from, "\n\n", 2);
+	c->scanned = in->len;
+	if (!end || (size_t)(end - in->data) + 2 > REQ_MAX) {
+		if (in->len > REQ_MAX || end)
+			return client_fail(c, -E2BIG, "request longer than %d bytes", REQ_MAX);
+		return 0;
+	}
+	if (memchr(in->data, '\0', (size_t)(end - in->data)))
+		return client_fail(c, -EINVAL, "request holds a NUL byte");
+	*end = '\0';
+	p = in->data;
+	line = strsep(&p, "\n");
+	num = line + magic;
+	if (*num < '0' || *num > '9')
+		return client_fail(c, -EPROTO, "bad version line '%.64s'", line);
+	version = strtoul(num, &opt, 10);
+	if (*opt && *opt != ' ')
+		return client_fail(c, -EPROTO, "bad version line '%.64s'", line);
+	if (version != CTL_VERSION)
+		return client_fail(c, -EPROTONOSUPPORT,
+				   "protocol version %.*s is not supported; this switch speaks version %d",
+				   (int)SN_MIN(opt - num, 20), num, CTL_VERSION);
+	while (opt && *opt) {
+		char *word = strsep(&opt, " ");
+
+		if (!strcmp(word, "json")) {
+			c->json = true;
+		} else if (*word && !bad_opt) {
+			bad_opt = true;
+			line = word;
+		}
+	}
+	if (bad_opt)
+		return client_fail(c, -EINVAL, "unknown request option '%.64s'", line);
+	while (p) {
+		if (argc == ARGS_MAX)
+			return client_fail(c, -E2BIG, "more than %d arguments", ARGS_MAX);
+		argv[argc++] = strsep(&p, "\n");
+	}
+	if (argc == 0)
+		return client_fail(c, -EINVAL, "no command given; 'help' lists the commands");
+	dispatch(c, argc, argv);
+	return 0;
+}
+
+static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct client *c = w->data;
+	char buf[4096];
+
+	/* bounded, so that a client pouring bytes in cannot hold the loop */
+	for (int round = 0; round < 16; round++) {
+		ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			/* mid-request the client gave up; lingering it has read the reply; streaming
+			 * it hung up: in every case the connection is over */
+			if (n < 0 || c->phase == PHASE_REQUEST)
+				sn_debug("control: client left: %s",
+					 n < 0 ? strerror(errno) : "end of stream");
+			client_free(c);
+			return;
+		}
+		if (c->phase != PHASE_REQUEST)
+			continue; /* lingering or streaming: whatever comes is ignored */
+		sn_buf_add(&c->in, buf, (size_t)n);
+		if (c->in.failed) {
+			client_fail(c, -ENOMEM, "out of memory reading the request");
+			return;
+		}
+		ev_timer_again(loop, &c->timer);
+		request_try(c);
+		if (c->phase == PHASE_REPLY)
+			return;
+	}
+}
+
+/* The reply is out: shut our side, then wait (briefly) for the client to close. Closing with
+ * unread bytes from the client could make its kernel drop our reply. */
+static void client_linger(struct client *c)
+{
+	struct ev_loop *loop = c->ctl->loop;
+
+	c->phase = PHASE_LINGER;
+	shutdown(c->fd, SHUT_WR);
+	ev_io_start(loop, &c->rio);
+	c->timer.repeat = LINGER_TIMEOUT;
+	ev_timer_again(loop, &c->timer);
+}
+
+static void client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct client *c = w->data;
+
+	if (c->out.failed) {
+		sn_debug("control: out of memory replying to a client");
+		client_free(c);
+		return;
+	}
+	while (c->out_off < c->out.len) {
+		ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			/* compact, so a stream's buffer does not grow with what was already sent */
+			sn_buf_consume(&c->out, c->out_off);
+			c->out_off = 0;
+			return;
+		}
+		if (n < 0) {
+			sn_debug("control: client: %s", strerror(errno));
+			client_free(c);
+			return;
+		}
+		c->out_off += (size_t)n;
+		if (c->phase == PHASE_REPLY)
+			ev_timer_again(loop, &c->timer);
+	}
+	c->out.len = 0;
+	c->out_off = 0;
+	ev_io_stop(loop, w);
+	if (c->phase == PHASE_REPLY)
+		client_linger(c);
+}
+
+static void client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct client *c = w->data;
+
+	if (c->phase != PHASE_LINGER)
+		sn_debug("control: client timed out");
+	client_free(c);
+}
+
+static void accept_on(struct sn_control *ctl);
+
+static void client_free(struct client *c)
+{
+	struct sn_control *ctl = c->ctl;
+
+	if (c->stream_end) {
+		void (*end)(struct client *) = c->stream_end;
+
+		c->stream_end = NULL;
+		end(c);
+	}
+	ev_io_stop(ctl->loop, &c->rio);
+	ev_io_stop(ctl->loop, &c->wio);
+	ev_timer_stop(ctl->loop, &c->timer);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		ctl->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	ctl->nclients--;
+	sn_buf_finish(&c->in);
+	sn_buf_finish(&c->out);
+	free(c);
+	if (!ctl->closing && !ctl->accepting && !ev_is_active(&ctl->pause))
+		accept_on(ctl);
+}
+
+/* ---- the listening socket ---- */
+
+/* The control socket alone does not keep the loop running, like the switch itself. */
+static void accept_on(struct sn_control *ctl)
+{
+	if (ctl->accepting)
+		return;
+	ev_io_start(ctl->loop, &ctl->accept_io);
+	ev_unref(ctl->loop);
+	ctl->accepting = true;
+}
+
+static void accept_off(struct sn_control *ctl)
+{
+	if (!ctl->accepting)
+		return;
+	ev_ref(ctl->loop);
+	ev_io_stop(ctl->loop, &ctl->accept_io);
+	ctl->accepting = false;
+}
+
+static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sn_control *ctl = w->data;
+
+	ev_ref(loop);
+	ev_timer_stop(loop, w);
+	if (ctl->nclients < CLIENTS_MAX)
+		accept_on(ctl);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct sn_control *ctl = w->data;
+
+	for (int i = 0; i < 16 && ctl->nclients < CLIENTS_MAX; i++) {
+		struct client *c;
+		int fd = accept(ctl->fd, NULL, NULL);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				sn_warn("control: accept: %s; pausing", strerror(errno));
+				accept_off(ctl);
+				ev_timer_set(&ctl->pause, ACCEPT_PAUSE, 0);
+				ev_timer_start(loop, &ctl->pause);
+				ev_unref(loop);
+			}
+			return;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c || sn_fd_nonblock(fd) < 0) {
+			free(c);
+			close(fd);
+			continue;
+		}
+		c->ctl = ctl;
+		c->fd = fd;
+		sn_buf_init(&c->in);
+		sn_buf_init(&c->out);
+		ev_io_init(&c->rio, client_read_cb, fd, EV_READ);
+		c->rio.data = c;
+		ev_io_init(&c->wio, client_write_cb, fd, EV_WRITE);
+		c->wio.data = c;
+		ev_init(&c->timer, client_timer_cb);
+		c->timer.data = c;
+		c->timer.repeat = IDLE_TIMEOUT;
+		ev_timer_again(loop, &c->timer);
+		ev_io_start(loop, &c->rio);
+		c->next = ctl->clients;
+		if (c->next)
+			c->next->prev = c;
+		ctl->clients = c;
+		ctl->nclients++;
+	}
+	/* full: leave the rest in the backlog until a slot frees */
+	if (ctl->nclients >= CLIENTS_MAX)
+		accept_off(ctl);
+}
+
+SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct sn_control **ret_ctl,
+				struct sn_error *err)
+{
+	struct sn_control *ctl;
+	struct sn_sockaddr a;
+	struct stat st;
+	mode_t mask;
+	int fd, r;
+
+	if (err)
+		err->msg[0] = '\0';
+	if (!sw || !path || !ret_ctl)
+		return sn_error_set(err, -EINVAL, "no switch or no path");
+	if (sn_sockaddr_unix(path, &a) < 0)
+		return sn_error_set(err, -EINVAL, "control socket path must be 1 to %zu bytes",
+				    sizeof(a.u.un.sun_path) - 1);
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return sn_error_set(err, -ENOMEM, "out of memory");
+	/* Born 0600, so no other user can connect between bind() and chmod(). umask is per
+	 * process: another thread creating a file right now would get a stricter mode. */
+	mask = umask(0177);
+	fd = sn_sock_listen(&a, SOCK_STREAM, err);
+	umask(mask);
+	if (fd < 0) {
+		free(ctl);
+		return fd;
+	}
+	if (chmod(path, 0600) < 0 || lstat(path, &st) < 0) {
+		r = -errno;
+		close(fd);
+		unlink(path);
+		free(ctl);
+		return sn_error_set(err, r, "%s: %s", path, strerror(-r));
+	}
+	ctl->sw = sw;
+	ctl->loop = sw->loop;
+	ctl->fd = fd;
+	ctl->dev = st.st_dev;
+	ctl->ino = st.st_ino;
+	sn_strlcpy(ctl->path, path, sizeof(ctl->path));
+	ev_io_init(&ctl->accept_io, accept_cb, fd, EV_READ);
+	ctl->accept_io.data = ctl;
+	ev_init(&ctl->pause, pause_cb);
+	ctl->pause.data = ctl;
+	accept_on(ctl);
+	*ret_ctl = ctl;
+	return 0;
 }
 
 SN_EXPORT void sn_control_destroy(struct sn_control *ctl)
 {
+	struct stat st;
+
+	if (!ctl)
+		return;
+	ctl->closing = true;
+	while (ctl->clients)
+		client_free(ctl->clients);
+	accept_off(ctl);
+	if (ev_is_active(&ctl->pause)) {
+		ev_ref(ctl->loop);
+		ev_timer_stop(ctl->loop, &ctl->pause);
+	}
+	close(ctl->fd);
+	/* only our own socket: someone may have replaced the file since */
+	if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)
+		unlink(ctl->path);
+	free(ctl);
 }
