@@ -98,7 +98,7 @@ int sn_spec_get_uint(struct sn_spec *spec, const char *key, unsigned min, unsign
 		return 0;
 	errno = 0;
 	n = strtoul(v, &end, 10);
-	if (!*v || *end || errno || *v == '-' || n < min || n > max)
+	if (*v < '0' || *v > '9' || *end || errno || n < min || n > max)
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': want a number from %u to %u", v,
 				    key, min, max);
 	*ret = (unsigned)n;

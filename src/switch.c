@@ -411,10 +411,11 @@ void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
 		if (!(d[0] & 1) && (out = sn_fdb_lookup(&sw->fdb, d, vlan, now))) {
 			if (out == in) {
 				sw->filtered++;
-			} else {
+			} else if (sn_likely(out->state == SN_PORT_UP)) {
 				sw->unicast++;
 				enqueue(out, f, payload);
 			}
+			/* else a static entry names a port that is down: no peer to carry it */
 		} else {
 			sw->flooded++;
 			for (unsigned j = 0; j < sw->nup; j++)
