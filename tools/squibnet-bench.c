@@ -1,8 +1,1514 @@
-/* squibnet-bench - placeholder. */
+/* squibnet-bench - forwarding benchmark: starts the real daemon, attaches client endpoints over
+ * its stream and dgram listeners, pushes frames of a few sizes A->B and all-to-all, and reports
+ * delivered frames, loss, rate and the switch's CPU time per frame, plus whether the daemon's
+ * memory grows with traffic. With vde_switch in PATH it measures that too, for comparison.
+ *
+ * It is a benchmark, not a test: it reports numbers and never judges them by its exit code.
+ * Senders keep a bounded window of frames in flight, so a loss means the switch dropped a frame
+ * while the receiver was keeping up. The switch is pinned to one CPU and the bench's threads to
+ * another, so the switch's CPU time is its own. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
-int main(void)
+#include <squibnet/switch.h>
+
+#include "framing.h"
+#include "sock.h"
+
+#define MAX_CLIENTS 4
+#define BATCH 64          /* frames per write in batch mode, per sendmmsg/recvmmsg */
+#define RX_BUF (1u << 20) /* stream receive buffer per client */
+#define DGRAM_CAP 2048    /* receive slot per datagram: frames here are at most 1514 bytes */
+#define ETHERTYPE 0x88b5  /* IEEE 802 local experimental */
+#define STALL_NS 250000000ull
+#define SOCKBUF (4 << 20)
+
+enum mode { MODE_BATCH, MODE_SINGLE, MODE_DGRAM, MODE_VDE, MODE_COUNT };
+enum topo { TOPO_AB, TOPO_ALL, TOPO_COUNT };
+
+static const char *const mode_names[] = {"batch", "single", "dgram", "vde"};
+static const char *const mode_desc[] = {
+	"stream, 64 frames/write", "stream, 1 frame/write", "dgram, 1 frame/datagram",
+	"vde_switch, 1 frame/datagram",
+};
+static const char *const topo_names[] = {"a-b", "all-to-all"};
+
+struct opts {
+	const char *squibnet;
+	double seconds;
+	unsigned window;
+	bool json, quick, pin, vde, heap, verbose;
+	unsigned modes;   /* bit per enum mode */
+	unsigned topos;   /* bit per enum topo */
+	unsigned sizes[8];
+	unsigned nsizes;
+};
+
+/* One endpoint attached to the switch. */
+struct client {
+	int fd;
+	int ctl;                  /* vde: the control connection that keeps the port alive */
+	char path[108];           /* our bound datagram socket, unlinked at the end */
+	uint8_t mac[6];
+	bool stream;
+	struct sn_streambuf rx;
+	/* what the sender writes: BATCH records, with length prefixes for streams */
+	uint8_t *tx;
+	size_t rec_len;           /* bytes of one record (prefix + frame) */
+	size_t hl;                /* bytes of length prefix */
+	unsigned next;            /* single mode: the next record to write */
+	uint8_t dst_idx[BATCH];   /* which client each record goes to */
+	uint32_t tx_seq[MAX_CLIENTS]; /* next sequence number towards each client */
+	/* receiver's counts; sequence gaps reveal losses early, so the window need not wait them out */
+	uint32_t rx_expect[MAX_CLIENTS];
+	uint64_t rx_frames, rx_bytes, stray, gaps;
+};
+
+struct child {
+	pid_t pid;
+	int stdin_fd;             /* vde_switch's console input, held open so it never sees EOF */
+	char log[PATH_MAX];
+};
+
+struct run {
+	enum mode mode;
+	enum topo topo;
+	unsigned size;
+	struct client cl[MAX_CLIENTS];
+	unsigned ncl;
+	unsigned window;
+	uint64_t max_frames;      /* 0: run for the duration */
+	double seconds;
+	_Atomic uint64_t received;
+	_Atomic uint64_t gaps;    /* frames known lost from sequence gaps */
+	_Atomic uint64_t last_rx_ns;
+	_Atomic bool stop;
+	bool counting;            /* receiver: count for the run, or just drain */
+	int epfd;
+};
+
+struct result {
+	enum mode mode;
+	enum topo topo;
+	unsigned size;
+	bool ok;
+	char why[160];
+	uint64_t sent, received, stray;
+	double secs, cpu_ns;
+	uint64_t rx_bytes;
+};
+
+static char tmpdir[64];
+static long clk_tck;
+
+/* ---- small helpers ---- */
+
+static uint64_t now_ns(void)
 {
-	fprintf(stderr, "not implemented yet\n");
-	return 1;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "squibnet-bench: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* CPU time the process has used, in ns: schedstat is exact, /proc/PID/stat counts ticks. The
+ * switch daemons measured here are single-threaded, so the leader's numbers are the process's. */
+static double proc_cpu_ns(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long long run = 0, ut = 0, st = 0;
+	FILE *f;
+	char *p;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+	f = fopen(path, "r");
+	if (f) {
+		int ok = fscanf(f, "%llu", &run) == 1;
+
+		fclose(f);
+		if (ok && run > 0)
+			return (double)run;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* the command name may hold blanks and parentheses: fields count from the last ')' */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return 0;
+	return (double)(ut + st) * 1e9 / (double)clk_tck;
+}
+
+struct memstat {
+	long rss_kb, data_kb, hwm_kb;
+};
+
+static void proc_mem(pid_t pid, struct memstat *m)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	*m = (struct memstat){-1, -1, -1};
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		sscanf(line, "VmRSS: %ld", &m->rss_kb);
+		sscanf(line, "VmData: %ld", &m->data_kb);
+		sscanf(line, "VmHWM: %ld", &m->hwm_kb);
+	}
+	fclose(f);
+}
+
+static void pin_to(pid_t pid, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(pid, sizeof(set), &set);
+}
+
+static void raise_bufs(int fd)
+{
+	int sz = SOCKBUF;
+
+	/* root may go past the sysctl caps; others get what the caps allow */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+}
+
+/* ---- switch processes ---- */
+
+static bool is_socket(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static void print_log_tail(const char *log)
+{
+	char buf[2048];
+	FILE *f = fopen(log, "r");
+	size_t n;
+
+	if (!f)
+		return;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	fprintf(stderr, "%s", buf);
+}
+
+/* Starts @argv with stdout and stderr in @c->log, pinned to @cpu (-1: anywhere). */
+static int spawn(struct child *c, char *const argv[], int cpu, bool stdin_pipe)
+{
+	int pfd[2] = {-1, -1};
+
+	if (stdin_pipe && pipe(pfd) < 0)
+		return -errno;
+	c->pid = fork();
+	if (c->pid < 0)
+		return -errno;
+	if (c->pid == 0) {
+		int out = open(c->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int in = stdin_pipe ? pfd[0] : open("/dev/null", O_RDONLY);
+
+		if (out < 0 || in < 0)
+			_exit(127);
+		dup2(in, 0);
+		dup2(out, 1);
+		dup2(out, 2);
+		if (cpu >= 0)
+			pin_to(0, cpu);
+		execvp(argv[0], argv);
+		fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	c->stdin_fd = -1;
+	if (stdin_pipe) {
+		close(pfd[0]);
+		c->stdin_fd = pfd[1];
+	}
+	return 0;
+}
+
+/* Waits until @sock is a socket file: the process has set itself up. */
+static int wait_ready(struct child *c, const char *sock)
+{
+	uint64_t end = now_ns() + 5000000000ull;
+	int status;
+
+	while (now_ns() < end) {
+		if (waitpid(c->pid, &status, WNOHANG) == c->pid) {
+			c->pid = 0;
+			return -ECHILD;
+		}
+		if (is_socket(sock))
+			return 0;
+		sleep_ns(2000000);
+	}
+	return -ETIMEDOUT;
+}
+
+static void stop_child(struct child *c)
+{
+	int status;
+	uint64_t end = now_ns() + 2000000000ull;
+
+	if (c->pid <= 0)
+		return;
+	kill(c->pid, SIGTERM);
+	while (waitpid(c->pid, &status, WNOHANG) == 0) {
+		if (now_ns() > end) {
+			kill(c->pid, SIGKILL);
+			waitpid(c->pid, &status, 0);
+			break;
+		}
+		sleep_ns(1000000);
+	}
+	if (c->stdin_fd >= 0)
+		close(c->stdin_fd);
+	c->pid = 0;
+}
+
+/* The daemon with a stream listener, a dgram listener when it has them, and a control socket. */
+static int start_squibnet(const struct opts *o, struct child *c, bool with_dgram, int cpu)
+{
+	char sarg[PATH_MAX + 64], darg[PATH_MAX + 64], carg[PATH_MAX], csock[PATH_MAX];
+	char *argv[12];
+	int n = 0, r;
+
+	snprintf(sarg, sizeof(sarg), "stream,listen=unix:%s/s.sock", tmpdir);
+	snprintf(darg, sizeof(darg), "dgram,listen=%s/d.sock", tmpdir);
+	snprintf(carg, sizeof(carg), "%s/c.sock", tmpdir);
+	snprintf(csock, sizeof(csock), "%s", carg);
+	snprintf(c->log, sizeof(c->log), "%s/squibnet.log", tmpdir);
+	unlink(csock);
+	argv[n++] = (char *)o->squibnet;
+	argv[n++] = "--port";
+	argv[n++] = sarg;
+	if (with_dgram) {
+		argv[n++] = "--port";
+		argv[n++] = darg;
+	}
+	argv[n++] = "--control";
+	argv[n++] = carg;
+	argv[n++] = "-q";
+	argv[n] = NULL;
+	r = spawn(c, argv, cpu, false);
+	if (r < 0)
+		return r;
+	/* the daemon makes the control socket after every port: its presence means ready */
+	r = wait_ready(c, csock);
+	if (r < 0)
+		stop_child(c);
+	return r;
+}
+
+static int start_vde(struct child *c, int cpu)
+{
+	char dir[PATH_MAX], ctl[PATH_MAX + 8];
+	char *argv[] = {"vde_switch", "-s", dir, NULL};
+	int r;
+
+	snprintf(dir, sizeof(dir), "%s/vde", tmpdir);
+	snprintf(ctl, sizeof(ctl), "%s/ctl", dir);
+	snprintf(c->log, sizeof(c->log), "%s/vde_switch.log", tmpdir);
+	/* no -d: it stays our child, so we can read its /proc files and stop it; its console
+	 * reads standard input, which we keep open */
+	r = spawn(c, argv, cpu, true);
+	if (r < 0)
+		return r;
+	r = wait_ready(c, ctl);
+	if (r < 0)
+		stop_child(c);
+	return r;
+}
+
+static bool in_path(const char *prog)
+{
+	const char *p = getenv("PATH");
+	char buf[PATH_MAX];
+
+	if (!p)
+		p = "/usr/bin:/bin";
+	while (*p) {
+		size_t n = strcspn(p, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, p, prog);
+		if (access(buf, X_OK) == 0)
+			return true;
+		p += n;
+		if (*p == ':')
+			p++;
+	}
+	return false;
+}
+
+/* ---- clients ---- */
+
+static int connect_stream(struct client *cl)
+{
+	struct sn_sockaddr a;
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/s.sock", tmpdir);
+	if (sn_sockaddr_unix(path, &a) < 0)
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	raise_bufs(fd);
+	if (connect(fd, &a.u.sa, a.len) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	cl->fd = fd;
+	cl->stream = true;
+	return sn_streambuf_init(&cl->rx, RX_BUF);
+}
+
+static int bind_dgram(struct client *cl, unsigned idx)
+{
+	struct sn_sockaddr a;
+	int fd;
+
+	snprintf(cl->path, sizeof(cl->path), "%s/c%u.sock", tmpdir, idx);
+	unlink(cl->path);
+	if (sn_sockaddr_unix(cl->path, &a) < 0)
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	raise_bufs(fd);
+	if (bind(fd, &a.u.sa, a.len) < 0) {
+		int r = -errno;
+
+		close(fd);
+		cl->path[0] = '\0';
+		return r;
+	}
+	cl->fd = fd;
+	return 0;
+}
+
+static int connect_dgram(struct client *cl, unsigned idx)
+{
+	struct sn_sockaddr a;
+	char path[PATH_MAX];
+	int r = bind_dgram(cl, idx);
+
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "%s/d.sock", tmpdir);
+	if (sn_sockaddr_unix(path, &a) < 0)
+		return -ENAMETOOLONG;
+	return connect(cl->fd, &a.u.sa, a.len) < 0 ? -errno : 0;
+}
+
+/*
+ * vde_switch's attach protocol (libvdeplug, version 3): connect a stream socket to DIR/ctl and
+ * send one packed request: u32 magic 0xfeedface, u32 version 3, u32 type (0 = any port), the
+ * sockaddr_un our datagram socket is bound to, then a free-text description. The switch answers
+ * with the sockaddr_un of the data socket it made for the new port; frames are then plain
+ * datagrams between the two. The port lives as long as the control connection.
+ */
+static int connect_vde(struct client *cl, unsigned idx)
+{
+	static const char descr[] = "squibnet-bench";
+	uint8_t req[12 + sizeof(struct sockaddr_un) + sizeof(descr)];
+	uint32_t magic = 0xfeedface, version = 3, type = 0;
+	struct sockaddr_un me = {.sun_family = AF_UNIX}, data;
+	struct sn_sockaddr a;
+	char ctl[PATH_MAX];
+	struct pollfd pfd;
+	ssize_t n;
+	int r = bind_dgram(cl, idx);
+
+	if (r < 0)
+		return r;
+	snprintf(ctl, sizeof(ctl), "%s/vde/ctl", tmpdir);
+	if (sn_sockaddr_unix(ctl, &a) < 0)
+		return -ENAMETOOLONG;
+	cl->ctl = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (cl->ctl < 0)
+		return -errno;
+	if (connect(cl->ctl, &a.u.sa, a.len) < 0)
+		return -errno;
+	snprintf(me.sun_path, sizeof(me.sun_path), "%s", cl->path);
+	memcpy(req, &magic, 4);
+	memcpy(req + 4, &version, 4);
+	memcpy(req + 8, &type, 4);
+	memcpy(req + 12, &me, sizeof(me));
+	memcpy(req + 12 + sizeof(me), descr, sizeof(descr) - 1);
+	if (send(cl->ctl, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1)
+		return -EIO;
+	pfd = (struct pollfd){cl->ctl, POLLIN, 0};
+	if (poll(&pfd, 1, 2000) != 1)
+		return -ETIMEDOUT;
+	memset(&data, 0, sizeof(data));
+	n = recv(cl->ctl, &data, sizeof(data), 0);
+	if (n < (ssize_t)offsetof(struct sockaddr_un, sun_path) + 2 || data.sun_family != AF_UNIX)
+		return -EPROTO;
+	return connect(cl->fd, (struct sockaddr *)&data, sizeof(data)) < 0 ? -errno : 0;
+}
+
+static void client_close(struct client *cl)
+{
+	if (cl->fd >= 0)
+		close(cl->fd);
+	if (cl->ctl >= 0)
+		close(cl->ctl);
+	if (cl->path[0])
+		unlink(cl->path);
+	sn_streambuf_finish(&cl->rx);
+	free(cl->tx);
+	*cl = (struct client){.fd = -1, .ctl = -1};
+}
+
+/* Writes one Ethernet frame of @size bytes from @src to @dst at @p. */
+static void put_frame(uint8_t *p, const uint8_t dst[6], const uint8_t src[6], unsigned size, unsigned seq)
+{
+	memcpy(p, dst, 6);
+	memcpy(p + 6, src, 6);
+	p[12] = ETHERTYPE >> 8;
+	p[13] = ETHERTYPE & 0xff;
+	memset(p + 14, 0, size - 14);
+	memcpy(p + 14, &seq, sizeof(seq));
+}
+
+/* Fills @cl->tx with BATCH records whose destinations cycle over @dsts. */
+static int build_tx(struct client *cl, const struct client *dsts[], unsigned ndst, unsigned size)
+{
+	size_t hl = cl->stream ? sn_framing_hdr_len(SN_FRAMING_QEMU) : 0;
+
+	cl->hl = hl;
+	cl->rec_len = hl + size;
+	cl->tx = malloc(cl->rec_len * BATCH);
+	if (!cl->tx)
+		return -ENOMEM;
+	for (unsigned k = 0; k < BATCH; k++) {
+		uint8_t *rec = cl->tx + k * cl->rec_len;
+
+		if (hl)
+			sn_framing_put(SN_FRAMING_QEMU, rec, size);
+		put_frame(rec + hl, dsts[k % ndst]->mac, cl->mac, size, k);
+		cl->dst_idx[k] = (uint8_t)(dsts[k % ndst]->mac[5] - 1);
+	}
+	return 0;
+}
+
+/* Numbers @n records from @first on, per destination, so receivers can see gaps. */
+static void stamp(struct client *cl, unsigned first, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		unsigned k = (first + i) % BATCH;
+		uint32_t seq = cl->tx_seq[cl->dst_idx[k]]++;
+
+		memcpy(cl->tx + k * cl->rec_len + cl->hl + 14, &seq, sizeof(seq));
+	}
+}
+
+/* Writes all of @buf, waiting for room; false when @deadline passed first or the peer failed. */
+static bool send_all(int fd, const uint8_t *buf, size_t len, uint64_t deadline)
+{
+	while (len > 0) {
+		ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (w > 0) {
+			buf += w;
+			len -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return false;
+		if (now_ns() > deadline)
+			return false;
+		poll(&(struct pollfd){fd, POLLOUT, 0}, 1, 10);
+	}
+	return true;
+}
+
+/* Sends @n datagrams of @cl's batch starting at record @first; returns how many went. */
+static unsigned send_dgrams(struct client *cl, unsigned first, unsigned n, uint64_t deadline)
+{
+	struct mmsghdr msgs[BATCH];
+	struct iovec iov[BATCH];
+	unsigned done = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		iov[i] = (struct iovec){cl->tx + ((first + i) % BATCH) * cl->rec_len, cl->rec_len};
+		msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+	}
+	while (done < n) {
+		int r = sendmmsg(cl->fd, msgs + done, n - done, MSG_NOSIGNAL);
+
+		if (r > 0) {
+			done += (unsigned)r;
+			continue;
+		}
+		if (r < 0 && errno == EINTR)
+			continue;
+		if ((r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) || now_ns() > deadline)
+			break;
+		poll(&(struct pollfd){cl->fd, POLLOUT, 0}, 1, 10);
+	}
+	return done;
+}
+
+/* ---- receiver ---- */
+
+static int count_frame(void *ctx, const uint8_t *data, uint32_t len)
+{
+	struct client *cl = ctx;
+
+	if (len >= 18 && !memcmp(data, cl->mac, 6) && data[12] == (ETHERTYPE >> 8) &&
+	    data[13] == (ETHERTYPE & 0xff)) {
+		unsigned src = data[11] - 1u;
+
+		cl->rx_frames++;
+		cl->rx_bytes += len;
+		if (src < MAX_CLIENTS) {
+			uint32_t seq;
+			int32_t d;
+
+			memcpy(&seq, data + 14, sizeof(seq));
+			d = (int32_t)(seq - cl->rx_expect[src]);
+			if (d >= 0) {
+				cl->gaps += (uint32_t)d;
+				cl->rx_expect[src] = seq + 1;
+			}
+		}
+	} else {
+		cl->stray++;
+	}
+	return 0;
+}
+
+/* Reads everything @cl has now. Returns the frames it counted. */
+static uint64_t drain_client(struct client *cl)
+{
+	uint64_t before = cl->rx_frames;
+
+	if (cl->stream) {
+		for (;;) {
+			ssize_t n = sn_streambuf_fill(&cl->rx, cl->fd);
+
+			if (n <= 0)
+				break;
+			if (sn_streambuf_drain(&cl->rx, SN_FRAMING_QEMU, count_frame, cl) < 0)
+				break;
+		}
+	} else {
+		static _Thread_local uint8_t bufs[BATCH][DGRAM_CAP];
+		struct mmsghdr msgs[BATCH];
+		struct iovec iov[BATCH];
+
+		for (;;) {
+			int r;
+
+			for (unsigned i = 0; i < BATCH; i++) {
+				iov[i] = (struct iovec){bufs[i], DGRAM_CAP};
+				msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+			}
+			r = recvmmsg(cl->fd, msgs, BATCH, MSG_DONTWAIT, NULL);
+			if (r <= 0)
+				break;
+			for (int i = 0; i < r; i++)
+				count_frame(cl, bufs[i], msgs[i].msg_len);
+		}
+	}
+	return cl->rx_frames - before;
+}
+
+static void *receiver(void *arg)
+{
+	struct run *r = arg;
+	struct epoll_event ev[MAX_CLIENTS];
+
+	while (!atomic_load_explicit(&r->stop, memory_order_relaxed)) {
+		int n = epoll_wait(r->epfd, ev, MAX_CLIENTS, 5);
+
+		for (int i = 0; i < n; i++) {
+			struct client *cl = &r->cl[ev[i].data.u32];
+			uint64_t gaps = cl->gaps, got = drain_client(cl);
+
+			if (cl->gaps != gaps)
+				atomic_fetch_add_explicit(&r->gaps, cl->gaps - gaps, memory_order_relaxed);
+			if (got) {
+				atomic_fetch_add_explicit(&r->received, got, memory_order_release);
+				atomic_store_explicit(&r->last_rx_ns, now_ns(), memory_order_relaxed);
+			}
+		}
+	}
+	return NULL;
+}
+
+/* ---- one measured case ---- */
+
+/* Waits until fewer than @window - @need frames are in flight. A window that stops moving for
+ * STALL_NS means frames were lost: they are written off so the run goes on. */
+static bool wait_window(struct run *r, uint64_t sent, int64_t *written_off, unsigned need, uint64_t deadline)
+{
+	uint64_t last = atomic_load_explicit(&r->received, memory_order_acquire), since = 0;
+	unsigned spins = 0;
+
+	for (;;) {
+		uint64_t rcv = atomic_load_explicit(&r->received, memory_order_acquire);
+		int64_t lost = (int64_t)atomic_load_explicit(&r->gaps, memory_order_relaxed);
+		int64_t inflight = (int64_t)sent - (int64_t)rcv - lost - *written_off;
+		uint64_t t;
+
+		if (inflight + (int64_t)need <= (int64_t)r->window)
+			return true;
+		t = now_ns();
+		if (rcv != last || since == 0) {
+			last = rcv;
+			since = t;
+		} else if (t - since > STALL_NS) {
+			*written_off = (int64_t)sent - (int64_t)rcv - lost;
+			return true;
+		}
+		if (t > deadline)
+			return false;
+		/* the receiver shares this CPU: let it run */
+		if (++spins < 32)
+			sched_yield();
+		else
+			sleep_ns(20000);
+	}
+}
+
+/* Sends until the duration or frame budget is used; returns the frames sent. */
+static uint64_t send_loop(struct run *r, uint64_t t0)
+{
+	uint64_t deadline = t0 + (uint64_t)(r->seconds * 1e9), hard = deadline + 2000000000ull;
+	unsigned nsend = r->topo == TOPO_AB ? 1 : r->ncl;
+	unsigned unit = r->mode == MODE_SINGLE ? 1 : BATCH;
+	uint64_t sent = 0;
+	int64_t off = 0;
+
+	for (;;) {
+		for (unsigned s = 0; s < nsend; s++) {
+			struct client *cl = &r->cl[s];
+
+			if (r->max_frames ? sent >= r->max_frames : now_ns() >= deadline)
+				return sent;
+			if (!wait_window(r, sent, &off, unit, hard))
+				return sent;
+			switch (r->mode) {
+			case MODE_BATCH:
+				stamp(cl, 0, BATCH);
+				if (!send_all(cl->fd, cl->tx, cl->rec_len * BATCH, hard))
+					return sent;
+				sent += BATCH;
+				break;
+			case MODE_SINGLE:
+				stamp(cl, cl->next, 1);
+				if (!send_all(cl->fd, cl->tx + cl->next * cl->rec_len, cl->rec_len, hard))
+					return sent;
+				cl->next = (cl->next + 1) % BATCH;
+				sent++;
+				break;
+			default: {
+				unsigned done;
+
+				stamp(cl, 0, BATCH);
+				done = send_dgrams(cl, 0, BATCH, hard);
+
+				sent += done;
+				if (done < BATCH)
+					return sent;
+				break;
+			}
+			}
+		}
+	}
+}
+
+static int attach(struct run *r)
+{
+	const struct client *dsts[MAX_CLIENTS];
+	uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+
+	for (unsigned i = 0; i < r->ncl; i++)
+		r->cl[i] = (struct client){.fd = -1, .ctl = -1, .mac = {0x02, 0x5b, 0x00, 0x00, 0x00, (uint8_t)(i + 1)}};
+	for (unsigned i = 0; i < r->ncl; i++) {
+		struct client *cl = &r->cl[i];
+		int e;
+
+		if (r->mode == MODE_DGRAM)
+			e = connect_dgram(cl, i);
+		else if (r->mode == MODE_VDE)
+			e = connect_vde(cl, i);
+		else
+			e = connect_stream(cl);
+		if (e < 0)
+			return e;
+	}
+	for (unsigned i = 0; i < r->ncl; i++) {
+		unsigned nd = 0;
+
+		if (r->topo == TOPO_AB) {
+			dsts[nd++] = &r->cl[1];
+		} else {
+			for (unsigned j = 0; j < r->ncl; j++)
+				if (j != i)
+					dsts[nd++] = &r->cl[j];
+		}
+		if (build_tx(&r->cl[i], dsts, nd, r->size) < 0)
+			return -ENOMEM;
+	}
+	/* each client announces its MAC once so the switch knows where it is */
+	for (unsigned i = 0; i < r->ncl; i++) {
+		struct client *cl = &r->cl[i];
+		uint8_t rec[4 + 60];
+		size_t hl = cl->stream ? 4 : 0;
+
+		if (hl)
+			sn_framing_put(SN_FRAMING_QEMU, rec, 60);
+		put_frame(rec + hl, bcast, cl->mac, 60, 0);
+		if (!send_all(cl->fd, rec, hl + 60, now_ns() + 1000000000ull))
+			return -EIO;
+		sleep_ns(2000000);
+	}
+	sleep_ns(50000000);
+	r->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (r->epfd < 0)
+		return -errno;
+	for (unsigned i = 0; i < r->ncl; i++) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+
+		drain_client(&r->cl[i]);
+		if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->cl[i].fd, &ev) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
+/* One timed run over attached clients against the switch process @sw. */
+static void timed_run(struct run *r, pid_t sw, struct result *res)
+{
+	pthread_t th;
+	uint64_t t0, sent, last = 0, since;
+	double cpu0, cpu1;
+
+	for (unsigned i = 0; i < r->ncl; i++)
+		r->cl[i].rx_frames = r->cl[i].rx_bytes = r->cl[i].stray = 0;
+	atomic_store(&r->received, 0);
+	atomic_store(&r->gaps, 0);
+	atomic_store(&r->stop, false);
+	cpu0 = proc_cpu_ns(sw);
+	t0 = now_ns();
+	atomic_store(&r->last_rx_ns, t0);
+	pthread_create(&th, NULL, receiver, r);
+	sent = send_loop(r, t0);
+	/* let what is in flight arrive, as long as it keeps arriving */
+	since = now_ns();
+	for (;;) {
+		uint64_t rcv = atomic_load(&r->received), t = now_ns();
+
+		if (rcv >= sent)
+			break;
+		if (rcv != last) {
+			last = rcv;
+			since = t;
+		} else if (t - since > 200000000ull) {
+			break;
+		}
+		sleep_ns(1000000);
+	}
+	atomic_store(&r->stop, true);
+	pthread_join(th, NULL);
+	cpu1 = proc_cpu_ns(sw);
+
+	res->ok = true;
+	res->sent = sent;
+	res->received = atomic_load(&r->received);
+	res->secs = (double)(atomic_load(&r->last_rx_ns) - t0) / 1e9;
+	res->cpu_ns = cpu1 - cpu0;
+	res->rx_bytes = res->stray = 0;
+	for (unsigned i = 0; i < r->ncl; i++) {
+		res->rx_bytes += r->cl[i].rx_bytes;
+		res->stray += r->cl[i].stray;
+	}
+}
+
+/* Attaches @r's clients to the switch process @sw and measures one case. */
+static void measure(struct run *r, pid_t sw, struct result *res)
+{
+	int e;
+
+	res->mode = r->mode;
+	res->topo = r->topo;
+	res->size = r->size;
+	e = attach(r);
+	if (e < 0) {
+		snprintf(res->why, sizeof(res->why), "attaching clients: %s", strerror(-e));
+		return;
+	}
+	timed_run(r, sw, res);
+}
+
+static void detach(struct run *r)
+{
+	if (r->epfd > 0)
+		close(r->epfd);
+	r->epfd = -1;
+	for (unsigned i = 0; i < r->ncl; i++)
+		client_close(&r->cl[i]);
+}
+
+/* ---- output ---- */
+
+static double mpps(const struct result *x)
+{
+	return x->secs > 0 ? (double)x->received / x->secs / 1e6 : 0;
+}
+
+static double gbps(const struct result *x)
+{
+	return x->secs > 0 ? (double)x->rx_bytes * 8 / x->secs / 1e9 : 0;
+}
+
+static double us_per_frame(const struct result *x)
+{
+	return x->received ? x->cpu_ns / 1e3 / (double)x->received : 0;
+}
+
+/* Share of one CPU the switch used: near 100% means the switch, not the bench, set the pace. */
+static double load_pct(const struct result *x)
+{
+	return x->secs > 0 ? x->cpu_ns / x->secs / 1e7 : 0;
+}
+
+static double loss_pct(const struct result *x)
+{
+	return x->sent ? 100.0 * (double)(x->sent > x->received ? x->sent - x->received : 0) / (double)x->sent : 0;
+}
+
+/* The team's targets on a 2-core machine; NULL when none applies. */
+static const char *target(const struct result *x, char *buf, size_t len)
+{
+	double us = us_per_frame(x), rate = mpps(x), want_us, want_mpps = 0;
+
+	switch (x->mode) {
+	case MODE_BATCH:
+		want_us = 0.25;
+		if (x->topo == TOPO_AB && x->size == 60)
+			want_mpps = 4;
+		else if (x->topo == TOPO_AB && x->size == 1514)
+			want_mpps = 1.5;
+		break;
+	case MODE_SINGLE:
+		want_us = 1.5;
+		break;
+	case MODE_DGRAM:
+		want_us = 2;
+		break;
+	default:
+		return NULL;
+	}
+	if (want_mpps > 0)
+		snprintf(buf, len, "%s (>=%.1f Mpps, <=%.2f us)", rate >= want_mpps && us <= want_us ? "met" : "MISSED",
+			 want_mpps, want_us);
+	else
+		snprintf(buf, len, "%s (<=%.2f us)", us <= want_us ? "met" : "MISSED", want_us);
+	return buf;
+}
+
+static void print_table(const struct result *res, unsigned n)
+{
+	char t[64];
+
+	printf("%-7s %-10s %5s %11s %11s %7s %7s %7s %9s %5s  %s\n", "mode", "topology", "bytes", "sent",
+	       "received", "loss%", "Mpps", "Gbit/s", "us/frame", "load", "target");
+	for (unsigned i = 0; i < n; i++) {
+		const struct result *x = &res[i];
+
+		if (!x->ok) {
+			printf("%-7s %-10s %5u  skipped: %s\n", mode_names[x->mode], topo_names[x->topo], x->size, x->why);
+			continue;
+		}
+		printf("%-7s %-10s %5u %11llu %11llu %7.3f %7.3f %7.2f %9.3f %4.0f%%  %s\n", mode_names[x->mode],
+		       topo_names[x->topo], x->size, (unsigned long long)x->sent, (unsigned long long)x->received,
+		       loss_pct(x), mpps(x), gbps(x), us_per_frame(x), load_pct(x),
+		       target(x, t, sizeof(t)) ? t : "-");
+	}
+}
+
+static void json_result(const struct result *x, bool comma)
+{
+	char t[64];
+	const char *tg;
+
+	if (!x->ok) {
+		printf("    {\"mode\": \"%s\", \"topology\": \"%s\", \"size\": %u, \"skipped\": \"%s\"}%s\n",
+		       mode_names[x->mode], topo_names[x->topo], x->size, x->why, comma ? "," : "");
+		return;
+	}
+	tg = target(x, t, sizeof(t));
+	printf("    {\"mode\": \"%s\", \"topology\": \"%s\", \"size\": %u, \"sent\": %llu, \"received\": %llu, "
+	       "\"stray\": %llu, \"loss_pct\": %.4f, \"seconds\": %.4f, \"mpps\": %.4f, \"gbps\": %.4f, "
+	       "\"switch_cpu_us_per_frame\": %.4f, \"switch_cpu_load_pct\": %.1f, \"target_met\": %s}%s\n",
+	       mode_names[x->mode], topo_names[x->topo], x->size, (unsigned long long)x->sent,
+	       (unsigned long long)x->received, (unsigned long long)x->stray, loss_pct(x), x->secs, mpps(x), gbps(x),
+	       us_per_frame(x), load_pct(x), tg ? (strncmp(tg, "met", 3) ? "false" : "true") : "null",
+	       comma ? "," : "");
+}
+
+/* Starts the switch for one case, measures it, stops the switch. */
+static void run_case(const struct opts *o, enum mode m, enum topo t, unsigned size, bool have_dgram,
+		     int sw_cpu, struct result *x)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	struct child ch = {0};
+	int e;
+
+	*x = (struct result){.mode = m, .topo = t, .size = size};
+	if (!r) {
+		snprintf(x->why, sizeof(x->why), "out of memory");
+		return;
+	}
+	if (m == MODE_DGRAM && !have_dgram) {
+		snprintf(x->why, sizeof(x->why), "the daemon refuses dgram listeners");
+		free(r);
+		return;
+	}
+	e = m == MODE_VDE ? start_vde(&ch, sw_cpu) : start_squibnet(o, &ch, have_dgram, sw_cpu);
+	if (e < 0) {
+		snprintf(x->why, sizeof(x->why), "switch did not start: %s", e == -ECHILD ? "it exited" : strerror(-e));
+		free(r);
+		return;
+	}
+	r->mode = m;
+	r->topo = t;
+	r->size = size;
+	r->ncl = t == TOPO_AB ? 2 : 4;
+	r->window = o->window;
+	r->seconds = o->seconds;
+	if (o->verbose)
+		fprintf(stderr, "squibnet-bench: %s %s %u B (switch pid %d)\n", mode_names[m], topo_names[t], size,
+			(int)ch.pid);
+	measure(r, ch.pid, x);
+	detach(r);
+	stop_child(&ch);
+	free(r);
+}
+
+/* Whether the daemon's memory follows the traffic: N frames, then 10N more, over the same ports. */
+struct heap {
+	bool ok;
+	char why[160];
+	uint64_t n;
+	struct memstat before, after_n, after_10n;
+	struct result run_n, run_10n;
+};
+
+static void heap_check(const struct opts *o, int sw_cpu, struct heap *h)
+{
+	struct run *r = calloc(1, sizeof(*r));
+	struct child ch = {0};
+	int e;
+
+	h->n = o->quick ? 50000 : 500000;
+	if (!r) {
+		snprintf(h->why, sizeof(h->why), "out of memory");
+		return;
+	}
+	e = start_squibnet(o, &ch, false, sw_cpu);
+	if (e < 0) {
+		snprintf(h->why, sizeof(h->why), "daemon did not start: %s", strerror(-e));
+		free(r);
+		return;
+	}
+	r->mode = MODE_BATCH;
+	r->topo = TOPO_AB;
+	r->size = 60;
+	r->ncl = 2;
+	r->window = o->window;
+	r->seconds = 60;
+	e = attach(r);
+	if (e < 0) {
+		snprintf(h->why, sizeof(h->why), "attaching clients: %s", strerror(-e));
+	} else {
+		proc_mem(ch.pid, &h->before);
+		r->max_frames = h->n;
+		timed_run(r, ch.pid, &h->run_n);
+		proc_mem(ch.pid, &h->after_n);
+		r->max_frames = 10 * h->n;
+		timed_run(r, ch.pid, &h->run_10n);
+		proc_mem(ch.pid, &h->after_10n);
+		h->ok = true;
+	}
+	detach(r);
+	stop_child(&ch);
+	free(r);
+}
+
+static const struct result *find(const struct result *res, unsigned n, enum mode m, enum topo t,
+				 unsigned size)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (res[i].ok && res[i].mode == m && res[i].topo == t && res[i].size == size)
+			return &res[i];
+	return NULL;
+}
+
+/* The 1-minute load average: other work on the machine makes the rates (not the CPU per frame)
+ * unreliable, so it is printed with them. */
+static double loadavg(void)
+{
+	double l = -1;
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	if (f) {
+		if (fscanf(f, "%lf", &l) != 1)
+			l = -1;
+		fclose(f);
+	}
+	return l;
+}
+
+static void print_text(const struct opts *o, const struct result *res, unsigned nres, const struct heap *h,
+		       const struct result *vres, unsigned nvres, bool vde_found, bool have_dgram)
+{
+	printf("squibnet-bench: %s, %.2f s per case, window %u frames, %ld CPUs%s\n", o->squibnet, o->seconds,
+	       o->window, sysconf(_SC_NPROCESSORS_ONLN),
+	       o->pin && sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? " (switch on CPU 0, bench on CPU 1)" : "");
+	if (loadavg() >= 0)
+		printf("load average %.2f at the end%s\n", loadavg(),
+		       loadavg() > 3 ? ": other work was running, rates may be low (CPU per frame holds better)" : "");
+	printf("modes: batch = %s; single = %s; dgram = %s\n", mode_desc[MODE_BATCH], mode_desc[MODE_SINGLE],
+	       mode_desc[MODE_DGRAM]);
+	printf("Mpps and Gbit/s at the receivers; us/frame = switch CPU time (user+system) per delivered frame;\n"
+	       "load = the switch's share of its CPU during the run (near 100%%: the switch set the pace)\n\n");
+	print_table(res, nres);
+	if (!have_dgram)
+		printf("note: the daemon refused '--port dgram,listen=...': no dgram cases\n");
+	if (h) {
+		printf("\nmemory of the daemon over the same two ports (stream batch, 60 B, A->B):\n");
+		if (!h->ok) {
+			printf("  skipped: %s\n", h->why);
+		} else {
+			printf("  %-26s VmRSS %7ld kB  VmData %7ld kB  VmHWM %7ld kB\n", "attached, before traffic:",
+			       h->before.rss_kb, h->before.data_kb, h->before.hwm_kb);
+			printf("  after %9llu frames:    VmRSS %7ld kB  VmData %7ld kB  (%+ld kB, %+ld kB)\n",
+			       (unsigned long long)h->run_n.received, h->after_n.rss_kb, h->after_n.data_kb,
+			       h->after_n.rss_kb - h->before.rss_kb, h->after_n.data_kb - h->before.data_kb);
+			printf("  after %9llu more:      VmRSS %7ld kB  VmData %7ld kB  (%+ld kB, %+ld kB)\n",
+			       (unsigned long long)h->run_10n.received, h->after_10n.rss_kb, h->after_10n.data_kb,
+			       h->after_10n.rss_kb - h->after_n.rss_kb, h->after_10n.data_kb - h->after_n.data_kb);
+			printf("  %s\n", h->after_10n.data_kb == h->after_n.data_kb &&
+						 h->after_10n.rss_kb - h->after_n.rss_kb <= 64
+					 ? "no growth with 10x the frames: no per-frame allocation visible"
+					 : "GROWTH with 10x the frames: the data path may allocate per frame");
+		}
+	}
+	printf("\nvde_switch comparison (A->B, 1 frame per datagram over vde_switch's own protocol):\n");
+	if (!o->vde) {
+		printf("  skipped (--no-vde)\n");
+		return;
+	}
+	if (!vde_found) {
+		printf("  skipped: vde_switch is not in PATH (Debian package vde2)\n");
+		return;
+	}
+	print_table(vres, nvres);
+	for (unsigned i = 0; i < nvres; i++) {
+		const struct result *v = &vres[i], *d, *b;
+		char ds[16] = "-", bs[16] = "-";
+
+		if (!v->ok || us_per_frame(v) <= 0)
+			continue;
+		d = find(res, nres, MODE_DGRAM, TOPO_AB, v->size);
+		b = find(res, nres, MODE_BATCH, TOPO_AB, v->size);
+		if (d && us_per_frame(d) > 0)
+			snprintf(ds, sizeof(ds), "%.2f", us_per_frame(d) / us_per_frame(v));
+		if (b && us_per_frame(b) > 0)
+			snprintf(bs, sizeof(bs), "%.2f", us_per_frame(b) / us_per_frame(v));
+		printf("  %4u B: squibnet/vde_switch CPU per frame ratio: %s (squibnet dgram), %s (squibnet stream "
+		       "batch)\n", v->size, ds, bs);
+	}
+}
+
+/* Prints @str as a JSON string. */
+static void json_str(const char *str)
+{
+	putchar('"');
+	for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			printf("\\%c", *p);
+		else if (*p < 0x20)
+			printf("\\u%04x", *p);
+		else
+			putchar(*p);
+	}
+	putchar('"');
+}
+
+static void json_mem(const char *key, const struct memstat *m)
+{
+	printf("\"%s\": {\"vmrss_kb\": %ld, \"vmdata_kb\": %ld, \"vmhwm_kb\": %ld}", key, m->rss_kb, m->data_kb,
+	       m->hwm_kb);
+}
+
+static void print_json(const struct opts *o, const struct result *res, unsigned nres, const struct heap *h,
+		       const struct result *vres, unsigned nvres, bool vde_found, bool have_dgram)
+{
+	printf("{\n  \"squibnet\": ");
+	json_str(o->squibnet);
+	printf(",\n  \"seconds\": %.3f,\n  \"window\": %u,\n  \"cpus\": %ld,\n"
+	       "  \"dgram_supported\": %s,\n  \"loadavg\": %.2f,\n  \"cases\": [\n",
+	       o->seconds, o->window, sysconf(_SC_NPROCESSORS_ONLN), have_dgram ? "true" : "false", loadavg());
+	for (unsigned i = 0; i < nres; i++)
+		json_result(&res[i], i + 1 < nres);
+	printf("  ],\n  \"heap\": ");
+	if (!h) {
+		printf("null");
+	} else if (!h->ok) {
+		printf("{\"skipped\": \"%s\"}", h->why);
+	} else {
+		printf("{\"frames_n\": %llu, \"frames_10n\": %llu, ", (unsigned long long)h->run_n.received,
+		       (unsigned long long)h->run_10n.received);
+		json_mem("before", &h->before);
+		printf(", ");
+		json_mem("after_n", &h->after_n);
+		printf(", ");
+		json_mem("after_10n", &h->after_10n);
+		printf(", \"vmdata_growth_10n_kb\": %ld, \"vmrss_growth_10n_kb\": %ld}",
+		       h->after_10n.data_kb - h->after_n.data_kb, h->after_10n.rss_kb - h->after_n.rss_kb);
+	}
+	printf(",\n  \"vde_switch\": ");
+	if (!o->vde || !vde_found) {
+		printf("{\"skipped\": \"%s\"}\n}\n", o->vde ? "vde_switch not in PATH" : "--no-vde");
+		return;
+	}
+	printf("{\n    \"cases\": [\n");
+	for (unsigned i = 0; i < nvres; i++) {
+		printf("  ");
+		json_result(&vres[i], i + 1 < nvres);
+	}
+	printf("    ],\n    \"cpu_ratio\": [\n");
+	for (unsigned i = 0; i < nvres; i++) {
+		const struct result *v = &vres[i], *d = find(res, nres, MODE_DGRAM, TOPO_AB, v->size);
+		const struct result *b = find(res, nres, MODE_BATCH, TOPO_AB, v->size);
+
+		printf("      {\"size\": %u, \"squibnet_dgram\": ", v->size);
+		if (d && v->ok && us_per_frame(v) > 0)
+			printf("%.4f", us_per_frame(d) / us_per_frame(v));
+		else
+			printf("null");
+		printf(", \"squibnet_stream_batch\": ");
+		if (b && v->ok && us_per_frame(v) > 0)
+			printf("%.4f", us_per_frame(b) / us_per_frame(v));
+		else
+			printf("null");
+		printf("}%s\n", i + 1 < nvres ? "," : "");
+	}
+	printf("    ]\n  }\n}\n");
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: squibnet-bench [--squibnet PATH] [--seconds S] [--quick] [--json] [--mode LIST]\n"
+		"                      [--size LIST] [--topology LIST] [--window N] [--no-vde] [--no-heap]\n"
+		"                      [--no-pin] [-v] [--help] [--version]\n"
+		"\n"
+		"Forwarding benchmark for the squibnet daemon. Starts it ($SQUIBNET or --squibnet, else\n"
+		"'squibnet' in PATH) on listeners in a temporary directory, attaches clients and sends frames\n"
+		"A->B (one sender, one receiver) and all-to-all (4 clients, each to the other 3). Reports\n"
+		"frames sent and received, loss, Mpps and Gbit/s at the receivers, and the switch's CPU time\n"
+		"per delivered frame (from /proc/PID/schedstat). Senders keep at most --window frames in\n"
+		"flight, so a loss is the switch's. With vde_switch in PATH, it is measured the same way.\n"
+		"\n"
+		"  --seconds S      length of each case (default 2)\n"
+		"  --quick          short smoke run: 0.3 s per case, smaller heap check\n"
+		"  --json           machine-readable results on stdout\n"
+		"  --mode LIST      of batch (stream, 64 frames per write), single (stream, 1 frame per\n"
+		"                   write, as QEMU does), dgram (1 frame per datagram); default all\n"
+		"  --size LIST      frame sizes in bytes, 60..1514 (default 60,512,1514)\n"
+		"  --topology LIST  of a-b, all-to-all (default both)\n"
+		"  --window N       frames in flight per run (default 1024, the switch's egress queue)\n"
+		"  --no-vde         skip the vde_switch comparison\n"
+		"  --no-heap        skip the memory growth check\n"
+		"  --no-pin         do not pin the switch and the bench to separate CPUs\n"
+		"  -v, --verbose    say what is happening on stderr\n");
+}
+
+static unsigned parse_list(const char *arg, const char *const names[], unsigned n, const char *opt)
+{
+	unsigned bits = 0;
+	char buf[256], *save, *tok;
+
+	snprintf(buf, sizeof(buf), "%s", arg);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		unsigned i;
+
+		for (i = 0; i < n && strcmp(tok, names[i]); i++)
+			;
+		if (i == n) {
+			fprintf(stderr, "squibnet-bench: %s: unknown '%s'\n", opt, tok);
+			exit(2);
+		}
+		bits |= 1u << i;
+	}
+	return bits;
+}
+
+static void parse_sizes(struct opts *o, const char *arg)
+{
+	char buf[256], *save, *tok, *end;
+
+	o->nsizes = 0;
+	snprintf(buf, sizeof(buf), "%s", arg);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		unsigned long v = strtoul(tok, &end, 10);
+
+		if (*end || v < 60 || v > 1514 || o->nsizes == sizeof(o->sizes) / sizeof(o->sizes[0])) {
+			fprintf(stderr, "squibnet-bench: --size: '%s' is not a size from 60 to 1514 (at most 8)\n", tok);
+			exit(2);
+		}
+		o->sizes[o->nsizes++] = (unsigned)v;
+	}
+}
+
+static void cleanup_dir(void)
+{
+	/* only files this program made live there; vde_switch removes its own on SIGTERM */
+	static const char *const names[] = {"s.sock", "d.sock", "c.sock", "squibnet.log", "vde_switch.log",
+					     "c0.sock", "c1.sock", "c2.sock", "c3.sock", "vde"};
+	char p[sizeof(tmpdir) + 32];
+
+	if (!tmpdir[0])
+		return;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", tmpdir, names[i]);
+		if (unlink(p) < 0 && errno == EISDIR)
+			rmdir(p);
+	}
+	rmdir(tmpdir);
+	tmpdir[0] = '\0';
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{"squibnet", required_argument, NULL, 'S'},
+		{"seconds", required_argument, NULL, 's'},
+		{"quick", no_argument, NULL, 'Q'},
+		{"json", no_argument, NULL, 'j'},
+		{"mode", required_argument, NULL, 'm'},
+		{"size", required_argument, NULL, 'z'},
+		{"topology", required_argument, NULL, 't'},
+		{"window", required_argument, NULL, 'w'},
+		{"no-vde", no_argument, NULL, 'D'},
+		{"no-heap", no_argument, NULL, 'H'},
+		{"no-pin", no_argument, NULL, 'P'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{0},
+	};
+	struct opts o = {
+		.seconds = 2, .window = 1024, .pin = true, .vde = true, .heap = true,
+		.modes = 1u << MODE_BATCH | 1u << MODE_SINGLE | 1u << MODE_DGRAM,
+		.topos = 1u << TOPO_AB | 1u << TOPO_ALL,
+		.sizes = {60, 512, 1514}, .nsizes = 3,
+	};
+	bool seconds_given = false, have_dgram = true;
+	struct result res[MODE_COUNT * TOPO_COUNT * 8], vres[8];
+	struct heap heap = {0};
+	unsigned nres = 0, nvres = 0;
+	bool vde_found = false;
+	int c, sw_cpu = -1;
+
+	while ((c = getopt_long(argc, argv, "vhV", lopts, NULL)) != -1) {
+		char *end;
+
+		switch (c) {
+		case 'S':
+			o.squibnet = optarg;
+			break;
+		case 's':
+			o.seconds = strtod(optarg, &end);
+			if (*end || !(o.seconds >= 0.05 && o.seconds <= 600)) {
+				fprintf(stderr, "squibnet-bench: --seconds: want 0.05 to 600\n");
+				return 2;
+			}
+			seconds_given = true;
+			break;
+		case 'Q':
+			o.quick = true;
+			break;
+		case 'j':
+			o.json = true;
+			break;
+		case 'm':
+			o.modes = parse_list(optarg, mode_names, MODE_VDE, "--mode");
+			break;
+		case 'z':
+			parse_sizes(&o, optarg);
+			break;
+		case 't':
+			o.topos = parse_list(optarg, topo_names, TOPO_COUNT, "--topology");
+			break;
+		case 'w':
+			o.window = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || o.window < BATCH || o.window > 1u << 20) {
+				fprintf(stderr, "squibnet-bench: --window: want %d to %u\n", BATCH, 1u << 20);
+				return 2;
+			}
+			break;
+		case 'D':
+			o.vde = false;
+			break;
+		case 'H':
+			o.heap = false;
+			break;
+		case 'P':
+			o.pin = false;
+			break;
+		case 'v':
+			o.verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("squibnet-bench %s\n", sn_version());
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "squibnet-bench: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (o.quick && !seconds_given)
+		o.seconds = 0.3;
+	if (!o.squibnet)
+		o.squibnet = getenv("SQUIBNET");
+	if (!o.squibnet || !*o.squibnet)
+		o.squibnet = "squibnet";
+	clk_tck = sysconf(_SC_CLK_TCK);
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/squibnet-bench.XXXXXX");
+	if (!mkdtemp(tmpdir))
+		die("mkdtemp: %s", strerror(errno));
+	atexit(cleanup_dir);
+	if (o.pin && sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+		/* the switch gets CPU 0, senders and receivers share CPU 1 */
+		sw_cpu = 0;
+		pin_to(0, 1);
+	}
+
+	/* does the daemon start, and does it take a dgram listener? */
+	{
+		struct child ch = {0};
+		int e = start_squibnet(&o, &ch, true, sw_cpu);
+
+		if (e < 0) {
+			have_dgram = false;
+			e = start_squibnet(&o, &ch, false, sw_cpu);
+			if (e < 0) {
+				fprintf(stderr, "squibnet-bench: cannot start %s (%s); its output:\n", o.squibnet,
+					e == -ECHILD ? "it exited" : strerror(-e));
+				print_log_tail(ch.log);
+				return 1;
+			}
+		}
+		stop_child(&ch);
+		if (!have_dgram && o.verbose)
+			fprintf(stderr, "squibnet-bench: the daemon refused a dgram listener; dgram cases skipped\n");
+	}
+
+	for (unsigned m = 0; m < MODE_VDE; m++) {
+		if (!(o.modes & 1u << m))
+			continue;
+		for (unsigned t = 0; t < TOPO_COUNT; t++) {
+			if (!(o.topos & 1u << t))
+				continue;
+			for (unsigned s = 0; s < o.nsizes; s++)
+				run_case(&o, m, t, o.sizes[s], have_dgram, sw_cpu, &res[nres++]);
+		}
+	}
+	if (o.heap)
+		heap_check(&o, sw_cpu, &heap);
+	if (o.vde) {
+		vde_found = in_path("vde_switch");
+		for (unsigned s = 0; vde_found && s < o.nsizes; s++)
+			run_case(&o, MODE_VDE, TOPO_AB, o.sizes[s], false, sw_cpu, &vres[nvres++]);
+	}
+
+	if (o.json)
+		print_json(&o, res, nres, o.heap ? &heap : NULL, vres, nvres, vde_found, have_dgram);
+	else
+		print_text(&o, res, nres, o.heap ? &heap : NULL, vres, nvres, vde_found, have_dgram);
+	cleanup_dir();
+	return 0;
 }
