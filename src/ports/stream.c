@@ -21,7 +21,9 @@
 #include "../util.h"
 
 #define RX_BATCH 64
-#define TX_BATCH 256 /* frames per writev: two iovecs each */
+#define TX_BATCH 256     /* frames per sendmsg: at most two iovecs each */
+#define STAGE_CAP 65536   /* prefixes, and small frames whole, are copied here */
+#define SMALL_FRAME 256   /* a frame this short is cheaper to copy than to give its own iovec */
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 5.0
 
@@ -51,7 +53,7 @@ struct stream_port {
 	unsigned nbatch;
 	uint32_t tx_off;    /* bytes of the head record already written */
 	char peer[128];
-	uint8_t hdr[TX_BATCH][4];
+	uint8_t *stage;
 	struct iovec iov[2 * TX_BATCH];
 };
 
@@ -148,15 +150,30 @@ static void stream_flush(struct sn_port *port)
 	while (!sn_txq_empty(&port->txq)) {
 		uint32_t n = SN_MIN(sn_txq_len(&port->txq), TX_BATCH), done = 0;
 		int niov = 0;
-		size_t total = 0;
+		size_t total = 0, used = 0;
 		ssize_t w;
 
+		/* Prefixes and small frames go into the staging buffer, merged into one iovec while
+		 * they stay contiguous; a large frame is sent from its pool buffer. */
 		for (uint32_t i = 0; i < n; i++) {
 			struct sn_frame *f = sn_txq_peek(&port->txq, i);
+			size_t copy = hl + (f->len <= SMALL_FRAME ? f->len : 0);
+			uint8_t *p = sp->stage + used;
 
-			sn_framing_put(sp->conf.framing, sp->hdr[i], f->len);
-			sp->iov[niov++] = (struct iovec){sp->hdr[i], hl};
-			sp->iov[niov++] = (struct iovec){f->data, f->len};
+			if (used + copy > STAGE_CAP) {
+				n = i;
+				break;
+			}
+			sn_framing_put(sp->conf.framing, p, f->len);
+			if (copy > hl)
+				memcpy(p + hl, f->data, f->len);
+			if (niov > 0 && (uint8_t *)sp->iov[niov - 1].iov_base + sp->iov[niov - 1].iov_len == p)
+				sp->iov[niov - 1].iov_len += copy;
+			else
+				sp->iov[niov++] = (struct iovec){p, copy};
+			if (copy == hl)
+				sp->iov[niov++] = (struct iovec){f->data, f->len};
+			used += copy;
 			total += hl + f->len;
 		}
 		/* skip what an earlier partial write already sent of the head record */
@@ -288,6 +305,7 @@ static void stream_port_free(struct sn_port *port)
 	struct stream_port *sp = (struct stream_port *)port;
 
 	sn_streambuf_finish(&sp->rx);
+	free(sp->stage);
 	free(sp);
 }
 
@@ -313,7 +331,9 @@ static struct stream_port *stream_port_new(const struct stream_conf *conf)
 
 	if (!sp)
 		return NULL;
-	if (sn_streambuf_init(&sp->rx, SN_STREAMBUF_DEFAULT) < 0) {
+	sp->stage = malloc(STAGE_CAP);
+	if (!sp->stage || sn_streambuf_init(&sp->rx, SN_STREAMBUF_DEFAULT) < 0) {
+		free(sp->stage);
 		free(sp);
 		return NULL;
 	}
