@@ -72,8 +72,8 @@ static int print_attach(const struct sn_port_info *info, void *ctx)
 		return 0;
 	path = info->peer + 12;
 	printf("squibnet: port %s listening on %.*s\n", info->name, (int)strcspn(path, " "), path);
-	printf("  attach QEMU guests with (a distinct mac= for each):\n"
-	       "    -netdev stream,id=net0,server=off,reconnect=1,addr.type=unix,addr.path=%.*s \\\n"
+	printf("  attach QEMU (>= 7.2) guests with (a distinct mac= for each; QEMU >= 8.0 also takes reconnect=1):\n"
+	       "    -netdev stream,id=net0,server=off,addr.type=unix,addr.path=%.*s \\\n"
 	       "    -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:01\n",
 	       (int)strcspn(path, " "), path);
 	return 0;
