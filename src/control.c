@@ -33,6 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "json.h"
 #include "log.h"
 #include "sock.h"
@@ -49,8 +50,6 @@
 #define LINGER_TIMEOUT 2.0
 #define ACCEPT_PAUSE 1.0                  /* after EMFILE: the backlog would wake us forever */
 
-/* A handler's return value that keeps the connection open for a streaming body. */
-#define CMD_STREAM 1
 
 enum phase {
 	PHASE_REQUEST, /* reading the request */
@@ -59,7 +58,7 @@ enum phase {
 	PHASE_LINGER,  /* write side shut: waiting for the client's end of stream */
 };
 
-struct client;
+struct sn_ctl_client;
 
 struct sn_control {
 	struct sn_switch *sw;
@@ -72,13 +71,13 @@ struct sn_control {
 	dev_t dev;
 	ino_t ino;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	struct client *clients;
+	struct sn_ctl_client *clients;
 	unsigned nclients;
 };
 
-struct client {
+struct sn_ctl_client {
 	struct sn_control *ctl;
-	struct client *next, *prev;
+	struct sn_ctl_client *next, *prev;
 	int fd;
 	enum phase phase;
 	bool json;
@@ -89,36 +88,13 @@ struct client {
 	struct sn_buf out;
 	size_t out_off;    /* bytes of @out already sent */
 	/* Set by a streaming command; called once when the connection ends for any reason. */
-	void (*stream_end)(struct client *c);
+	void (*stream_end)(struct sn_ctl_client *c, void *data);
 	void *stream_data;
 };
 
-/* What a command handler gets. In JSON mode the reply object is open and holds "version":
- * the handler adds its members through @j. In text mode it writes lines into @body. */
-struct cmd_ctx {
-	struct sn_switch *sw;
-	struct client *client;
-	int argc;          /* arguments after the command's name */
-	char **argv;
-	bool json;
-	struct sn_buf *body;
-	struct sn_json *j;
-	struct sn_error err;
-};
 
-struct cmd {
-	const char *name;  /* one or more words */
-	const char *args;  /* usage of the arguments after the name */
-	const char *help;  /* NULL: an alias, left out of "help" */
-	int min_args, max_args;
-	/* 0 for OK, or -errno with ctx->err set (else strerror is used). A streaming command
-	 * returns CMD_STREAM: what it put in ctx->body goes out after "OK" as is (JSON mode: it
-	 * closes or drops the envelope itself), and the rest follows through client_send() until
-	 * the client hangs up and c->stream_end is called. */
-	int (*run)(struct cmd_ctx *ctx);
-};
 
-static void client_free(struct client *c);
+static void client_free(struct sn_ctl_client *c);
 
 /* ---- errno names ---- */
 
@@ -149,20 +125,8 @@ static const char *errno_name(int code)
 
 /* ---- aligned text tables ---- */
 
-/* Cells are collected first so each column can be as wide as its widest cell. A heading that
- * starts with '>' right-aligns its column (numbers); the last column is never padded. */
-struct table {
-	const char *const *head;
-	unsigned ncol;
-	bool no_head;
-	char **cells;
-	size_t n, cap;
-	bool failed;
-};
 
-static void table_cell(struct table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void table_cell(struct table *t, const char *fmt, ...)
+void sn_table_cell(struct sn_table *t, const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
@@ -203,7 +167,7 @@ static void table_pad(struct sn_buf *b, size_t n)
 	}
 }
 
-static void table_row(const struct table *t, struct sn_buf *b, const size_t *width, const char *const *row,
+static void table_row(const struct sn_table *t, struct sn_buf *b, const size_t *width, const char *const *row,
 		      bool heading)
 {
 	for (unsigned c = 0; c < t->ncol; c++) {
@@ -225,7 +189,7 @@ static void table_row(const struct table *t, struct sn_buf *b, const size_t *wid
 	sn_buf_add(b, "\n", 1);
 }
 
-static void table_render(struct table *t, struct sn_buf *b)
+void sn_table_render(struct sn_table *t, struct sn_buf *b)
 {
 	size_t width[16] = {0};
 
@@ -243,7 +207,7 @@ static void table_render(struct table *t, struct sn_buf *b)
 		table_row(t, b, width, (const char *const *)t->cells + i, false);
 }
 
-static void table_free(struct table *t)
+void sn_table_free(struct sn_table *t)
 {
 	for (size_t i = 0; i < t->n; i++)
 		free(t->cells[i]);
@@ -289,8 +253,8 @@ static void json_port_stats(struct sn_json *j, const struct sn_port_stats *s)
 }
 
 struct walk {
-	struct cmd_ctx *ctx;
-	struct table *t;
+	struct sn_ctl_ctx *ctx;
+	struct sn_table *t;
 };
 
 static int ports_visit(const struct sn_port_info *p, void *arg)
@@ -312,25 +276,25 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 		sn_json_end_object(j);
 		return 0;
 	}
-	table_cell(w->t, "%s", p->name);
-	table_cell(w->t, "%s", p->kind);
-	table_cell(w->t, "%s", state_name(p->state));
-	table_cell(w->t, "%u", p->mtu);
-	table_cell(w->t, "%llu", (unsigned long long)s->rx_frames);
-	table_cell(w->t, "%llu", (unsigned long long)s->rx_bytes);
-	table_cell(w->t, "%llu", (unsigned long long)s->tx_frames);
-	table_cell(w->t, "%llu", (unsigned long long)s->tx_bytes);
-	table_cell(w->t, "%llu", (unsigned long long)drops_total(s));
-	table_cell(w->t, "%u", s->fdb_entries);
-	table_cell(w->t, "%s", *p->peer ? p->peer : "-");
+	sn_table_cell(w->t, "%s", p->name);
+	sn_table_cell(w->t, "%s", p->kind);
+	sn_table_cell(w->t, "%s", state_name(p->state));
+	sn_table_cell(w->t, "%u", p->mtu);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->rx_frames);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->rx_bytes);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->tx_frames);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->tx_bytes);
+	sn_table_cell(w->t, "%llu", (unsigned long long)drops_total(s));
+	sn_table_cell(w->t, "%u", s->fdb_entries);
+	sn_table_cell(w->t, "%s", *p->peer ? p->peer : "-");
 	return 0;
 }
 
-static int cmd_ports(struct cmd_ctx *ctx)
+static int cmd_ports(struct sn_ctl_ctx *ctx)
 {
 	static const char *const head[] = {"NAME", "KIND", "STATE", ">MTU", ">RX-FRAMES", ">RX-BYTES",
 					   ">TX-FRAMES", ">TX-BYTES", ">DROPS", ">MACS", "PEER"};
-	struct table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
+	struct sn_table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
 	struct walk w = {ctx, &t};
 
 	if (ctx->json) {
@@ -340,8 +304,8 @@ static int cmd_ports(struct cmd_ctx *ctx)
 		return 0;
 	}
 	sn_switch_foreach_port(ctx->sw, ports_visit, &w);
-	table_render(&t, ctx->body);
-	table_free(&t);
+	sn_table_render(&t, ctx->body);
+	sn_table_free(&t);
 	return 0;
 }
 
@@ -389,10 +353,10 @@ static int fdb_row_cmp(const void *a, const void *b)
 	return r ? r : (int)x->vlan - (int)y->vlan;
 }
 
-static int cmd_fdb_show(struct cmd_ctx *ctx)
+static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
 {
 	static const char *const head[] = {"MAC", ">VLAN", "PORT", "TYPE", ">AGE"};
-	struct table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
+	struct sn_table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
 	struct fdb_rows rows = {0};
 	struct sn_buf age;
 	int r;
@@ -428,23 +392,23 @@ static int cmd_fdb_show(struct cmd_ctx *ctx)
 			sn_buf_puts(&age, "-");
 		else
 			sn_buf_decimal(&age, e->age, 1);
-		table_cell(&t, "%s", mac);
-		table_cell(&t, "%u", e->vlan);
-		table_cell(&t, "%s", e->port);
-		table_cell(&t, "%s", e->is_static ? "static" : "dynamic");
-		table_cell(&t, "%s", age.failed ? "?" : age.data);
+		sn_table_cell(&t, "%s", mac);
+		sn_table_cell(&t, "%u", e->vlan);
+		sn_table_cell(&t, "%s", e->port);
+		sn_table_cell(&t, "%s", e->is_static ? "static" : "dynamic");
+		sn_table_cell(&t, "%s", age.failed ? "?" : age.data);
 	}
 	if (ctx->json)
 		sn_json_end_array(ctx->j);
 	else
-		table_render(&t, ctx->body);
+		sn_table_render(&t, ctx->body);
 	sn_buf_finish(&age);
-	table_free(&t);
+	sn_table_free(&t);
 	free(rows.v);
 	return 0;
 }
 
-static int cmd_fdb_flush(struct cmd_ctx *ctx)
+static int cmd_fdb_flush(struct sn_ctl_ctx *ctx)
 {
 	const char *port = ctx->argc ? ctx->argv[0] : NULL;
 	int n = sn_switch_fdb_flush(ctx->sw, port);
@@ -472,24 +436,24 @@ static int stats_visit(const struct sn_port_info *p, void *arg)
 		sn_json_end_object(w->ctx->j);
 		return 0;
 	}
-	table_cell(w->t, "%s", p->name);
-	table_cell(w->t, "%llu", (unsigned long long)s->drop_txq_full);
-	table_cell(w->t, "%llu", (unsigned long long)s->drop_runt);
-	table_cell(w->t, "%llu", (unsigned long long)s->drop_oversize);
-	table_cell(w->t, "%llu", (unsigned long long)s->drop_bad_framing);
-	table_cell(w->t, "%llu", (unsigned long long)s->drop_no_buffer);
-	table_cell(w->t, "%llu", (unsigned long long)s->fdb_refused);
-	table_cell(w->t, "%u", s->txq_depth);
+	sn_table_cell(w->t, "%s", p->name);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->drop_txq_full);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->drop_runt);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->drop_oversize);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->drop_bad_framing);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->drop_no_buffer);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->fdb_refused);
+	sn_table_cell(w->t, "%u", s->txq_depth);
 	return 0;
 }
 
-static int cmd_stats(struct cmd_ctx *ctx)
+static int cmd_stats(struct sn_ctl_ctx *ctx)
 {
 	static const char *const sw_head[] = {"", ">"};
 	static const char *const port_head[] = {"PORT", ">TXQ-FULL", ">RUNT", ">OVERSIZE", ">BAD-FRAMING",
 						">NO-BUFFER", ">FDB-REFUSED", ">TXQ-DEPTH"};
-	struct table swt = {.head = sw_head, .ncol = 2, .no_head = true};
-	struct table pt = {.head = port_head, .ncol = SN_ARRAY_SIZE(port_head)};
+	struct sn_table swt = {.head = sw_head, .ncol = 2, .no_head = true};
+	struct sn_table pt = {.head = port_head, .ncol = SN_ARRAY_SIZE(port_head)};
 	struct walk w = {ctx, &pt};
 	struct sn_switch_stats st;
 	struct sn_json *j = ctx->j;
@@ -514,34 +478,34 @@ static int cmd_stats(struct cmd_ctx *ctx)
 		sn_json_end_array(j);
 		return 0;
 	}
-	table_cell(&swt, "unicast frames");
-	table_cell(&swt, "%llu", (unsigned long long)st.unicast);
-	table_cell(&swt, "flooded frames");
-	table_cell(&swt, "%llu", (unsigned long long)st.flooded);
-	table_cell(&swt, "filtered frames");
-	table_cell(&swt, "%llu", (unsigned long long)st.filtered);
-	table_cell(&swt, "fdb entries");
-	table_cell(&swt, "%u of %u", st.fdb_entries, st.fdb_max);
-	table_cell(&swt, "fdb moves");
-	table_cell(&swt, "%llu", (unsigned long long)st.fdb_moves);
-	table_cell(&swt, "fdb refused, table full");
-	table_cell(&swt, "%llu", (unsigned long long)st.fdb_refused_table);
-	table_cell(&swt, "fdb refused, port cap");
-	table_cell(&swt, "%llu", (unsigned long long)st.fdb_refused_port);
-	table_cell(&swt, "pool buffers free");
-	table_cell(&swt, "%u of %u", st.pool_free, st.pool_total);
-	table_cell(&swt, "ports");
-	table_cell(&swt, "%u", st.ports);
-	table_render(&swt, ctx->body);
-	table_free(&swt);
+	sn_table_cell(&swt, "unicast frames");
+	sn_table_cell(&swt, "%llu", (unsigned long long)st.unicast);
+	sn_table_cell(&swt, "flooded frames");
+	sn_table_cell(&swt, "%llu", (unsigned long long)st.flooded);
+	sn_table_cell(&swt, "filtered frames");
+	sn_table_cell(&swt, "%llu", (unsigned long long)st.filtered);
+	sn_table_cell(&swt, "fdb entries");
+	sn_table_cell(&swt, "%u of %u", st.fdb_entries, st.fdb_max);
+	sn_table_cell(&swt, "fdb moves");
+	sn_table_cell(&swt, "%llu", (unsigned long long)st.fdb_moves);
+	sn_table_cell(&swt, "fdb refused, table full");
+	sn_table_cell(&swt, "%llu", (unsigned long long)st.fdb_refused_table);
+	sn_table_cell(&swt, "fdb refused, port cap");
+	sn_table_cell(&swt, "%llu", (unsigned long long)st.fdb_refused_port);
+	sn_table_cell(&swt, "pool buffers free");
+	sn_table_cell(&swt, "%u of %u", st.pool_free, st.pool_total);
+	sn_table_cell(&swt, "ports");
+	sn_table_cell(&swt, "%u", st.ports);
+	sn_table_render(&swt, ctx->body);
+	sn_table_free(&swt);
 	sn_buf_puts(ctx->body, "\n");
 	sn_switch_foreach_port(ctx->sw, stats_visit, &w);
-	table_render(&pt, ctx->body);
-	table_free(&pt);
+	sn_table_render(&pt, ctx->body);
+	sn_table_free(&pt);
 	return 0;
 }
 
-static int cmd_port_add(struct cmd_ctx *ctx)
+static int cmd_port_add(struct sn_ctl_ctx *ctx)
 {
 	char name[SN_PORT_NAME_MAX];
 	int r = sn_switch_add_port(ctx->sw, ctx->argv[0], name, sizeof(name), &ctx->err);
@@ -556,7 +520,7 @@ static int cmd_port_add(struct cmd_ctx *ctx)
 	return 0;
 }
 
-static int cmd_port_del(struct cmd_ctx *ctx)
+static int cmd_port_del(struct sn_ctl_ctx *ctx)
 {
 	const char *name = ctx->argv[0];
 	int r = sn_switch_del_port(ctx->sw, name);
@@ -571,9 +535,9 @@ static int cmd_port_del(struct cmd_ctx *ctx)
 	return 0;
 }
 
-static int cmd_help(struct cmd_ctx *ctx);
+static int cmd_help(struct sn_ctl_ctx *ctx);
 
-static const struct cmd commands[] = {
+static const struct sn_ctl_cmd core_cmds[] = {
 	{"ports", "", "list ports and listeners with their counters", 0, 0, cmd_ports},
 	{"fdb show", "", "list the forwarding database", 0, 0, cmd_fdb_show},
 	{"fdb flush", "[PORT]", "forget learned entries, all or one port's", 0, 1, cmd_fdb_flush},
@@ -584,15 +548,25 @@ static const struct cmd commands[] = {
 	{"help", "", "list the commands", 0, 0, cmd_help},
 };
 
-static int cmd_help(struct cmd_ctx *ctx)
+static const struct sn_ctl_cmds core_table = {core_cmds, SN_ARRAY_SIZE(core_cmds)};
+
+/* Every module with commands of its own adds its table here. */
+static const struct sn_ctl_cmds *const tables[] = {
+	&core_table,
+	&sn_capture_ctl_cmds,
+	&sn_gvproxy_ctl_cmds,
+};
+
+static int cmd_help(struct sn_ctl_ctx *ctx)
 {
 	static const char *const head[] = {"COMMAND", "DESCRIPTION"};
-	struct table t = {.head = head, .ncol = 2};
+	struct sn_table t = {.head = head, .ncol = 2};
 
 	if (ctx->json)
 		sn_json_begin_array(ctx->j, "commands");
-	for (size_t i = 0; i < SN_ARRAY_SIZE(commands); i++) {
-		const struct cmd *c = &commands[i];
+	for (size_t k = 0; k < SN_ARRAY_SIZE(tables); k++)
+	for (size_t i = 0; i < tables[k]->n; i++) {
+		const struct sn_ctl_cmd *c = &tables[k]->cmds[i];
 
 		if (!c->help)
 			continue;
@@ -609,15 +583,15 @@ static int cmd_help(struct cmd_ctx *ctx)
 			sn_buf_finish(&usage);
 			continue;
 		}
-		table_cell(&t, "%s%s%s", c->name, *c->args ? " " : "", c->args);
-		table_cell(&t, "%s", c->help);
+		sn_table_cell(&t, "%s%s%s", c->name, *c->args ? " " : "", c->args);
+		sn_table_cell(&t, "%s", c->help);
 	}
 	if (ctx->json) {
 		sn_json_end_array(ctx->j);
 		return 0;
 	}
-	table_render(&t, ctx->body);
-	table_free(&t);
+	sn_table_render(&t, ctx->body);
+	sn_table_free(&t);
 	return 0;
 }
 
@@ -642,7 +616,7 @@ static int cmd_match(const char *name, int argc, char **argv)
 
 /* Queues bytes for the client; they go out from its write watcher. -ENOBUFS when a streaming
  * client already has STREAM_BUF_MAX unsent (the caller drops and counts), -ENOMEM. */
-static int client_send(struct client *c, const void *data, size_t len)
+int sn_ctl_send(struct sn_ctl_client *c, const void *data, size_t len)
 {
 	if (c->phase == PHASE_STREAM && c->out.len - c->out_off + len > STREAM_BUF_MAX)
 		return -ENOBUFS;
@@ -653,7 +627,13 @@ static int client_send(struct client *c, const void *data, size_t len)
 	return 0;
 }
 
-static void client_reply_start(struct client *c, enum phase phase)
+void sn_ctl_set_stream_end(struct sn_ctl_client *c, void (*end)(struct sn_ctl_client *c, void *data), void *data)
+{
+	c->stream_end = end;
+	c->stream_data = data;
+}
+
+static void client_reply_start(struct sn_ctl_client *c, enum phase phase)
 {
 	struct ev_loop *loop = c->ctl->loop;
 
@@ -668,7 +648,7 @@ static void client_reply_start(struct client *c, enum phase phase)
 	ev_io_start(loop, &c->wio);
 }
 
-static void client_error(struct client *c, int code, const char *msg)
+static void client_error(struct sn_ctl_client *c, int code, const char *msg)
 {
 	struct sn_buf *o = &c->out;
 
@@ -701,11 +681,11 @@ static void client_error(struct client *c, int code, const char *msg)
 	client_reply_start(c, PHASE_REPLY);
 }
 
-static int client_fail(struct client *c, int code, const char *fmt, ...)
+static int client_fail(struct sn_ctl_client *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Replies ERR; returns @code. */
-static int client_fail(struct client *c, int code, const char *fmt, ...)
+static int client_fail(struct sn_ctl_client *c, int code, const char *fmt, ...)
 {
 	char msg[sizeof(((struct sn_error *)0)->msg)];
 	va_list ap;
@@ -718,10 +698,10 @@ static int client_fail(struct client *c, int code, const char *fmt, ...)
 	return code;
 }
 
-static void dispatch(struct client *c, int argc, char **argv)
+static void dispatch(struct sn_ctl_client *c, int argc, char **argv)
 {
-	struct cmd_ctx ctx = {.sw = c->ctl->sw, .client = c, .json = c->json};
-	const struct cmd *cmd = NULL;
+	struct sn_ctl_ctx ctx = {.sw = c->ctl->sw, .client = c, .json = c->json};
+	const struct sn_ctl_cmd *cmd = NULL;
 	struct sn_buf body;
 	struct sn_json j;
 	int words = 0, r;
@@ -734,9 +714,10 @@ static void dispatch(struct client *c, int argc, char **argv)
 		sn_json_begin_object(&j, NULL);
 		sn_json_uint(&j, "version", CTL_VERSION);
 	}
-	for (size_t i = 0; i < SN_ARRAY_SIZE(commands) && !cmd; i++)
-		if ((words = cmd_match(commands[i].name, argc, argv)))
-			cmd = &commands[i];
+	for (size_t k = 0; k < SN_ARRAY_SIZE(tables) && !cmd; k++)
+		for (size_t i = 0; i < tables[k]->n && !cmd; i++)
+			if ((words = cmd_match(tables[k]->cmds[i].name, argc, argv)))
+				cmd = &tables[k]->cmds[i];
 	if (!cmd) {
 		r = sn_error_set(&ctx.err, -EINVAL, "unknown command '%s'; 'help' lists the commands",
 				 argv[0]);
@@ -755,20 +736,20 @@ static void dispatch(struct client *c, int argc, char **argv)
 	if (r < 0) {
 		client_error(c, r, ctx.err.msg);
 	} else {
-		if (c->json && r != CMD_STREAM) {
+		if (c->json && r != SN_CTL_STREAM) {
 			sn_json_end_object(&j);
 			sn_buf_add(&body, "\n", 1);
 		}
-		if (client_send(c, "OK\n", 3) < 0 || client_send(c, body.data, body.len) < 0)
+		if (sn_ctl_send(c, "OK\n", 3) < 0 || sn_ctl_send(c, body.data, body.len) < 0)
 			c->out.failed = true; /* cannot even say so: client_write_cb ends it */
-		client_reply_start(c, r == CMD_STREAM ? PHASE_STREAM : PHASE_REPLY);
+		client_reply_start(c, r == SN_CTL_STREAM ? PHASE_STREAM : PHASE_REPLY);
 	}
 	sn_buf_finish(&body);
 }
 
 /* Looks for a whole request in what arrived so far and runs it. Returns 0 when it needs more
  * bytes or ran the command, -errno when it refused the request. */
-static int request_try(struct client *c)
+static int request_try(struct sn_ctl_client *c)
 {
 	struct sn_buf *in = &c->in;
 	size_t magic = strlen(CTL_MAGIC), from;
@@ -829,7 +810,7 @@ static int request_try(struct client *c)
 
 static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct client *c = w->data;
+	struct sn_ctl_client *c = w->data;
 	char buf[4096];
 
 	/* bounded, so that a client pouring bytes in cannot hold the loop */
@@ -865,7 +846,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* The reply is out: shut our side, then wait (briefly) for the client to close. Closing with
  * unread bytes from the client could make its kernel drop our reply. */
-static void client_linger(struct client *c)
+static void client_linger(struct sn_ctl_client *c)
 {
 	struct ev_loop *loop = c->ctl->loop;
 
@@ -878,7 +859,7 @@ static void client_linger(struct client *c)
 
 static void client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	struct client *c = w->data;
+	struct sn_ctl_client *c = w->data;
 
 	if (c->out.failed) {
 		sn_debug("control: out of memory replying to a client");
@@ -914,7 +895,7 @@ static void client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct client *c = w->data;
+	struct sn_ctl_client *c = w->data;
 
 	if (c->phase != PHASE_LINGER)
 		sn_debug("control: client timed out");
@@ -923,15 +904,15 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void accept_on(struct sn_control *ctl);
 
-static void client_free(struct client *c)
+static void client_free(struct sn_ctl_client *c)
 {
 	struct sn_control *ctl = c->ctl;
 
 	if (c->stream_end) {
-		void (*end)(struct client *) = c->stream_end;
+		void (*end)(struct sn_ctl_client *, void *) = c->stream_end;
 
 		c->stream_end = NULL;
-		end(c);
+		end(c, c->stream_data);
 	}
 	ev_io_stop(ctl->loop, &c->rio);
 	ev_io_stop(ctl->loop, &c->wio);
@@ -987,7 +968,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct sn_control *ctl = w->data;
 
 	for (int i = 0; i < 16 && ctl->nclients < CLIENTS_MAX; i++) {
-		struct client *c;
+		struct sn_ctl_client *c;
 		int fd = accept(ctl->fd, NULL, NULL);
 
 		if (fd < 0) {

@@ -12,6 +12,7 @@
 
 #include <squibnet/config.h>
 
+#include "capture.h"
 #include "log.h"
 #include "switch.h"
 #include "util.h"
@@ -20,6 +21,19 @@ static const struct sn_port_kind *const kinds[] = {
 	&sn_port_kind_stream,
 	&sn_port_kind_dgram,
 	&sn_port_kind_seqpacket,
+	&sn_port_kind_gvproxy,
+#if SN_HAS_PCAP
+	&sn_port_kind_pcap,
+#endif
+#if SN_HAS_TAP
+	&sn_port_kind_tap,
+#endif
+#if SN_HAS_VHOST_USER
+	&sn_port_kind_vhost_user,
+#endif
+#if SN_HAS_VMNET
+	&sn_port_kind_vmnet,
+#endif
 };
 
 SN_EXPORT const char *sn_version(void)
@@ -131,6 +145,7 @@ SN_EXPORT void sn_switch_destroy(struct sn_switch *sw)
 {
 	if (!sw)
 		return;
+	sn_capture_destroy_all(sw);
 	while (sw->ports)
 		sn_port_close(sw->ports);
 	reap(sw);
@@ -290,6 +305,7 @@ void sn_port_close(struct sn_port *port)
 	up_del(sw, port);
 	sn_fdb_flush(&sw->fdb, port, true);
 	sn_txq_clear(&port->txq);
+	sn_capture_port_gone(sw, port);
 	if (port->ops->close)
 		port->ops->close(port);
 	port->dead_next = sw->dead;
@@ -346,6 +362,8 @@ void sn_txq_sent(struct sn_port *port, uint32_t n)
 
 		port->stats.tx_frames++;
 		port->stats.tx_bytes += f->len;
+		if (sn_unlikely(port->sw->ncaptures))
+			sn_capture_frame(port->sw, port, f->data, f->len, SN_CAPTURE_OUT);
 		sn_frame_unref(f);
 	}
 }
@@ -403,6 +421,8 @@ void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
 		}
 		in->stats.rx_frames++;
 		in->stats.rx_bytes += len;
+		if (sn_unlikely(sw->ncaptures))
+			sn_capture_frame(sw, in, d, len, SN_CAPTURE_IN);
 		if (sn_fdb_learn(&sw->fdb, d + 6, vlan, in, now) == SN_FDB_LEARNED && !ev_is_active(&sw->ager)) {
 			sw->ager.repeat = sw->fdb.aging;
 			ev_timer_again(sw->loop, &sw->ager);
@@ -454,7 +474,14 @@ SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *r
 			sn_strlcpy(ret_name, port->name, name_len);
 		return 0;
 	}
-	return sn_error_set(err, -EINVAL, "unknown port kind '%s' (want stream, dgram or seqpacket)", spec.kind);
+	{
+		char known[256] = "";
+
+		for (size_t i = 0; i < SN_ARRAY_SIZE(kinds); i++)
+			snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", i ? ", " : "",
+				 kinds[i]->name);
+		return sn_error_set(err, -EINVAL, "unknown port kind '%s' (this build has: %s)", spec.kind, known);
+	}
 }
 
 SN_EXPORT int sn_switch_del_port(struct sn_switch *sw, const char *name)

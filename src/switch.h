@@ -26,6 +26,8 @@ struct sn_switch {
 	ev_prepare prepare;
 	ev_timer ager;
 	uint64_t unicast, flooded, filtered;
+	struct sn_capture *captures; /* owned by capture.c */
+	unsigned ncaptures;          /* active captures: the data path tests only this */
 };
 
 /* A port kind: parses its keys from @spec, opens what it needs and registers the port. */
@@ -38,6 +40,11 @@ struct sn_port_kind {
 extern const struct sn_port_kind sn_port_kind_stream;
 extern const struct sn_port_kind sn_port_kind_dgram;
 extern const struct sn_port_kind sn_port_kind_seqpacket;
+extern const struct sn_port_kind sn_port_kind_gvproxy;
+extern const struct sn_port_kind sn_port_kind_pcap;
+extern const struct sn_port_kind sn_port_kind_tap;
+extern const struct sn_port_kind sn_port_kind_vhost_user;
+extern const struct sn_port_kind sn_port_kind_vmnet;
 
 /* Reads the keys every kind has (name=, mtu=) and initialises @port with them. */
 int sn_port_init_spec(struct sn_port *port, struct sn_switch *sw, const struct sn_port_ops *ops,
