@@ -6,5 +6,6 @@
 #include <squibnet/config.h>
 #include <squibnet/log.h>
 #include <squibnet/switch.h>
+#include <squibnet/virtio.h>
 
 #endif

@@ -1,11 +1,367 @@
-/* vhost_user.c - placeholder until the vhost-user port lands. */
+/* vhost_user.c - the `vhost-user` port kind: a vhost-user-net back-end for QEMU and other VMMs.
+ *
+ * vhost-user,listen=PATH serves front-ends on a unix socket, one at a time; one that leaves
+ * and comes back (QEMU reconnect=) gets the same port again. vhost-user,fd=N takes an
+ * inherited socket instead: a listening one behaves as listen=, a connected one carries one
+ * session. The control plane lives in backends/vhost_user.c; this file joins the two rings
+ * to the switch through the shared virtqueue engine (virtq.h): TX (ring 1) on its kick, RX
+ * (ring 0) when the switch flushes the port or the driver posts buffers. The port is UP
+ * while at least one ring runs. */
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "../backends/vhost_user.h"
+#include "../log.h"
+#include "../sock.h"
 #include "../switch.h"
+#include "../util.h"
+#include "../virtq.h"
 
-static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port, struct sn_error *err)
+#define RX_RING 0
+#define TX_RING 1
+#define TX_BUDGET 256 /* chains per TX pass before other watchers get a turn */
+
+/* What GET_FEATURES offers: everything the engine implements for virtio-net. */
+#define VU_FEATURES                                                                                \
+	(SN_VIRTIO_BIT(SN_VIRTIO_F_VERSION_1) | SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF) |         \
+	 SN_VIRTIO_BIT(SN_VIRTIO_F_EVENT_IDX) | SN_VIRTIO_BIT(SN_VIRTIO_F_INDIRECT_DESC))
+
+struct vu_port {
+	struct sn_port base;
+	struct sn_vu vu;
+	char where[128];        /* "listen unix:PATH" or "fd N" */
+	char unlink_path[108];  /* our socket file, removed at close; empty for fd= */
+	struct sn_vq_mem mem;   /* guest memory as the engine sees it, rebuilt at each ring start */
+	struct sn_vq vq[SN_VU_NRINGS];
+	char vq_name[SN_VU_NRINGS][SN_PORT_NAME_MAX + 16];
+	ev_io kick[SN_VU_NRINGS];
+	ev_idle tx_more;        /* TX budget ran out: continue on the next loop iteration */
+	size_t hdr_len;
+	bool mrg;
+};
+
+static void vu_port_flush(struct sn_port *port);
+
+static void signal_call(struct vu_port *p, unsigned idx)
 {
-	return sn_error_set(err, -ENOTSUP, "vhost-user ports are not implemented yet");
+	uint64_t one = 1;
+	int fd = p->vu.rings[idx].call_fd;
+
+	/* an eventfd counter cannot overflow in practice; EAGAIN would mean it is pending anyway */
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		sn_debug("port %s: ring %u call: %s", p->base.name, idx, strerror(errno));
+}
+
+static bool ring_running(const struct vu_port *p, unsigned idx)
+{
+	return p->vu.rings[idx].started && sn_vq_usable(&p->vq[idx]);
+}
+
+/* UP while the front-end has a ring running: frames can flow in at least one direction. */
+static void update_state(struct vu_port *p)
+{
+	bool up = sn_vu_connected(&p->vu) && (ring_running(p, RX_RING) || ring_running(p, TX_RING));
+
+	if (p->base.closed)
+		return;
+	sn_port_set_state(&p->base, up ? SN_PORT_UP : SN_PORT_DOWN);
+}
+
+/* A broken queue stays untouched until the front-end sets it up again; tell it through the
+ * error eventfd when it gave us one. */
+static void ring_broken(struct vu_port *p, unsigned idx)
+{
+	uint64_t one = 1;
+	int fd = p->vu.rings[idx].err_fd;
+
+	ev_io_stop(sn_port_loop(&p->base), &p->kick[idx]);
+	if (idx == TX_RING)
+		ev_idle_stop(sn_port_loop(&p->base), &p->tx_more);
+	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0)
+		sn_debug("port %s: ring %u err: %s", p->base.name, idx, strerror(errno));
+	update_state(p);
+}
+
+static void drain_kick(int fd)
+{
+	uint64_t v;
+
+	while (read(fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+		;
+}
+
+/* ---- TX: the guest's frames into the switch ---- */
+
+static void tx_process(struct vu_port *p)
+{
+	struct sn_vq *vq = &p->vq[TX_RING];
+	/* a disabled ring is drained without side effects: chains go back unread */
+	struct sn_port *to = sn_vu_ring_enabled(&p->vu, TX_RING) ? &p->base : NULL;
+
+	sn_vq_notify_enable(vq, false);
+	for (int pass = 0; pass < 4; pass++) {
+		bool notify = false;
+		int n = sn_vnet_tx(vq, to, p->hdr_len, TX_BUDGET, &notify);
+
+		if (notify)
+			signal_call(p, TX_RING);
+		if (n < 0) {
+			ring_broken(p, TX_RING);
+			return;
+		}
+		if (n < TX_BUDGET) {
+			if (!sn_vq_notify_enable(vq, true))
+				return;
+			sn_vq_notify_enable(vq, false); /* more arrived while kicks were off */
+		}
+	}
+	ev_idle_start(sn_port_loop(&p->base), &p->tx_more);
+}
+
+static void tx_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct vu_port *p = w->data;
+
+	drain_kick(w->fd);
+	if (ring_running(p, TX_RING))
+		tx_process(p);
+}
+
+static void tx_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct vu_port *p = w->data;
+
+	ev_idle_stop(loop, w);
+	if (ring_running(p, TX_RING))
+		tx_process(p);
+}
+
+/* ---- RX: the switch's frames into the guest ---- */
+
+static void vu_port_flush(struct sn_port *port)
+{
+	struct vu_port *p = (struct vu_port *)port;
+	struct sn_vq *vq = &p->vq[RX_RING];
+
+	/* not running or disabled: frames wait in the bounded queue like for a slow socket peer */
+	if (!ring_running(p, RX_RING) || !sn_vu_ring_enabled(&p->vu, RX_RING))
+		return;
+	for (int pass = 0; pass < 4; pass++) {
+		bool notify = false;
+		int n = sn_vnet_rx(vq, port, p->hdr_len, p->mrg, &notify);
+
+		if (notify)
+			signal_call(p, RX_RING);
+		if (n < 0) {
+			ring_broken(p, RX_RING);
+			return;
+		}
+		if (sn_txq_empty(&port->txq))
+			return;
+		/* out of buffers: ask for a kick when the driver posts more, unless it just did */
+		if (!sn_vq_notify_enable(vq, true))
+			return;
+	}
+}
+
+static void rx_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct vu_port *p = w->data;
+
+	drain_kick(w->fd);
+	if (!sn_txq_empty(&p->base.txq))
+		vu_port_flush(&p->base);
+}
+
+/* ---- the back-end's ring events ---- */
+
+static int ring_start(void *ctx, struct sn_vu *vu, unsigned idx, struct sn_error *err)
+{
+	struct vu_port *p = ctx;
+	struct sn_vu_ring *r = &vu->rings[idx];
+	struct sn_vq_mem_region regs[SN_VU_MAX_REGIONS];
+	int ret;
+
+	for (unsigned i = 0; i < vu->nregions; i++)
+		regs[i] = (struct sn_vq_mem_region){vu->regions[i].gpa, vu->regions[i].size, vu->regions[i].host};
+	ret = sn_vq_mem_set(&p->mem, regs, vu->nregions);
+	if (ret < 0)
+		return sn_error_set(err, ret, "the memory table does not suit the ring engine: %s", strerror(-ret));
+	ret = sn_vq_setup_addr(&p->vq[idx], &p->mem, (uint16_t)r->num, r->desc, r->avail, r->used, vu->features,
+			       r->base);
+	if (ret < 0)
+		return sn_error_set(err, ret, "ring %u: %s", idx,
+				    ret == -EFAULT ? "rings outside guest memory" : "misaligned rings or bad size");
+	p->vq[idx].name = p->vq_name[idx];
+	p->hdr_len = sn_vnet_hdr_len(vu->features);
+	p->mrg = vu->features & SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF);
+	ev_io_set(&p->kick[idx], r->kick_fd, EV_READ);
+	ev_io_start(sn_port_loop(&p->base), &p->kick[idx]);
+	sn_debug("port %s: ring %u started at avail %u (size %u)", p->base.name, idx, r->base, r->num);
+	/* ring_running() needs r->started, which the back-end sets when we return */
+	r->started = true;
+	update_state(p);
+	if (idx == RX_RING)
+		sn_vq_notify_enable(&p->vq[idx], true);
+	return 0;
+}
+
+static uint16_t ring_stop(void *ctx, struct sn_vu *vu, unsigned idx)
+{
+	struct vu_port *p = ctx;
+	uint16_t last = p->vq[idx].last_avail;
+
+	ev_io_stop(sn_port_loop(&p->base), &p->kick[idx]);
+	if (idx == TX_RING)
+		ev_idle_stop(sn_port_loop(&p->base), &p->tx_more);
+	sn_vq_reset(&p->vq[idx]);
+	vu->rings[idx].started = false;
+	update_state(p);
+	sn_debug("port %s: ring %u stopped at avail %u", p->base.name, idx, last);
+	return last;
+}
+
+static void ring_enable(void *ctx, struct sn_vu *vu, unsigned idx, bool enabled)
+{
+	struct vu_port *p = ctx;
+
+	sn_debug("port %s: ring %u %s", p->base.name, idx, enabled ? "enabled" : "disabled");
+	if (enabled && idx == RX_RING && !sn_txq_empty(&p->base.txq))
+		sn_port_want_flush(&p->base);
+}
+
+static void link_change(void *ctx, struct sn_vu *vu, bool up, const char *why)
+{
+	update_state(ctx);
+}
+
+static const struct sn_vu_ops vu_ops = {
+	.ring_start = ring_start,
+	.ring_stop = ring_stop,
+	.ring_enable = ring_enable,
+	.link = link_change,
+};
+
+/* ---- port ops ---- */
+
+static void vu_port_close(struct sn_port *port)
+{
+	struct vu_port *p = (struct vu_port *)port;
+
+	sn_vu_finish(&p->vu);
+	ev_idle_stop(sn_port_loop(port), &p->tx_more);
+	if (p->unlink_path[0])
+		unlink(p->unlink_path);
+}
+
+static void vu_port_describe(struct sn_port *port, char *buf, size_t len)
+{
+	struct vu_port *p = (struct vu_port *)port;
+
+	if (!sn_vu_connected(&p->vu))
+		snprintf(buf, len, "%s (no front-end; %u sessions, %" PRIu64 " protocol errors)", p->where,
+			 p->vu.sessions, p->vu.protocol_errors);
+	else
+		snprintf(buf, len, "%s front-end: rx %s, tx %s", p->where,
+			 !p->vu.rings[RX_RING].started ? "stopped" : sn_vq_broken(&p->vq[RX_RING]) ? "broken"
+				 : sn_vu_ring_enabled(&p->vu, RX_RING) ? "running" : "disabled",
+			 !p->vu.rings[TX_RING].started ? "stopped" : sn_vq_broken(&p->vq[TX_RING]) ? "broken"
+				 : sn_vu_ring_enabled(&p->vu, TX_RING) ? "running" : "disabled");
+}
+
+static const struct sn_port_ops vu_port_ops = {
+	.kind = "vhost-user",
+	.flush = vu_port_flush,
+	.close = vu_port_close,
+	.describe = vu_port_describe,
+};
+
+static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
+			     struct sn_error *err)
+{
+	const char *listen = sn_spec_get(spec, "listen");
+	unsigned fdnum = 0;
+	bool have_fd = sn_spec_get(spec, "fd") != NULL;
+	struct sn_sockaddr addr;
+	struct vu_port *p;
+	int fd, r;
+
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	r = sn_port_init_spec(&p->base, sw, &vu_port_ops, spec, err);
+	if (r < 0)
+		goto fail;
+	r = sn_spec_get_uint(spec, "fd", 0, 65535, &fdnum, err);
+	if (r < 0)
+		goto fail;
+	if (!listen == !have_fd) {
+		r = sn_error_set(err, -EINVAL, "vhost-user port needs exactly one of 'listen' and 'fd'");
+		goto fail;
+	}
+	if (listen) {
+		r = sn_sockaddr_parse(listen, "listen", true, &addr, err);
+		if (r < 0)
+			goto fail;
+		if (!sn_sockaddr_is_unix(&addr)) {
+			r = sn_error_set(err, -EINVAL, "bad value '%s' for key 'listen': vhost-user needs a unix socket",
+					 listen);
+			goto fail;
+		}
+	}
+	r = sn_spec_check_unused(spec, err);
+	if (r < 0)
+		goto fail;
+
+	if (listen) {
+		fd = sn_sock_listen(&addr, SOCK_STREAM, err);
+		if (fd < 0) {
+			r = fd;
+			goto fail;
+		}
+		sn_strlcpy(p->unlink_path, addr.u.un.sun_path, sizeof(p->unlink_path));
+		snprintf(p->where, sizeof(p->where), "listen unix:%s", addr.u.un.sun_path);
+	} else {
+		/* the descriptor is the embedder's until the port takes it: dup, so a refusal leaves it open */
+		fd = fcntl((int)fdnum, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0) {
+			r = sn_error_set(err, -errno, "bad value '%u' for key 'fd': %s", fdnum, strerror(errno));
+			goto fail;
+		}
+		snprintf(p->where, sizeof(p->where), "fd %u", fdnum);
+	}
+	for (unsigned i = 0; i < SN_VU_NRINGS; i++) {
+		snprintf(p->vq_name[i], sizeof(p->vq_name[i]), "port %s: %s", p->base.name, i == RX_RING ? "rx" : "tx");
+		ev_io_init(&p->kick[i], i == RX_RING ? rx_kick_cb : tx_kick_cb, -1, EV_READ);
+		p->kick[i].data = p;
+	}
+	ev_idle_init(&p->tx_more, tx_more_cb);
+	p->tx_more.data = p;
+	r = sn_port_register(&p->base);
+	if (r < 0) {
+		close(fd);
+		if (p->unlink_path[0])
+			unlink(p->unlink_path);
+		goto fail;
+	}
+	r = sn_vu_init(&p->vu, sw->loop, fd, VU_FEATURES, &vu_ops, p, p->base.name, err);
+	if (r < 0) {
+		p->unlink_path[0] = '\0';
+		sn_port_close(&p->base); /* frees p later, from the loop */
+		return r;
+	}
+	if (have_fd)
+		close((int)fdnum); /* taken over: the port owns its duplicate */
+	*ret_port = &p->base;
+	return 0;
+fail:
+	free(p);
+	return r;
 }
 
 const struct sn_port_kind sn_port_kind_vhost_user = {

@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""The vhost-user-net back-end seen from a front-end (vufront.py, playing QEMU) on the real
+daemon: hostile messages close only their own connection, with the reason logged, while a
+stream port pair keeps forwarding; a well-formed session exchanges frames with a stream
+client both ways; GET_VRING_BASE, SET_VRING_ENABLE, REPLY_ACK, reconnect, a refused second
+front-end and an inherited descriptor (fd=N)."""
+
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+from sntest import BROADCAST, Daemon, StreamClient, eth, mac, run_tests  # noqa: E402
+import vufront as vf  # noqa: E402
+
+PORTS = ["stream,listen=unix:@s.sock,name=st", "vhost-user,listen=@vu.sock,name=vu"]
+
+
+def stream_pair(d):
+    """Two stream clients that learned each other: forwarding between them proves the switch
+    is alive."""
+    a, b = StreamClient(d.path("s.sock")), StreamClient(d.path("s.sock"))
+    d.wait_ports(lambda p: sum(1 for x in p.values() if x["parent"] == "st" and x["state"] == "up") >= 2)
+    a.send(eth(BROADCAST, mac(101), b"a"))
+    b.send(eth(BROADCAST, mac(102), b"b"))
+    a.recv_all(0.2)
+    b.recv_all(0.2)
+    return a, b
+
+
+def check_forwarding(a, b, tag):
+    f = eth(mac(102), mac(101), b"alive " + tag.encode())
+    a.send(f)
+    got = b.recv(2.0)
+    assert got == f, f"stream forwarding stopped after {tag}: {got!r}"
+
+
+def vu_state(d):
+    return d.ports()["vu"]["state"]
+
+
+def hostile_cases(mem):
+    """(name, function(front-end) sending the bad message, text the log must show)."""
+    region = (mem.gpa, mem.size, mem.uaddr, 0)
+
+    def send_table(fe, regions, fds, count=None):
+        payload = struct.pack("<II", len(regions) if count is None else count, 0) + \
+            b"".join(struct.pack("<QQQQ", *r) for r in regions)
+        fe.send(vf.SET_MEM_TABLE, payload, fds)
+
+    def truncated(fe):
+        fe.sock.sendall(struct.pack("<III", vf.GET_FEATURES, 1, 0)[:6])
+        fe.sock.shutdown(socket.SHUT_WR)
+
+    def nine_fds(fe):
+        fds = [os.dup(mem.fd) for _ in range(9)]
+        try:
+            send_table(fe, [region], fds)
+        finally:
+            for x in fds:
+                os.close(x)
+
+    small = os.memfd_create("small")
+    os.ftruncate(small, 4096)
+    ro = os.open(f"/proc/self/fd/{mem.fd}", os.O_RDONLY)
+    return [
+        ("bad size", lambda fe: fe.send(vf.SET_FEATURES, b"\0" * 4), "SET_FEATURES with a 4-byte payload"),
+        ("bad index", lambda fe: fe.state(vf.SET_VRING_NUM, 5, 256), "SET_VRING_NUM for ring 5"),
+        ("bad index in a fd message", lambda fe: fe.set_u64(vf.SET_VRING_CALL, 7 | vf.VRING_NOFD),
+         "SET_VRING_CALL for ring 7"),
+        ("too many regions", lambda fe: send_table(fe, [region] * 9, [], count=9), "with 9 regions"),
+        ("missing fd", lambda fe: send_table(fe, [region], []), "came with 0 file descriptors"),
+        ("unknown request", lambda fe: fe.send(99), "unsupported request 99"),
+        ("huge size field", lambda fe: fe.send(vf.GET_FEATURES, size=0xFFFFFFFF), "announces a 4294967295-byte"),
+        ("truncated header", truncated, "in the middle of a message"),
+        ("fd with wrong request", lambda fe: fe.send(vf.SET_OWNER, fds=[mem.fd]), "SET_OWNER came with 1 file"),
+        ("too many fds", nine_fds, "more than 8 file descriptors"),
+        ("overlapping regions", lambda fe: send_table(
+            fe, [region, (mem.gpa + 4096, 8192, mem.uaddr + (64 << 20), 0)], [mem.fd, mem.fd]), "overlap"),
+        ("wrapping region", lambda fe: send_table(fe, [(2 ** 64 - 4096, 8192, 0, 0)], [mem.fd]), "wraps around"),
+        ("region past the end of its file", lambda fe: send_table(fe, [(0, 1 << 20, 0, 0)], [small]),
+         "not a regular file of at least 0x100000"),
+        ("mmap failure", lambda fe: send_table(fe, [(0, 4096, 0, 0)], [ro]), "mmap of 0x1000 bytes"),
+        ("reply flag on a request", lambda fe: fe.send(vf.GET_FEATURES, flags=vf.VERSION | vf.REPLY), "bad flags"),
+        ("wrong version", lambda fe: fe.send(vf.GET_FEATURES, flags=2), "bad flags"),
+        ("kick without descriptor", lambda fe: fe.set_u64(vf.SET_VRING_KICK, 0 | vf.VRING_NOFD), "polling"),
+        ("fd flag and a descriptor", lambda fe: fe.set_u64(vf.SET_VRING_CALL, 0 | vf.VRING_NOFD, [mem.fd]),
+         "says no descriptor but came with 1"),
+        ("ring size not a power of 2", lambda fe: fe.state(vf.SET_VRING_NUM, 0, 100), "want a power of 2"),
+        ("features not offered", lambda fe: fe.set_u64(vf.SET_FEATURES, 1 << 63), "features not offered"),
+        ("kick before the ring is set up", lambda fe: (fe.set_u64(vf.SET_VRING_KICK, 1, [fe_kick]),
+                                                        os.eventfd_write(fe_kick, 1)), "kicked before"),
+    ], [small, ro]
+
+
+fe_kick = os.eventfd(0, os.EFD_CLOEXEC)
+
+
+def test_hostile_messages_close_only_that_connection():
+    with Daemon(PORTS) as d:
+        a, b = stream_pair(d)
+        mem = vf.GuestMemory(size=1 << 20)
+        cases, extra_fds = hostile_cases(mem)
+        try:
+            for name, bad, _ in cases:
+                fe = vf.Frontend(d.path("vu.sock"))
+                # a little valid conversation first: the back-end is in a live session
+                assert fe.get_u64(vf.GET_FEATURES) & vf.F_PROTOCOL_FEATURES
+                bad(fe)
+                assert fe.closed_by_peer(), f"{name}: the back-end kept the connection open"
+                fe.close()
+                check_forwarding(a, b, name)
+                assert d.proc.poll() is None, f"{name}: the daemon died"
+        finally:
+            mem.close()
+            for x in extra_fds:
+                os.close(x)
+        # after all that, a well-formed session still works
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        d.wait_ports(lambda p: p["vu"]["state"] == "up")
+        fe.close()
+        assert d.stop() == 0
+        for name, _, reason in cases:
+            assert reason in d.stderr, f"{name}: '{reason}' not in the daemon log:\n{d.stderr}"
+        assert d.stderr.count("vhost-user protocol error") >= len(cases) - 1, d.stderr
+
+
+def test_session_exchanges_frames_with_a_stream_port():
+    with Daemon(PORTS) as d:
+        assert vu_state(d) == "down"
+        c = StreamClient(d.path("s.sock"))
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        d.wait_ports(lambda p: p["vu"]["state"] == "up" and any(x["parent"] == "st" for x in p.values()))
+        guest, station = mac(1), mac(2)
+        # guest -> switch: a broadcast reaches the stream client, and the TX chain comes back used
+        hello = eth(BROADCAST, guest, b"hello from the guest")
+        fe.send_frame(hello)
+        assert c.recv(2.0) == hello
+        fe.wait_tx_used(1)
+        # stream -> guest: unicast to the learned guest MAC lands in an RX buffer
+        frames = [eth(guest, station, b"to the guest %d" % i, size=60 + 10 * i) for i in range(20)]
+        for f in frames:
+            c.send(f)
+        got = fe.recv_frames(want=len(frames))
+        assert got == frames, f"guest got {len(got)} of {len(frames)} frames"
+        assert fe.rings[vf.RX].calls() > 0, "no RX interrupt"
+        # guest -> station unicast, many, larger than one page
+        big = [eth(station, guest, bytes([i]) * 1400) for i in range(100)]
+        for i, f in enumerate(big):
+            fe.send_frame(f)
+            if i % 50 == 49:
+                fe.wait_tx_used(2 + i)
+        got = []
+        while len(got) < len(big):
+            f = c.recv(2.0)
+            assert f is not None, f"stream client got {len(got)} of {len(big)}"
+            got.append(f)
+        assert got == big
+        assert fe.rings[vf.TX].calls() > 0, "no TX interrupt"
+        st = d.ports()["vu"]["stats"]
+        assert st["rx_frames"] == 101 and st["tx_frames"] == 20, st
+        # GET_VRING_BASE stops the ring and says where it stopped; the port goes down
+        base = struct.unpack("<II", fe.call(vf.GET_VRING_BASE, struct.pack("<II", vf.TX, 0)))
+        assert base == (vf.TX, 101), base
+        base = struct.unpack("<II", fe.call(vf.GET_VRING_BASE, struct.pack("<II", vf.RX, 0)))
+        assert base == (vf.RX, 20), base
+        d.wait_ports(lambda p: p["vu"]["state"] == "down")
+        fe.close()
+
+
+def test_disabled_tx_ring_discards():
+    with Daemon(PORTS) as d:
+        c = StreamClient(d.path("s.sock"))
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        fe.state(vf.SET_VRING_ENABLE, vf.TX, 0)
+        fe.set_u64(vf.SET_FEATURES, fe.features, ack=True)  # a barrier
+        for i in range(5):
+            fe.send_frame(eth(BROADCAST, mac(1), b"discard me %d" % i))
+        fe.wait_tx_used(5)
+        assert c.recv_all(0.3) == [], "a disabled ring forwarded frames"
+        # and while RX is disabled, frames wait in the port's queue until it is enabled
+        fe.state(vf.SET_VRING_ENABLE, vf.RX, 0)
+        fe.set_u64(vf.SET_FEATURES, fe.features, ack=True)
+        c.send(eth(BROADCAST, mac(2), b"queued"))
+        time.sleep(0.2)
+        assert fe.recv_frames(want=1, timeout=0.3) == [], "a disabled RX ring got a frame"
+        fe.state(vf.SET_VRING_ENABLE, vf.RX, 1)
+        fe.state(vf.SET_VRING_ENABLE, vf.TX, 1)
+        fe.set_u64(vf.SET_FEATURES, fe.features, ack=True)
+        c.send(eth(BROADCAST, mac(2), b"after enable"))
+        got = fe.recv_frames(want=2)
+        assert [g[14:] for g in got] == [b"queued", b"after enable"], got
+        fe.send_frame(eth(BROADCAST, mac(1), b"now forwarded"))
+        assert c.recv(2.0)[14:] == b"now forwarded"
+        fe.close()
+
+
+def test_reply_ack_and_queue_num():
+    with Daemon(PORTS) as d:
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.set_u64(vf.SET_PROTOCOL_FEATURES, vf.PROTOCOL_F_REPLY_ACK)
+        fe.send(vf.SET_OWNER, flags=vf.VERSION | vf.NEED_REPLY)
+        assert struct.unpack("<Q", fe.reply(vf.SET_OWNER))[0] == 0
+        assert fe.get_u64(vf.GET_QUEUE_NUM) == 1
+        # GET_* already have a reply: need_reply adds nothing
+        fe.send(vf.GET_FEATURES, flags=vf.VERSION | vf.NEED_REPLY)
+        assert struct.unpack("<Q", fe.reply(vf.GET_FEATURES))[0] & vf.F_VERSION_1
+        assert fe.get_u64(vf.GET_PROTOCOL_FEATURES) & vf.PROTOCOL_F_MQ
+        fe.close()
+
+
+def test_reconnect_and_second_frontend():
+    with Daemon(PORTS) as d:
+        c = StreamClient(d.path("s.sock"))
+        for round_ in range(3):
+            fe = vf.Frontend(d.path("vu.sock"))
+            fe.setup()
+            d.wait_ports(lambda p: p["vu"]["state"] == "up")
+            if round_ == 0:
+                other = vf.Frontend(d.path("vu.sock"))
+                assert other.closed_by_peer(), "a second front-end was accepted"
+                other.close()
+            f = eth(BROADCAST, mac(1), b"round %d" % round_)
+            fe.send_frame(f)
+            assert c.recv(2.0) == f
+            g = eth(mac(1), mac(2), b"back %d" % round_)
+            c.send(g)
+            assert fe.recv_frames(1) == [g]
+            fe.close()
+            d.wait_ports(lambda p: p["vu"]["state"] == "down")
+        assert d.stop() == 0
+        assert d.stderr.count("vhost-user front-end connected") == 3, d.stderr
+        assert "refusing a second vhost-user front-end" in d.stderr
+
+
+def test_memory_table_change_keeps_running():
+    """A new memory table under running rings (memory hot-plug) restarts them in place."""
+    with Daemon(PORTS) as d:
+        c = StreamClient(d.path("s.sock"))
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        fe.send_frame(eth(BROADCAST, mac(1), b"before"))
+        assert c.recv(2.0)[14:] == b"before"
+        m = fe.mem
+        extra = vf.GuestMemory(size=1 << 20, gpa=0x80000000, uaddr=0x7F2200000000)
+        payload = fe.mem_table_payload([(m.gpa, m.size, m.uaddr, 0), (extra.gpa, extra.size, extra.uaddr, 0)])
+        fe.send(vf.SET_MEM_TABLE, payload, [m.fd, extra.fd], vf.VERSION | vf.NEED_REPLY)
+        assert struct.unpack("<Q", fe.reply(vf.SET_MEM_TABLE))[0] == 0
+        fe.send_frame(eth(BROADCAST, mac(1), b"after"))
+        assert c.recv(2.0)[14:] == b"after"
+        c.send(eth(mac(1), mac(2), b"down"))
+        assert [g[14:] for g in fe.recv_frames(1)] == [b"down"]
+        extra.close()
+        fe.close()
+
+
+def test_inherited_fd():
+    """vhost-user,fd=N: a listening socket handed over by the parent."""
+    tmp_sock = None
+    with Daemon(PORTS[:1]) as d:
+        tmp_sock = d.path("inherited.sock")
+        ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ls.bind(tmp_sock)
+        ls.listen(4)
+        args = [d.squibnet, "--control", d.path("c2.sock"), "--port", f"vhost-user,fd={ls.fileno()},name=vu",
+                "--port", "stream,listen=unix:" + d.path("s2.sock")]
+        proc = subprocess.Popen(args, pass_fds=[ls.fileno()], stderr=subprocess.PIPE, text=True)
+        ls.close()
+        try:
+            c = None
+            end = time.monotonic() + 5
+            while c is None:
+                try:
+                    c = StreamClient(d.path("s2.sock"))
+                except (FileNotFoundError, ConnectionRefusedError):
+                    assert time.monotonic() < end and proc.poll() is None, "second daemon did not start"
+                    time.sleep(0.05)
+            fe = vf.Frontend(tmp_sock)
+            fe.setup()
+            f = eth(BROADCAST, mac(1), b"via an inherited socket")
+            fe.send_frame(f)
+            assert c.recv(2.0) == f
+            fe.close()
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=5)
+        assert proc.returncode == 0, err
+    # a connected socket: one session, carried over the inherited descriptor
+    with Daemon(PORTS[:1]) as d:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        args = [d.squibnet, "--control", d.path("c2.sock"), "--port", f"vhost-user,fd={theirs.fileno()},name=vu",
+                "--port", "stream,listen=unix:" + d.path("s2.sock")]
+        proc = subprocess.Popen(args, pass_fds=[theirs.fileno()], stderr=subprocess.PIPE, text=True)
+        theirs.close()
+        try:
+            fe = vf.Frontend(None, sock=mine)
+            fe.setup()
+            c = StreamClient(d.path("s2.sock"))
+            time.sleep(0.1)
+            f = eth(BROADCAST, mac(1), b"via an inherited connection")
+            fe.send_frame(f)
+            assert c.recv(2.0) == f
+            fe.close()
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=5)
+        assert proc.returncode == 0, err
+    # a descriptor that is not a socket is refused at start-up
+    r = subprocess.run([d.squibnet, "--control", "/nonexistent/x", "--port", "vhost-user,fd=0"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "not a unix stream socket" in r.stderr, r.stderr
+
+
+def test_hostile_ring_breaks_only_that_ring():
+    """A TX descriptor pointing outside guest memory breaks the TX ring (logged, shown by
+    `ports`); RX and the rest of the switch carry on, and a new session repairs it."""
+    with Daemon(PORTS) as d:
+        c = StreamClient(d.path("s.sock"))
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        tx = fe.rings[vf.TX]
+        head = tx.avail_idx % tx.num
+        tx.set_desc(head, 0xDEAD00000000, 100, 0)
+        tx.offer(head)
+        tx.do_kick()
+        d.wait_ports(lambda p: "tx broken" in p["vu"]["peer"])
+        assert d.ports()["vu"]["state"] == "up"
+        c.send(eth(BROADCAST, mac(2), b"rx still works"))
+        assert [g[14:] for g in fe.recv_frames(1)] == [b"rx still works"]
+        fe.close()
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        fe.send_frame(eth(BROADCAST, mac(1), b"repaired"))
+        assert c.recv(2.0)[14:] == b"repaired"
+        fe.close()
+        assert d.stop() == 0
+        assert "virtqueue broken" in d.stderr, d.stderr
+
+
+def test_spec_errors():
+    with Daemon(PORTS[:1]) as d:
+        for spec, text in [("vhost-user", "exactly one of"),
+                           ("vhost-user,listen=@x.sock,fd=3", "exactly one of"),
+                           ("vhost-user,listen=tcp:127.0.0.1:5555", "needs a unix socket"),
+                           ("vhost-user,listen=@x.sock,bogus=1", "bogus")]:
+            r = d.ctl_text("port", "add", spec.replace("@", d.tmp + "/"))
+            assert r.returncode != 0 and text in (r.stderr + r.stdout), (spec, r.stderr, r.stdout)
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_hostile_messages_close_only_that_connection,
+        test_session_exchanges_frames_with_a_stream_port,
+        test_disabled_tx_ring_discards,
+        test_reply_ack_and_queue_num,
+        test_reconnect_and_second_frontend,
+        test_memory_table_change_keeps_running,
+        test_inherited_fd,
+        test_hostile_ring_breaks_only_that_ring,
+        test_spec_errors,
+    ])

@@ -1,0 +1,297 @@
+"""vufront.py - a vhost-user front-end for tests: plays the VMM (QEMU's part) against squibnet's
+vhost-user back-end. Guest memory is a memfd; the two split rings (0 = RX, 1 = TX) and their
+buffers live in it; kicks and calls are eventfds. The driver side is deliberately simple:
+fixed 2 KiB buffers, one descriptor per buffer, used rings polled."""
+
+import mmap
+import os
+import select
+import socket
+import struct
+import time
+
+# request codes and flags of docs/interop/vhost-user.rst
+GET_FEATURES, SET_FEATURES, SET_OWNER, RESET_OWNER, SET_MEM_TABLE = 1, 2, 3, 4, 5
+SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE, GET_VRING_BASE = 8, 9, 10, 11
+SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR = 12, 13, 14
+GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_QUEUE_NUM, SET_VRING_ENABLE = 15, 16, 17, 18
+VERSION, REPLY, NEED_REPLY = 0x1, 0x4, 0x8
+F_PROTOCOL_FEATURES = 1 << 30
+PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK = 1 << 0, 1 << 3
+VRING_NOFD = 1 << 8
+
+# virtio feature bits
+F_MRG_RXBUF = 1 << 15
+F_INDIRECT_DESC = 1 << 28
+F_EVENT_IDX = 1 << 29
+F_VERSION_1 = 1 << 32
+
+DESC_F_NEXT, DESC_F_WRITE = 1, 2
+HDR_LEN = 12
+BUF = 2048
+RX, TX = 0, 1
+
+
+class GuestMemory:
+    """One memfd region: guest-physical base `gpa`, mapped by the "VMM" at user address `uaddr`."""
+
+    def __init__(self, size=4 << 20, gpa=0x40000000, uaddr=0x7F1200000000):
+        self.size, self.gpa, self.uaddr = size, gpa, uaddr
+        self.fd = os.memfd_create("vufront-guest", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, size)
+        self.mm = mmap.mmap(self.fd, size)
+
+    def off(self, gpa):
+        assert self.gpa <= gpa < self.gpa + self.size
+        return gpa - self.gpa
+
+    def write(self, gpa, data):
+        o = self.off(gpa)
+        self.mm[o:o + len(data)] = data
+
+    def read(self, gpa, n):
+        o = self.off(gpa)
+        return bytes(self.mm[o:o + n])
+
+    def u16(self, gpa):
+        return struct.unpack_from("<H", self.mm, self.off(gpa))[0]
+
+    def put16(self, gpa, v):
+        struct.pack_into("<H", self.mm, self.off(gpa), v & 0xFFFF)
+
+    def to_user(self, gpa):
+        return gpa - self.gpa + self.uaddr
+
+    def close(self):
+        self.mm.close()
+        os.close(self.fd)
+
+
+class Ring:
+    """The driver's side of one split ring whose every descriptor i owns buffer i."""
+
+    def __init__(self, mem, base, bufs, num=256):
+        self.mem, self.num = mem, num
+        self.desc = base
+        self.avail = base + 16 * num
+        self.used = (self.avail + 6 + 2 * num + 3) & ~3
+        self.bufs = bufs
+        self.avail_idx = 0      # driver's next avail slot
+        self.used_seen = 0      # used entries consumed
+        self.kick = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self.call = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        for i in range(num):
+            self.set_desc(i, self.buf(i), BUF, 0)
+        mem.write(self.avail, bytes(6 + 2 * num))
+        mem.write(self.used, bytes(6 + 8 * num))
+
+    def buf(self, i):
+        return self.bufs + i * BUF
+
+    def set_desc(self, i, addr, length, flags, nxt=0):
+        self.mem.write(self.desc + 16 * i, struct.pack("<QIHH", addr, length, flags, nxt))
+
+    def offer(self, head):
+        self.mem.put16(self.avail + 4 + 2 * (self.avail_idx % self.num), head)
+        self.avail_idx = (self.avail_idx + 1) & 0xFFFF
+        self.mem.put16(self.avail + 2, self.avail_idx)
+
+    def used_idx(self):
+        return self.mem.u16(self.used + 2)
+
+    def take_used(self):
+        """New used entries as (id, len)."""
+        out = []
+        idx = self.used_idx()
+        while self.used_seen != idx:
+            slot = self.used + 4 + 8 * (self.used_seen % self.num)
+            out.append(struct.unpack("<II", self.mem.read(slot, 8)))
+            self.used_seen = (self.used_seen + 1) & 0xFFFF
+        return out
+
+    def do_kick(self):
+        os.eventfd_write(self.kick, 1)
+
+    def calls(self):
+        """How many interrupts arrived (0 when none)."""
+        try:
+            return os.eventfd_read(self.call)
+        except BlockingIOError:
+            return 0
+
+    def close(self):
+        os.close(self.kick)
+        os.close(self.call)
+
+
+class Frontend:
+    """One vhost-user connection with a guest: rings 0 (RX) and 1 (TX) in a memfd."""
+
+    def __init__(self, path, num=256, connect_timeout=5.0, sock=None):
+        """Connects to `path`, or speaks over the already-connected `sock` when given."""
+        self.sock = sock or socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(5)
+        deadline = time.monotonic() + connect_timeout
+        while sock is None:
+            try:
+                self.sock.connect(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        self.mem = None
+        self.rings = None
+        self.num = num
+        self.tx_next = 0
+
+    # ---- messages ----
+
+    def send(self, req, payload=b"", fds=(), flags=VERSION, size=None):
+        hdr = struct.pack("<III", req, flags, len(payload) if size is None else size)
+        if fds:
+            socket.send_fds(self.sock, [hdr + payload], list(fds))
+        else:
+            self.sock.sendall(hdr + payload)
+
+    def _read(self, n):
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise EOFError("back-end closed the connection")
+            data += chunk
+        return data
+
+    def reply(self, req):
+        r, flags, size = struct.unpack("<III", self._read(12))
+        assert r == req and flags == VERSION | REPLY, f"reply header {r} {flags:#x} for request {req}"
+        return self._read(size)
+
+    def call(self, req, payload=b"", fds=(), flags=VERSION):
+        self.send(req, payload, fds, flags)
+        return self.reply(req)
+
+    def get_u64(self, req):
+        data = self.call(req)
+        assert len(data) == 8, data
+        return struct.unpack("<Q", data)[0]
+
+    def set_u64(self, req, v, fds=(), ack=False):
+        self.send(req, struct.pack("<Q", v), fds, VERSION | (NEED_REPLY if ack else 0))
+        if ack:
+            assert struct.unpack("<Q", self.reply(req))[0] == 0
+
+    def state(self, req, index, num):
+        self.send(req, struct.pack("<II", index, num))
+
+    def closed_by_peer(self, timeout=3.0):
+        """True when the back-end closes the connection within timeout."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            r, _, _ = select.select([self.sock], [], [], end - time.monotonic())
+            if not r:
+                break
+            try:
+                if not self.sock.recv(4096):
+                    return True
+            except ConnectionResetError:
+                return True
+        return False
+
+    def close(self):
+        self.sock.close()
+        if self.rings:
+            for r in self.rings:
+                r.close()
+        if self.mem:
+            self.mem.close()
+
+    # ---- a whole session ----
+
+    def mem_table_payload(self, regions):
+        """regions: (gpa, size, uaddr, offset) tuples."""
+        return struct.pack("<II", len(regions), 0) + b"".join(struct.pack("<QQQQ", *r) for r in regions)
+
+    def setup(self, features=F_VERSION_1 | F_MRG_RXBUF, enable=True, rx_buffers=64):
+        """The handshake QEMU does at start, then RX buffers posted and both rings kicked."""
+        offered = self.get_u64(GET_FEATURES)
+        assert offered & F_PROTOCOL_FEATURES, f"{offered:#x}"
+        assert features & ~offered == 0, f"back-end offers {offered:#x}, want {features:#x}"
+        self.features = features | F_PROTOCOL_FEATURES
+        self.set_u64(SET_FEATURES, self.features)
+        pf = self.get_u64(GET_PROTOCOL_FEATURES)
+        assert pf & PROTOCOL_F_REPLY_ACK and pf & PROTOCOL_F_MQ, f"{pf:#x}"
+        self.set_u64(SET_PROTOCOL_FEATURES, PROTOCOL_F_REPLY_ACK | PROTOCOL_F_MQ)
+        assert self.get_u64(GET_QUEUE_NUM) == 1
+        self.send(SET_OWNER)
+        m = self.mem = GuestMemory()
+        self.send(SET_MEM_TABLE, self.mem_table_payload([(m.gpa, m.size, m.uaddr, 0)]), [m.fd],
+                  VERSION | NEED_REPLY)
+        assert struct.unpack("<Q", self.reply(SET_MEM_TABLE))[0] == 0
+        self.rings = [Ring(m, m.gpa + 0x0000, m.gpa + 0x10000, self.num),
+                      Ring(m, m.gpa + 0x8000, m.gpa + 0x100000, self.num)]
+        for i, r in enumerate(self.rings):
+            self.state(SET_VRING_NUM, i, self.num)
+            self.state(SET_VRING_BASE, i, 0)
+            self.send(SET_VRING_ADDR, struct.pack("<IIQQQQ", i, 0, m.to_user(r.desc), m.to_user(r.used),
+                                                  m.to_user(r.avail), 0))
+            self.set_u64(SET_VRING_KICK, i, [r.kick])
+            self.set_u64(SET_VRING_CALL, i, [r.call])
+        if enable:
+            for i in (RX, TX):
+                self.state(SET_VRING_ENABLE, i, 1)
+        self.post_rx(rx_buffers)
+        self.rings[TX].do_kick()
+        # a message with a reply: everything before it has been processed
+        self.set_u64(SET_FEATURES, self.features, ack=True)
+
+    def post_rx(self, n):
+        rx = self.rings[RX]
+        for _ in range(n):
+            head = rx.avail_idx % rx.num
+            rx.set_desc(head, rx.buf(head), BUF, DESC_F_WRITE)
+            rx.offer(head)
+        rx.do_kick()
+
+    def send_frame(self, frame):
+        """Puts one frame (with a zero virtio-net header) on the TX ring and kicks."""
+        tx = self.rings[TX]
+        head = tx.avail_idx % tx.num
+        data = bytes(HDR_LEN) + frame
+        assert len(data) <= BUF
+        tx.mem.write(tx.buf(head), data)
+        tx.set_desc(head, tx.buf(head), len(data), 0)
+        tx.offer(head)
+        tx.do_kick()
+
+    def recv_frames(self, want=1, timeout=2.0, repost=True):
+        """Frames the back-end wrote into RX buffers (header stripped), until `want` arrived or
+        the timeout; used buffers are posted again."""
+        rx = self.rings[RX]
+        out = []
+        end = time.monotonic() + timeout
+        while True:
+            for head, length in rx.take_used():
+                data = rx.mem.read(rx.buf(head), length)
+                assert length >= HDR_LEN, f"used length {length}"
+                nbuf = struct.unpack_from("<H", data, 10)[0]
+                assert nbuf == 1, f"num_buffers {nbuf}"
+                out.append(data[HDR_LEN:])
+                if repost:
+                    rx.set_desc(head, rx.buf(head), BUF, DESC_F_WRITE)
+                    rx.offer(head)
+            if repost and out:
+                rx.do_kick()
+            if len(out) >= want or time.monotonic() > end:
+                return out
+            time.sleep(0.005)
+
+    def wait_tx_used(self, n, timeout=2.0):
+        """Waits until the back-end returned n TX chains in all."""
+        tx = self.rings[TX]
+        end = time.monotonic() + timeout
+        while tx.used_idx() < n:
+            if time.monotonic() > end:
+                raise AssertionError(f"TX used idx {tx.used_idx()}, want {n}")
+            time.sleep(0.005)
