@@ -108,8 +108,6 @@ struct sn_frame *sn_port_frame_get(struct sn_port *port, uint32_t len);
 
 struct ev_loop *sn_port_loop(struct sn_port *port);
 
-#endif
-
 /* Copies a received frame of @len bytes into a pool buffer for @port. NULL when it cannot be
  * taken (over the port's MTU: drop_oversize; pool empty: drop_no_buffer), both counted. */
 struct sn_frame *sn_port_rx_copy(struct sn_port *port, const uint8_t *data, uint32_t len);
@@ -119,3 +117,5 @@ static inline uint32_t sn_port_max_frame(const struct sn_port *port)
 {
 	return port->mtu + 14 + 4;
 }
+
+#endif

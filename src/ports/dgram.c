@@ -1,11 +1,538 @@
-/* dgram.c - placeholder until the dgram port lands. */
+/* dgram.c - SOCK_DGRAM unix socket ports, one Ethernet frame per datagram (QEMU -netdev dgram,
+ * vfkit, gvproxy -listen-vfkit).
+ *
+ * listen=PATH binds PATH and makes a listener owning that socket. Each address that sends to it
+ * becomes a port of its own, LISTENER.N, created by its first datagram; frames for it leave
+ * through the listener's socket, addressed to it, and a peer whose address stops existing is
+ * closed. connect=PATH,local=PATH binds local, sends to PATH and takes what arrives at local:
+ * one port, up from the start, because a datagram peer such as QEMU may appear later; until it
+ * does, what the port sends is dropped. The socket is deliberately never connect()ed: a
+ * connected unix datagram socket refuses datagrams from any other socket, so a restarted peer
+ * could not reach the switch until a send of ours happened to fail. vfkit greets with a 4-byte
+ * "VFKT" datagram; as the first datagram of a peer it is consumed, and hello=vfkit makes a
+ * connect port send it. */
 #include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "../log.h"
+#include "../msgio.h"
+#include "../sock.h"
 #include "../switch.h"
+#include "../util.h"
 
-static int dgram_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port, struct sn_error *err)
+#define HELLO "VFKT"
+#define HELLO_LEN 4
+/* Receiving rounds per wake-up, so one busy socket cannot starve the others. */
+#define RX_ROUNDS 4
+/* Wait before sending again after EAGAIN (see dgram_flush): doubled while nothing goes out,
+ * so a peer that stopped reading costs a few wake-ups a second, not a thousand. */
+#define RETRY_MIN 0.001
+#define RETRY_MAX 0.128
+
+struct dgram_listener;
+
+/* A data port: a peer of a listener, or a connect-mode port with its own socket. */
+struct dgram_port {
+	struct sn_port base;
+	struct dgram_listener *l;    /* the listener whose socket a peer shares; NULL in connect mode */
+	struct dgram_port *next;     /* the listener's other peers */
+	struct sn_sockaddr to;       /* where egress goes */
+	struct sn_sockaddr local;    /* connect mode: the bound address, unlinked on close */
+	int fd;                      /* connect mode: owned; a peer: the listener's */
+	ev_io io;                    /* connect mode: the reader */
+	ev_timer retry;
+	double retry_delay;
+	bool hello;                  /* connect mode: hello=vfkit */
+	bool reachable;              /* the last send went out */
+	bool told_unreachable;       /* logged the current outage already */
+	bool greeted;                /* its first datagram has arrived */
+	struct sn_msgio_rx *rx;      /* connect mode only */
+	struct sn_msgio_tx tx;
+};
+
+struct dgram_listener {
+	struct sn_port base;
+	struct sn_sockaddr addr;
+	int fd;
+	ev_io io;
+	struct dgram_port *peers;
+	struct dgram_port *last;     /* where the previous datagram came from: usually the next one too */
+	bool told_unnamed;
+	struct sn_msgio_rx rx;
+};
+
+static const struct sn_port_ops dgram_peer_ops;
+
+/* ---- addresses ---- */
+
+static bool addr_named(socklen_t len)
 {
-	return sn_error_set(err, -ENOTSUP, "dgram ports are not implemented yet");
+	return len > offsetof(struct sockaddr_un, sun_path);
+}
+
+static bool addr_equal(const struct sn_sockaddr *a, const struct sockaddr_un *b, socklen_t blen)
+{
+	return a->len == blen && !memcmp(&a->u.un, b, blen);
+}
+
+/* Like sn_sockaddr_format(), and also shows abstract addresses ("unix:@name"). Returns @buf. */
+static const char *addr_format(const struct sn_sockaddr *a, char *buf, size_t len)
+{
+	size_t plen, off = 6;
+
+	if (!addr_named(a->len) || a->u.un.sun_path[0]) {
+		sn_sockaddr_format(a, buf, len);
+		return buf;
+	}
+	plen = a->len - offsetof(struct sockaddr_un, sun_path);
+	snprintf(buf, len, "unix:@");
+	for (size_t i = 1; i < plen && off + 1 < len; i++, off++) {
+		char c = a->u.un.sun_path[i];
+
+		buf[off] = c >= 0x20 && c < 0x7f ? c : '?';
+	}
+	buf[SN_MIN(off, len - 1)] = '\0';
+	return buf;
+}
+
+/* ---- data path ---- */
+
+/* vfkit's greeting, when it is the first thing a peer sends, is not a frame. */
+static bool take_hello(struct dgram_port *dp, struct sn_frame *f)
+{
+	if (dp->greeted)
+		return false;
+	dp->greeted = true;
+	if (f->len != HELLO_LEN || memcmp(f->data, HELLO, HELLO_LEN))
+		return false;
+	sn_debug("port %s: vfkit hello", dp->base.name);
+	sn_frame_unref(f);
+	return true;
+}
+
+static int send_hello(struct dgram_port *dp)
+{
+	if (sendto(dp->fd, HELLO, HELLO_LEN, MSG_DONTWAIT | MSG_NOSIGNAL, &dp->to.u.sa, dp->to.len) < 0)
+		return -errno;
+	return 0;
+}
+
+static bool peer_gone(int r)
+{
+	return r == -ECONNREFUSED || r == -ENOENT;
+}
+
+static void dgram_flush(struct sn_port *port)
+{
+	struct dgram_port *dp = (struct dgram_port *)port;
+	struct ev_loop *loop = sn_port_loop(port);
+	uint32_t head = port->txq.head;
+	char to[128];
+	int r = 0;
+
+	/* a peer that could not be reached may be a new process: greet it before the frames */
+	if (dp->hello && !dp->reachable)
+		r = send_hello(dp);
+	if (r == 0)
+		r = sn_msgio_send(&dp->tx, dp->fd, port, &dp->to);
+	if (r == 0) {
+		if (!dp->reachable && dp->told_unreachable)
+			sn_info("port %s: %s is reachable again", port->name, addr_format(&dp->to, to, sizeof(to)));
+		dp->reachable = true;
+		dp->told_unreachable = false;
+		dp->retry_delay = RETRY_MIN;
+		ev_timer_stop(loop, &dp->retry);
+		return;
+	}
+	if (r == -EAGAIN) {
+		/* An unconnected unix datagram socket polls writable even while the receiver's queue
+		 * is full, so a write watcher would spin: look again a little later instead. */
+		if (port->txq.head != head)
+			dp->retry_delay = RETRY_MIN;
+		if (!ev_is_active(&dp->retry)) {
+			ev_timer_set(&dp->retry, dp->retry_delay, 0);
+			ev_timer_start(loop, &dp->retry);
+			dp->retry_delay = SN_MIN(dp->retry_delay * 2, RETRY_MAX);
+		}
+		return;
+	}
+	addr_format(&dp->to, to, sizeof(to));
+	if (dp->l && peer_gone(r)) {
+		sn_info("port %s: %s went away", port->name, to);
+		sn_port_close(port);
+		return;
+	}
+	/* connect mode: the peer may not have started yet; keep the port, lose the frames */
+	if (!dp->told_unreachable)
+		sn_info("port %s: cannot send to %s (%s): dropping frames until it is there", port->name, to,
+			strerror(-r));
+	dp->told_unreachable = true;
+	dp->reachable = false;
+	sn_txq_clear(&port->txq);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	dgram_flush(w->data);
+}
+
+static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct dgram_port *dp = w->data;
+	struct sn_msgio_rx *rx = dp->rx;
+
+	for (int round = 0; round < RX_ROUNDS; round++) {
+		int n = sn_msgio_recv(rx, dp->fd, &dp->base, false);
+		unsigned nb = 0;
+
+		if (n < 0) {
+			if (n != -EAGAIN)
+				sn_debug("port %s: receive: %s", dp->base.name, strerror(-n));
+			return;
+		}
+		for (int i = 0; i < n; i++) {
+			struct sn_frame *f = rx->frames[i];
+
+			if (f && !take_hello(dp, f))
+				rx->frames[nb++] = f;
+		}
+		sn_port_input(&dp->base, rx->frames, nb);
+		if (n < SN_MSGIO_BATCH)
+			return;
+	}
+}
+
+/* ---- ports ---- */
+
+static void dgram_port_close(struct sn_port *port)
+{
+	struct dgram_port *dp = (struct dgram_port *)port;
+	struct ev_loop *loop = sn_port_loop(port);
+
+	ev_timer_stop(loop, &dp->retry);
+	if (dp->l) {
+		struct dgram_port **pp;
+
+		for (pp = &dp->l->peers; *pp; pp = &(*pp)->next) {
+			if (*pp == dp) {
+				*pp = dp->next;
+				break;
+			}
+		}
+		if (dp->l->last == dp)
+			dp->l->last = NULL;
+		return;
+	}
+	ev_io_stop(loop, &dp->io);
+	if (dp->fd >= 0) {
+		close(dp->fd);
+		unlink(dp->local.u.un.sun_path);
+	}
+	dp->fd = -1;
+}
+
+static void dgram_port_free(struct sn_port *port)
+{
+	struct dgram_port *dp = (struct dgram_port *)port;
+
+	free(dp->rx);
+	free(dp);
+}
+
+static void dgram_peer_describe(struct sn_port *port, char *buf, size_t len)
+{
+	addr_format(&((struct dgram_port *)port)->to, buf, len);
+}
+
+static void dgram_client_describe(struct sn_port *port, char *buf, size_t len)
+{
+	struct dgram_port *dp = (struct dgram_port *)port;
+	char a[128], l[128];
+
+	addr_format(&dp->to, a, sizeof(a));
+	addr_format(&dp->local, l, sizeof(l));
+	snprintf(buf, len, "connect %s local=%s%s", a, l, dp->hello ? " hello=vfkit" : "");
+}
+
+static const struct sn_port_ops dgram_peer_ops = {
+	.kind = "dgram",
+	.flush = dgram_flush,
+	.close = dgram_port_close,
+	.free = dgram_port_free,
+	.describe = dgram_peer_describe,
+};
+
+static const struct sn_port_ops dgram_client_ops = {
+	.kind = "dgram",
+	.flush = dgram_flush,
+	.close = dgram_port_close,
+	.free = dgram_port_free,
+	.describe = dgram_client_describe,
+};
+
+static struct dgram_port *dgram_port_new(void)
+{
+	struct dgram_port *dp = calloc(1, sizeof(*dp));
+
+	if (!dp)
+		return NULL;
+	dp->fd = -1;
+	ev_io_init(&dp->io, client_read_cb, -1, EV_READ);
+	dp->io.data = dp;
+	ev_timer_init(&dp->retry, retry_cb, RETRY_MIN, 0);
+	dp->retry.data = dp;
+	dp->retry_delay = RETRY_MIN;
+	return dp;
+}
+
+/* ---- listener ---- */
+
+static struct dgram_port *peer_new(struct dgram_listener *l, const struct sockaddr_un *from, socklen_t len)
+{
+	struct dgram_port *dp = dgram_port_new();
+	char name[SN_PORT_NAME_MAX], where[128];
+
+	if (!dp)
+		goto fail;
+	snprintf(name, sizeof(name), "%.*s.%u", SN_PORT_NAME_MAX - 12, l->base.name, ++l->base.children);
+	sn_port_init(&dp->base, l->base.sw, &dgram_peer_ops, name, l->base.mtu);
+	dp->base.parent = &l->base;
+	dp->l = l;
+	dp->fd = l->fd;
+	memcpy(&dp->to.u.un, from, len);
+	dp->to.len = len;
+	dp->reachable = true;
+	if (sn_port_register(&dp->base) < 0) {
+		free(dp);
+		goto fail;
+	}
+	dp->next = l->peers;
+	l->peers = dp;
+	sn_port_set_state(&dp->base, SN_PORT_UP);
+	sn_info("port %s: peer %s attached as %s", l->base.name, addr_format(&dp->to, where, sizeof(where)), name);
+	return dp;
+fail:
+	/* not every datagram should log: this is a resource shortage like an empty pool */
+	l->base.stats.drop_no_buffer++;
+	return NULL;
+}
+
+static struct dgram_port *peer_find(struct dgram_listener *l, const struct sockaddr_un *from, socklen_t len)
+{
+	if (l->last && addr_equal(&l->last->to, from, len))
+		return l->last;
+	for (struct dgram_port *dp = l->peers; dp; dp = dp->next) {
+		if (addr_equal(&dp->to, from, len))
+			return l->last = dp;
+	}
+	if (!addr_named(len)) {
+		/* an unbound socket has no address a reply could go to */
+		l->base.stats.drop_bad_framing++;
+		if (!l->told_unnamed)
+			sn_debug("port %s: dropping datagrams from an unnamed socket (bind it to be answered)",
+				 l->base.name);
+		l->told_unnamed = true;
+		return NULL;
+	}
+	return l->last = peer_new(l, from, len);
+}
+
+static void listener_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct dgram_listener *l = w->data;
+	struct sn_msgio_rx *rx = &l->rx;
+
+	for (int round = 0; round < RX_ROUNDS; round++) {
+		int n = sn_msgio_recv(rx, l->fd, &l->base, true);
+		struct dgram_port *run = NULL;
+		unsigned nb = 0, start = 0;
+
+		if (n < 0) {
+			if (n != -EAGAIN)
+				sn_debug("port %s: receive: %s", l->base.name, strerror(-n));
+			return;
+		}
+		/* consecutive frames from one peer go to the switch as one batch */
+		for (int i = 0; i < n; i++) {
+			struct sn_frame *f = rx->frames[i];
+			struct dgram_port *dp;
+
+			if (!f)
+				continue;
+			dp = peer_find(l, &rx->from[i], rx->fromlen[i]);
+			if (!dp) {
+				sn_frame_unref(f);
+				continue;
+			}
+			if (take_hello(dp, f))
+				continue;
+			if (dp != run) {
+				if (run)
+					sn_port_input(&run->base, rx->frames + start, nb - start);
+				run = dp;
+				start = nb;
+			}
+			rx->frames[nb++] = f;
+		}
+		if (run)
+			sn_port_input(&run->base, rx->frames + start, nb - start);
+		if (n < SN_MSGIO_BATCH)
+			return;
+	}
+}
+
+static void listener_close(struct sn_port *port)
+{
+	struct dgram_listener *l = (struct dgram_listener *)port;
+
+	ev_io_stop(sn_port_loop(port), &l->io);
+	close(l->fd);
+	unlink(l->addr.u.un.sun_path);
+}
+
+static void listener_describe(struct sn_port *port, char *buf, size_t len)
+{
+	char a[128];
+
+	addr_format(&((struct dgram_listener *)port)->addr, a, sizeof(a));
+	snprintf(buf, len, "listen %s", a);
+}
+
+static const struct sn_port_ops dgram_listener_ops = {
+	.kind = "dgram",
+	.close = listener_close,
+	.describe = listener_describe,
+};
+
+/* ---- creation from a SPEC ---- */
+
+static int unix_addr(const char *text, const char *key, struct sn_sockaddr *ret, struct sn_error *err)
+{
+	int r = sn_sockaddr_parse(text, key, true, ret, err);
+
+	if (r < 0)
+		return r;
+	if (!sn_sockaddr_is_unix(ret))
+		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': want a unix socket path", text, key);
+	return 0;
+}
+
+static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, const struct sn_sockaddr *addr,
+			   struct sn_port **ret_port, struct sn_error *err)
+{
+	struct dgram_listener *l = calloc(1, sizeof(*l));
+	int fd, r;
+
+	if (!l)
+		return -ENOMEM;
+	/* the listener receives for its peers, and sn_port_register() only sees to buffers for
+	 * ports that send */
+	if (sn_port_max_frame(tmp) > SN_POOL_STD_CAP && sn_pool_want_jumbo(&sw->pool) < 0) {
+		free(l);
+		return -ENOMEM;
+	}
+	fd = sn_sock_listen(addr, SOCK_DGRAM, err);
+	if (fd < 0) {
+		free(l);
+		return fd;
+	}
+	l->base = *tmp;
+	l->base.ops = &dgram_listener_ops;
+	l->base.state = SN_PORT_LISTENING;
+	l->addr = *addr;
+	l->fd = fd;
+	r = sn_port_register(&l->base);
+	if (r < 0) {
+		listener_close(&l->base);
+		free(l);
+		return r;
+	}
+	ev_io_init(&l->io, listener_read_cb, fd, EV_READ);
+	l->io.data = l;
+	ev_io_start(sw->loop, &l->io);
+	*ret_port = &l->base;
+	return 0;
+}
+
+static int client_create(struct sn_switch *sw, const struct sn_port *tmp, const struct sn_sockaddr *remote,
+			 const struct sn_sockaddr *local, bool hello, struct sn_port **ret_port, struct sn_error *err)
+{
+	struct dgram_port *dp = dgram_port_new();
+	char to[128];
+	int r;
+
+	if (!dp || !(dp->rx = malloc(sizeof(*dp->rx)))) {
+		free(dp);
+		return -ENOMEM;
+	}
+	dp->base = *tmp;
+	dp->to = *remote;
+	dp->local = *local;
+	dp->hello = hello;
+	dp->fd = sn_sock_listen(local, SOCK_DGRAM, err);
+	if (dp->fd < 0) {
+		r = dp->fd;
+		dgram_port_free(&dp->base);
+		return r;
+	}
+	r = sn_port_register(&dp->base);
+	if (r < 0) {
+		dgram_port_close(&dp->base);
+		dgram_port_free(&dp->base);
+		return r;
+	}
+	ev_io_set(&dp->io, dp->fd, EV_READ);
+	ev_io_start(sw->loop, &dp->io);
+	sn_port_set_state(&dp->base, SN_PORT_UP);
+	addr_format(remote, to, sizeof(to));
+	if (!hello)
+		dp->reachable = true;
+	else if ((r = send_hello(dp)) == 0)
+		dp->reachable = true;
+	else
+		sn_info("port %s: %s not there yet (%s): will greet it with the next frame", dp->base.name, to,
+			strerror(-r));
+	*ret_port = &dp->base;
+	return 0;
+}
+
+static int dgram_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
+			struct sn_error *err)
+{
+	const char *listen = sn_spec_get(spec, "listen");
+	const char *connect = sn_spec_get(spec, "connect");
+	const char *local = sn_spec_get(spec, "local");
+	const char *hello = sn_spec_get(spec, "hello");
+	struct sn_sockaddr addr, local_addr = {.len = 0};
+	struct sn_port tmp = {0};
+	int r;
+
+	r = sn_port_init_spec(&tmp, sw, &dgram_client_ops, spec, err);
+	if (r < 0)
+		return r;
+	if (!listen == !connect)
+		return sn_error_set(err, -EINVAL, "dgram port needs exactly one of 'listen' and 'connect'");
+	r = unix_addr(listen ? listen : connect, listen ? "listen" : "connect", &addr, err);
+	if (r < 0)
+		return r;
+	if (listen && (local || hello))
+		return sn_error_set(err, -EINVAL, "key '%s' goes with 'connect', not 'listen'", local ? "local" : "hello");
+	if (connect && !local)
+		return sn_error_set(err, -EINVAL, "dgram port with 'connect' needs key 'local' (the path to bind)");
+	if (local && (r = unix_addr(local, "local", &local_addr, err)) < 0)
+		return r;
+	if (hello && strcmp(hello, "vfkit"))
+		return sn_error_set(err, -EINVAL, "bad value '%s' for key 'hello': want vfkit", hello);
+	r = sn_spec_check_unused(spec, err);
+	if (r < 0)
+		return r;
+	if (listen)
+		return listener_create(sw, &tmp, &addr, ret_port, err);
+	return client_create(sw, &tmp, &addr, &local_addr, hello != NULL, ret_port, err);
 }
 
 const struct sn_port_kind sn_port_kind_dgram = {
