@@ -367,7 +367,8 @@ static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
 		free(rows.v);
 		return r;
 	}
-	qsort(rows.v, rows.n, sizeof(*rows.v), fdb_row_cmp);
+	if (rows.n) /* qsort's pointer must not be NULL, even for no rows */
+		qsort(rows.v, rows.n, sizeof(*rows.v), fdb_row_cmp);
 	if (ctx->json)
 		sn_json_begin_array(ctx->j, "fdb");
 	sn_buf_init(&age);
