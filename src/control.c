@@ -649,6 +649,17 @@ static void client_reply_start(struct sn_ctl_client *c, enum phase phase)
 	ev_io_start(loop, &c->wio);
 }
 
+void sn_ctl_stream_close(struct sn_ctl_client *c)
+{
+	c->stream_end = NULL;
+	if (c->phase != PHASE_STREAM)
+		return;
+	client_reply_start(c, PHASE_REPLY);
+	/* a reader that stopped reading must not hold the connection forever */
+	c->timer.repeat = IDLE_TIMEOUT;
+	ev_timer_again(c->ctl->loop, &c->timer);
+}
+
 static void client_error(struct sn_ctl_client *c, int code, const char *msg)
 {
 	struct sn_buf *o = &c->out;

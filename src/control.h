@@ -57,6 +57,11 @@ int sn_ctl_send(struct sn_ctl_client *c, const void *data, size_t len);
 /* Sets what runs once when a streaming client's connection ends for any reason. */
 void sn_ctl_set_stream_end(struct sn_ctl_client *c, void (*end)(struct sn_ctl_client *c, void *data), void *data);
 
+/* Ends a streaming reply from the module's side (the capture stopped): what is queued still goes
+ * out, then the connection closes like any reply. The stream_end callback is dropped, not
+ * called; @c must not be used afterwards. */
+void sn_ctl_stream_close(struct sn_ctl_client *c);
+
 /* Cells are collected first so each column can be as wide as its widest cell. A heading that
  * starts with '>' right-aligns its column (numbers); the last column is never padded. */
 struct sn_table {

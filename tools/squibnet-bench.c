@@ -62,6 +62,8 @@ struct opts {
 	unsigned topos;   /* bit per enum topo */
 	unsigned sizes[8];
 	unsigned nsizes;
+	const char *daemon_args[8]; /* passed to the daemon as they are (--daemon-arg) */
+	unsigned ndaemon_args;
 };
 
 /* One endpoint attached to the switch. */
@@ -327,7 +329,7 @@ static void stop_child(struct child *c)
 static int start_squibnet(const struct opts *o, struct child *c, bool with_dgram, int cpu)
 {
 	char sarg[PATH_MAX + 64], darg[PATH_MAX + 64], carg[PATH_MAX], csock[PATH_MAX];
-	char *argv[12];
+	char *argv[12 + 8];
 	int n = 0, r;
 
 	snprintf(sarg, sizeof(sarg), "stream,listen=unix:%s/s.sock", tmpdir);
@@ -346,6 +348,8 @@ static int start_squibnet(const struct opts *o, struct child *c, bool with_dgram
 	argv[n++] = "--control";
 	argv[n++] = carg;
 	argv[n++] = "-q";
+	for (unsigned i = 0; i < o->ndaemon_args; i++)
+		argv[n++] = (char *)o->daemon_args[i];
 	argv[n] = NULL;
 	r = spawn(c, argv, cpu, false);
 	if (r < 0)
@@ -1273,7 +1277,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: squibnet-bench [--squibnet PATH] [--seconds S] [--quick] [--json] [--mode LIST]\n"
 		"                      [--size LIST] [--topology LIST] [--window N] [--no-vde] [--no-heap]\n"
-		"                      [--no-pin] [-v] [--help] [--version]\n"
+		"                      [--no-pin] [--daemon-arg ARG]... [-v] [--help] [--version]\n"
 		"\n"
 		"Forwarding benchmark for the squibnet daemon. Starts it ($SQUIBNET or --squibnet, else\n"
 		"'squibnet' in PATH) on listeners in a temporary directory, attaches clients and sends frames\n"
@@ -1293,6 +1297,8 @@ static void usage(FILE *f)
 		"  --no-vde         skip the vde_switch comparison\n"
 		"  --no-heap        skip the memory growth check\n"
 		"  --no-pin         do not pin the switch and the bench to separate CPUs\n"
+		"  --daemon-arg ARG one more argument for the daemon, e.g. --daemon-arg=--capture=/tmp/x.pcap\n"
+		"                   (repeatable, at most 8)\n"
 		"  -v, --verbose    say what is happening on stderr\n");
 }
 
@@ -1365,6 +1371,7 @@ int main(int argc, char **argv)
 		{"no-vde", no_argument, NULL, 'D'},
 		{"no-heap", no_argument, NULL, 'H'},
 		{"no-pin", no_argument, NULL, 'P'},
+		{"daemon-arg", required_argument, NULL, 'a'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
@@ -1428,6 +1435,13 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			o.pin = false;
+			break;
+		case 'a':
+			if (o.ndaemon_args == sizeof(o.daemon_args) / sizeof(o.daemon_args[0])) {
+				fprintf(stderr, "squibnet-bench: at most 8 --daemon-arg\n");
+				return 2;
+			}
+			o.daemon_args[o.ndaemon_args++] = optarg;
 			break;
 		case 'v':
 			o.verbose = true;

@@ -1,5 +1,5 @@
-/* squibnet - the switch daemon: ports from the command line, a control socket, clean exit
- * on SIGINT/SIGTERM. */
+/* squibnet - the switch daemon: ports and captures from the command line, a control socket,
+ * capture files reopened on SIGHUP, clean exit (captures flushed) on SIGINT/SIGTERM. */
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
@@ -14,12 +14,14 @@
 #include <squibnet/squibnet.h>
 
 #define MAX_PORTS 256
+#define MAX_CAPTURES 64
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: squibnet [--port SPEC]... [--control PATH] [--fdb-max N] [--fdb-port-max N]\n"
-		"                [--fdb-aging SECONDS] [-v|-q] [--help] [--version]\n"
+		"                [--fdb-aging SECONDS] [--capture FILE[,KEY=VALUE]...]... [-v|-q]\n"
+		"                [--help] [--version]\n"
 		"\n"
 		"An L2 switch for virtual machines. Each --port SPEC adds a port, KIND,key=value,...:\n"
 		"  stream,listen=unix:PATH | stream,listen=tcp:HOST:PORT    accept QEMU -netdev stream clients\n"
@@ -34,6 +36,10 @@ static void usage(FILE *f)
 		"  --fdb-max N         forwarding database entries (default 8192)\n"
 		"  --fdb-port-max N    entries one port may own (default: --fdb-max)\n"
 		"  --fdb-aging SECONDS how long an unrefreshed entry lives (default 300)\n"
+		"  --capture FILE[,filter=EXPR][,ports=NAME+NAME...][,dir=in|out|both][,snaplen=N]\n"
+		"            [,tstamp=us|ns][,rotate=MB][,count=N]\n"
+		"                      write a pcap file of the frames on the chosen ports (default all);\n"
+		"                      %%p in FILE: one file per port; SIGHUP reopens the files\n"
 		"  -v, --verbose       debug messages;  -q, --quiet: warnings and errors only\n");
 }
 
@@ -84,6 +90,12 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
+/* Log rotation moved the capture files away: start new ones under the old names. */
+static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	sn_capture_reopen_all(w->data);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -92,13 +104,15 @@ int main(int argc, char **argv)
 		{"fdb-max", required_argument, NULL, 'M'},
 		{"fdb-port-max", required_argument, NULL, 'P'},
 		{"fdb-aging", required_argument, NULL, 'A'},
+		{"capture", required_argument, NULL, 'C'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{0},
 	};
-	const char *specs[MAX_PORTS];
+	const char *specs[MAX_PORTS], *captures[MAX_CAPTURES];
+	unsigned ncaptures = 0;
 	unsigned nspecs = 0, aging = 0;
 	const char *control = NULL;
 	char dir[PATH_MAX], defspec[PATH_MAX + 64], defctl[PATH_MAX + 32];
@@ -107,7 +121,7 @@ int main(int argc, char **argv)
 	struct sn_control *ctl = NULL;
 	struct sn_error err;
 	struct ev_loop *loop;
-	ev_signal sigint, sigterm;
+	ev_signal sigint, sigterm, sighup;
 	enum sn_log_level level = SN_LOG_INFO;
 	int c, r, status = 1;
 
@@ -136,6 +150,13 @@ int main(int argc, char **argv)
 			if (parse_uint("--fdb-aging", optarg, 1, 1000000, &aging) < 0)
 				return 2;
 			cfg.fdb_aging = aging;
+			break;
+		case 'C':
+			if (ncaptures == MAX_CAPTURES) {
+				fprintf(stderr, "squibnet: at most %d --capture options\n", MAX_CAPTURES);
+				return 2;
+			}
+			captures[ncaptures++] = optarg;
 			break;
 		case 'v':
 			level = SN_LOG_DEBUG;
@@ -191,6 +212,13 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	for (unsigned i = 0; i < ncaptures; i++) {
+		r = sn_capture_start(sw, captures[i], NULL, &err);
+		if (r < 0) {
+			fprintf(stderr, "squibnet: --capture %s: %s\n", captures[i], err.msg);
+			goto out;
+		}
+	}
 	r = sn_control_create(sw, control, &ctl, &err);
 	if (r < 0) {
 		fprintf(stderr, "squibnet: --control %s: %s\n", control, err.msg);
@@ -203,8 +231,13 @@ int main(int argc, char **argv)
 	ev_signal_start(loop, &sigint);
 	ev_signal_init(&sigterm, stop_cb, SIGTERM);
 	ev_signal_start(loop, &sigterm);
+	ev_signal_init(&sighup, hup_cb, SIGHUP);
+	sighup.data = sw;
+	ev_signal_start(loop, &sighup);
 	ev_run(loop, 0);
 	fprintf(stderr, "squibnet: shutting down\n");
+	/* every frame switched before the signal is in the files before anything else can fail */
+	sn_capture_flush_all(sw);
 	status = 0;
 out:
 	sn_control_destroy(ctl);

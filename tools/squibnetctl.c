@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,6 +43,9 @@ static void usage(FILE *f)
 		"  stats              switch counters and per-port drops by reason\n"
 		"  port add SPEC      add a port (SPECs as in squibnet --help); prints its name\n"
 		"  port del NAME      remove a port, or a listener with its clients\n"
+		"  capture start FILE [KEY=VALUE]...  write a pcap file (keys as squibnet --capture)\n"
+		"  capture -w - [KEY=VALUE]...        stream a live pcap to stdout (| tcpdump -r -)\n"
+		"  capture list | capture stop ID     the captures; stop one\n"
 		"\n"
 		"  -c, --control PATH the switch's control socket (default:\n"
 		"                     $XDG_RUNTIME_DIR/squibnet/control.sock, else ./squibnet-control.sock)\n"
@@ -244,8 +248,27 @@ int main(int argc, char **argv)
 			    have ? "an answer this program does not understand" : "no answer");
 	/* the body: what came with the status line, then the rest as it arrives */
 	r = write_all(STDOUT_FILENO, nl + 1, have - (size_t)(nl + 1 - status), false);
+	/* a pipe whose reader left (| head, a closed Wireshark) shows POLLERR: end now rather than
+	 * at the next write, so the switch ends a quiet live capture too */
+	struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = STDOUT_FILENO}};
+
 	for (char buf[65536]; r == 0;) {
-		ssize_t n = read(fd, buf, sizeof(buf));
+		ssize_t n;
+
+		pf[0].revents = pf[1].revents = 0;
+		if (poll(pf, 2, -1) < 0 && errno != EINTR) {
+			r = fail(errno, "poll: %s", strerror(errno));
+			break;
+		}
+		if (pf[1].revents & POLLERR) {
+			r = -EPIPE;
+			break;
+		}
+		if (pf[1].revents & POLLNVAL)
+			pf[1].fd = -1; /* no stdout to watch: poll would return at once forever */
+		if (!(pf[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		n = read(fd, buf, sizeof(buf));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -257,6 +280,8 @@ int main(int argc, char **argv)
 		r = write_all(STDOUT_FILENO, buf, (size_t)n, false);
 	}
 	close(fd);
+	if (r == -EPIPE)
+		return 0; /* the reader has what it wanted: not an error worth a word */
 	if (r < 0) {
 		fprintf(stderr, "squibnetctl: writing the output: %s\n", strerror(-r));
 		return 1;

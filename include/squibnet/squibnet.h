@@ -3,6 +3,7 @@
 #ifndef SQUIBNET_SQUIBNET_H
 #define SQUIBNET_SQUIBNET_H
 
+#include <squibnet/capture.h>
 #include <squibnet/config.h>
 #include <squibnet/log.h>
 #include <squibnet/switch.h>
