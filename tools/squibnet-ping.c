@@ -1,8 +1,10 @@
 /* squibnet-ping - a tiny IPv4 station that plugs into a switch port as a client: it answers ARP
  * and ICMP echo for its address and can ping another station, printing ping(8)-like lines or
  * one JSON object. It exists so the first command of the README and the integration tests can
- * prove frames cross the switch without booting a guest. One poll() loop drives everything;
- * timers are deadlines on the monotonic clock checked after each wake-up. */
+ * prove frames cross the switch without booting a guest. With --dhcp it first takes its address
+ * from a DHCP server on the switch (gvproxy's gateway) and can then ping the router it was
+ * given. One poll() loop drives everything; timers are deadlines on the monotonic clock checked
+ * after each wake-up. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -39,10 +41,16 @@
 #define TTL 64
 #define MAX_SIZE (SN_FRAME_MAX - SN_ETH_HLEN - IP_HLEN - ICMP_HLEN)
 #define MAX_COUNT 1000000
+#define UDP_HLEN 8
+#define BOOTP_LEN 300        /* fixed part, cookie and options, padded like most clients */
+#define DHCP_COOKIE 0x63825363u
+#define DHCP_RETRY 1.0
+#define DHCP_MAX_DNS 4
 
 enum kind { KIND_STREAM, KIND_DGRAM, KIND_SEQPACKET };
 
 enum phase {
+	PH_DHCP,    /* --dhcp: asking for an address */
 	PH_RESOLVE, /* asking for the peer's MAC */
 	PH_PING,    /* sending echo requests and waiting for the replies */
 	PH_SERVE,   /* only answering */
@@ -61,6 +69,7 @@ struct station {
 	unsigned count, size;
 	double interval, timeout, serve;
 	bool serve_set, json, quiet;
+	bool dhcp, ping_gateway;
 
 	/* run time */
 	int fd;
@@ -78,6 +87,15 @@ struct station {
 	bool *got;
 	double rtt_min, rtt_max, rtt_sum;
 	int fatal;              /* set when the port is gone: exit status 2 */
+
+	/* --dhcp */
+	uint32_t xid;
+	bool requesting;        /* an offer was taken: REQUEST sent, waiting for ACK */
+	bool leased, dhcp_failed;
+	uint32_t offered, server, router, lease_time;
+	uint32_t dns[DHCP_MAX_DNS];
+	unsigned ndns;
+	double dhcp_next, dhcp_deadline;
 };
 
 static int sig_pipe[2] = {-1, -1};
@@ -105,7 +123,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: " PROG " --connect ADDR [--kind stream|dgram|seqpacket] [--framing qemu|hyperkit|vde]\n"
-		"                     [--local PATH] [--mac MAC] --ip A.B.C.D/PREFIX\n"
+		"                     [--local PATH] [--mac MAC] --ip A.B.C.D/PREFIX | --dhcp [--ping-gateway]\n"
 		"                     [--ping A.B.C.D] [--count N] [--interval SECONDS] [--timeout SECONDS]\n"
 		"                     [--size BYTES] [--serve SECONDS] [--json] [-q] [--help] [--version]\n"
 		"\n"
@@ -117,6 +135,8 @@ static void usage(FILE *f)
 		"  --local PATH        dgram: the path to bind (required, removed at exit)\n"
 		"  --mac MAC           station MAC (default 52:54:00 and the last three bytes of the IP)\n"
 		"  --ip A.B.C.D/P      station address and prefix length\n"
+		"  --dhcp              take the address from a DHCP server instead (--timeout bounds the\n"
+		"                      exchange); prints the lease. --ping-gateway pings the router it gave\n"
 		"  --ping A.B.C.D      peer to ping; --count N (default 3), --interval S (default 0.2),\n"
 		"                      --timeout S for ARP and for the last reply (default 5),\n"
 		"                      --size BYTES of echo payload (default 56)\n"
@@ -124,7 +144,7 @@ static void usage(FILE *f)
 		"                      when --ping is given. With neither --ping nor --serve: until a signal\n"
 		"  --json              print one JSON object with the ping results on stdout\n"
 		"  -q, --quiet         print only the summary\n"
-		"Exit status: 0 all replies came (or serving ended), 1 replies lost,\n"
+		"Exit status: 0 all replies came (or serving ended), 1 replies lost or no DHCP lease,\n"
 		"             2 usage or attach error.\n");
 }
 
@@ -393,23 +413,30 @@ static void send_arp(struct station *st, uint16_t op, const uint8_t *dst_mac, co
 	send_frame(st, st->tx, SN_ETH_HLEN + ARP_LEN);
 }
 
-/* Writes an IPv4 header for an ICMP payload of @icmp_len bytes; returns where ICMP starts. */
-static uint8_t *ip_hdr(struct station *st, const uint8_t *dst_mac, uint32_t dst_ip, size_t icmp_len)
+/* Writes an IPv4 header for a @proto payload of @len bytes; returns where the payload starts. */
+static uint8_t *ip_hdr_proto(struct station *st, const uint8_t *dst_mac, uint32_t dst_ip, uint8_t proto,
+			     size_t len)
 {
 	uint8_t *ip = eth_hdr(st, dst_mac, ETH_P_IPV4);
 
 	ip[0] = 0x45;
 	ip[1] = 0;
-	sn_put_be16(ip + 2, (uint16_t)(IP_HLEN + icmp_len));
+	sn_put_be16(ip + 2, (uint16_t)(IP_HLEN + len));
 	sn_put_be16(ip + 4, st->ip_id++);
 	sn_put_be16(ip + 6, 0x4000); /* DF: the station never fragments */
 	ip[8] = TTL;
-	ip[9] = 1;                   /* ICMP */
+	ip[9] = proto;
 	sn_put_be16(ip + 10, 0);
 	sn_put_be32(ip + 12, st->ip);
 	sn_put_be32(ip + 16, dst_ip);
 	sn_put_be16(ip + 10, inet_csum(ip, IP_HLEN));
 	return ip + IP_HLEN;
+}
+
+/* The same for ICMP. */
+static uint8_t *ip_hdr(struct station *st, const uint8_t *dst_mac, uint32_t dst_ip, size_t icmp_len)
+{
+	return ip_hdr_proto(st, dst_mac, dst_ip, 1, icmp_len);
 }
 
 static void send_echo(struct station *st)
@@ -430,6 +457,214 @@ static void send_echo(struct station *st)
 	st->sent_at[st->sent] = now();
 	st->sent++;
 	send_frame(st, st->tx, SN_ETH_HLEN + IP_HLEN + icmp_len);
+}
+
+/* ---- DHCP client (RFC 2131, RFC 2132 options) ---- */
+
+/* The ones' complement sum of @len bytes added to @sum, unfolded. */
+static uint32_t sum16(uint32_t sum, const uint8_t *p, size_t len)
+{
+	while (len > 1) {
+		sum += (uint32_t)p[0] << 8 | p[1];
+		p += 2;
+		len -= 2;
+	}
+	if (len)
+		sum += (uint32_t)p[0] << 8;
+	return sum;
+}
+
+/* DISCOVER (1) or REQUEST (3) from 0.0.0.0 to everyone, asking for a broadcast answer: a
+ * station without an address could not take a unicast one. */
+static void send_dhcp(struct station *st, uint8_t type)
+{
+	static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	uint8_t *udp = ip_hdr_proto(st, bcast, 0xffffffffu, 17, UDP_HLEN + BOOTP_LEN);
+	uint8_t *b = udp + UDP_HLEN, *o, *ip = udp - IP_HLEN;
+	uint32_t sum;
+	uint16_t c;
+
+	memset(b, 0, BOOTP_LEN);
+	b[0] = 1;                       /* BOOTREQUEST */
+	b[1] = 1;                       /* Ethernet */
+	b[2] = 6;
+	sn_put_be32(b + 4, st->xid);
+	sn_put_be16(b + 10, 0x8000);    /* the broadcast flag */
+	memcpy(b + 28, st->mac, 6);
+	sn_put_be32(b + 236, DHCP_COOKIE);
+	o = b + 240;
+	*o++ = 53, *o++ = 1, *o++ = type;
+	*o++ = 61, *o++ = 7, *o++ = 1;  /* client identifier: hardware type 1 and the MAC */
+	memcpy(o, st->mac, 6);
+	o += 6;
+	if (type == 3) {
+		*o++ = 50, *o++ = 4;
+		sn_put_be32(o, st->offered);
+		o += 4;
+		*o++ = 54, *o++ = 4;
+		sn_put_be32(o, st->server);
+		o += 4;
+	}
+	*o++ = 55, *o++ = 4, *o++ = 1, *o++ = 3, *o++ = 6, *o++ = 51; /* mask, router, DNS, lease time */
+	*o = 255;
+	sn_put_be16(udp, 68);
+	sn_put_be16(udp + 2, 67);
+	sn_put_be16(udp + 4, UDP_HLEN + BOOTP_LEN);
+	sn_put_be16(udp + 6, 0);
+	sum = sum16(0, ip + 12, 8) + 17 + UDP_HLEN + BOOTP_LEN;
+	sum = sum16(sum, udp, UDP_HLEN + BOOTP_LEN);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	c = (uint16_t)~sum;
+	sn_put_be16(udp + 6, c ? c : 0xffff);
+	send_frame(st, st->tx, SN_ETH_HLEN + IP_HLEN + UDP_HLEN + BOOTP_LEN);
+}
+
+static void print_lease_json(struct station *st)
+{
+	char a[16];
+
+	fmt_ip(st->ip, a);
+	printf("\"lease\":{\"ip\":\"%s\",\"prefix\":%d,", a, __builtin_popcount(st->mask));
+	fmt_ip(st->router, a);
+	printf(st->router ? "\"router\":\"%s\"," : "\"router\":null,", a);
+	printf("\"dns\":[");
+	for (unsigned i = 0; i < st->ndns; i++) {
+		fmt_ip(st->dns[i], a);
+		printf("%s\"%s\"", i ? "," : "", a);
+	}
+	fmt_ip(st->server, a);
+	printf("],\"server\":\"%s\",\"lease_time\":%u}", a, st->lease_time);
+}
+
+/* The ACK came: take the address and go on with what the command line asked for. */
+static void lease_taken(struct station *st)
+{
+	char ip[16], router[16], dns[DHCP_MAX_DNS * 16 + 8] = "", server[16];
+	double t = now();
+
+	st->leased = true;
+	fmt_ip(st->ip, ip);
+	fmt_ip(st->router, router);
+	fmt_ip(st->server, server);
+	for (unsigned i = 0; i < st->ndns; i++) {
+		size_t n = strlen(dns);
+
+		if (i)
+			dns[n++] = ',';
+		fmt_ip(st->dns[i], dns + n);
+	}
+	if (st->json && !st->ping_gateway && !st->peer_ip) {
+		printf("{");
+		print_lease_json(st);
+		printf("}\n");
+	} else if (!st->quiet && !st->json) {
+		printf("lease %s/%d router %s dns %s server %s time %u s\n", ip, __builtin_popcount(st->mask),
+		       st->router ? router : "-", st->ndns ? dns : "-", server, st->lease_time);
+	}
+	fflush(stdout);
+	if (st->ping_gateway) {
+		if (!st->router) {
+			bad("--ping-gateway: the DHCP server gave no router");
+			st->fatal = 1;
+			return;
+		}
+		st->peer_ip = st->router;
+	}
+	if (st->peer_ip) {
+		char peer[16];
+
+		fmt_ip(st->peer_ip, peer);
+		if (st->peer_ip == st->ip || (st->peer_ip & st->mask) != (st->ip & st->mask)) {
+			bad("--ping: %s is %s", peer,
+			    st->peer_ip == st->ip ? "the leased address" : "not on the leased subnet");
+			st->fatal = 1;
+			return;
+		}
+		if (!st->quiet && !st->json)
+			printf("PING %s %u(%u) bytes of data.\n", peer, st->size, st->size + IP_HLEN + ICMP_HLEN);
+		fflush(stdout);
+		st->phase = PH_RESOLVE;
+		st->next_arp = t;
+		st->resolve_deadline = t + st->timeout;
+	} else {
+		st->phase = PH_SERVE;
+		st->serve_deadline = st->serve > 0 ? t + st->serve : -1;
+	}
+	send_arp(st, 1, NULL, NULL, st->ip); /* tells the switch where this MAC lives now */
+}
+
+static void on_dhcp(struct station *st, const uint8_t *b, size_t len)
+{
+	uint32_t server = 0, mask = 0, router = 0, lease = 0, dns[DHCP_MAX_DNS], yiaddr;
+	unsigned ndns = 0;
+	int type = 0;
+
+	if (len < 240 || b[0] != 2 || sn_get_be32(b + 4) != st->xid || memcmp(b + 28, st->mac, 6) ||
+	    sn_get_be32(b + 236) != DHCP_COOKIE)
+		return;
+	for (size_t i = 240; i < len && b[i] != 255;) {
+		size_t olen;
+		const uint8_t *v;
+
+		if (b[i] == 0) {
+			i++;
+			continue;
+		}
+		if (i + 2 > len || i + 2 + (olen = b[i + 1]) > len)
+			return;
+		v = b + i + 2;
+		switch (b[i]) {
+		case 53:
+			type = olen >= 1 ? v[0] : 0;
+			break;
+		case 54:
+			server = olen == 4 ? sn_get_be32(v) : 0;
+			break;
+		case 1:
+			mask = olen == 4 ? sn_get_be32(v) : 0;
+			break;
+		case 3:
+			router = olen >= 4 ? sn_get_be32(v) : 0; /* the first of the list */
+			break;
+		case 6:
+			for (size_t k = 0; k + 4 <= olen && ndns < DHCP_MAX_DNS; k += 4)
+				dns[ndns++] = sn_get_be32(v + k);
+			break;
+		case 51:
+			lease = olen == 4 ? sn_get_be32(v) : 0;
+			break;
+		}
+		i += 2 + olen;
+	}
+	yiaddr = sn_get_be32(b + 16);
+	if (!server)
+		server = sn_get_be32(b + 20);
+	if (type == 2 && !st->requesting) {
+		if (!yiaddr || yiaddr == 0xffffffffu || !server)
+			return;
+		st->offered = yiaddr;
+		st->server = server;
+		st->requesting = true;
+		send_dhcp(st, 3);
+		st->dhcp_next = now() + DHCP_RETRY;
+	} else if (type == 6 && st->requesting && server == st->server) {
+		/* refused: start over with a new transaction */
+		st->requesting = false;
+		st->xid++;
+		st->dhcp_next = now();
+	} else if (type == 5 && st->requesting && yiaddr == st->offered && server == st->server) {
+		/* /32 or shorter: a mask that is not contiguous ones is a server bug, so use /24 */
+		if (!mask || (~mask & (~mask + 1)))
+			mask = 0xffffff00u;
+		st->ip = yiaddr;
+		st->mask = mask;
+		st->router = router;
+		memcpy(st->dns, dns, ndns * sizeof(*dns));
+		st->ndns = ndns;
+		st->lease_time = lease;
+		lease_taken(st);
+	}
 }
 
 /* ---- receiving ---- */
@@ -458,7 +693,7 @@ static void on_arp(struct station *st, const uint8_t *eth, const uint8_t *a, siz
 	tpa = sn_get_be32(a + 24);
 	if (st->peer_ip && spa == st->peer_ip && !(a[8] & 1) && (op == 1 || op == 2))
 		learn_peer(st, a + 8);
-	if (op == 1 && tpa == st->ip && spa != st->ip) {
+	if (op == 1 && st->ip && tpa == st->ip && spa != st->ip) {
 		uint8_t sha[6];
 
 		memcpy(sha, a + 8, 6); /* the reply is built in st->tx, never over the request */
@@ -505,6 +740,12 @@ static void on_ipv4(struct station *st, const uint8_t *eth, const uint8_t *ip, s
 	tot = sn_get_be16(ip + 2);
 	if (ihl < IP_HLEN || tot < ihl || tot > len || inet_csum(ip, ihl) != 0)
 		return;
+	if (st->phase == PH_DHCP) {
+		if (ip[9] == 17 && tot >= ihl + UDP_HLEN && !(sn_get_be16(ip + 6) & 0x3fff) &&
+		    sn_get_be16(ip + ihl + 2) == 68)
+			on_dhcp(st, ip + ihl + UDP_HLEN, tot - ihl - UDP_HLEN);
+		return;
+	}
 	if (sn_get_be32(ip + 16) != st->ip || ip[9] != 1 || (sn_get_be16(ip + 6) & 0x3fff))
 		return; /* not ours, not ICMP, or a fragment: a station this small does not reassemble */
 	icmp = ip + ihl;
@@ -600,6 +841,19 @@ static double tick(struct station *st, double t)
 {
 	double next = -1;
 
+	if (st->phase == PH_DHCP) {
+		if (t >= st->dhcp_deadline) {
+			fprintf(stderr, PROG ": no DHCP lease within %g s\n", st->timeout);
+			st->dhcp_failed = true;
+			st->phase = PH_DONE;
+			return -1;
+		}
+		if (t >= st->dhcp_next) {
+			send_dhcp(st, st->requesting ? 3 : 1);
+			st->dhcp_next = t + DHCP_RETRY;
+		}
+		return SN_MIN(st->dhcp_next, st->dhcp_deadline);
+	}
 	if (st->phase == PH_RESOLVE) {
 		if (t >= st->resolve_deadline) {
 			char ip[16];
@@ -648,7 +902,11 @@ static void run(struct station *st)
 	struct pollfd p[2] = {{.fd = st->fd, .events = POLLIN}, {.fd = sig_pipe[0], .events = POLLIN}};
 	double t = now();
 
-	if (st->peer_ip) {
+	if (st->dhcp) {
+		st->phase = PH_DHCP;
+		st->dhcp_next = t;
+		st->dhcp_deadline = t + st->timeout;
+	} else if (st->peer_ip) {
 		st->phase = PH_RESOLVE;
 		st->next_arp = t;
 		st->resolve_deadline = t + st->timeout;
@@ -656,8 +914,9 @@ static void run(struct station *st)
 		st->phase = PH_SERVE;
 		st->serve_deadline = st->serve > 0 ? t + st->serve : -1;
 	}
-	/* tells the switch where this MAC lives before anyone asks */
-	send_arp(st, 1, NULL, NULL, st->ip);
+	/* tells the switch where this MAC lives before anyone asks (--dhcp: once it has an address) */
+	if (!st->dhcp)
+		send_arp(st, 1, NULL, NULL, st->ip);
 
 	while (!st->fatal) {
 		double next = tick(st, now());
@@ -700,9 +959,14 @@ static void report(struct station *st)
 		else
 			printf("\"rtt_min_ms\":null,\"rtt_avg_ms\":null,\"rtt_max_ms\":null,");
 		if (st->peer_known)
-			printf("\"peer_mac\":\"%s\"}\n", mac);
+			printf("\"peer_mac\":\"%s\"", mac);
 		else
-			printf("\"peer_mac\":null}\n");
+			printf("\"peer_mac\":null");
+		if (st->leased) {
+			printf(",");
+			print_lease_json(st);
+		}
+		printf("}\n");
 	} else {
 		printf("\n--- %s ping statistics ---\n", ip);
 		printf("%u packets transmitted, %u received, %g%% packet loss\n", st->sent, st->received, loss);
@@ -735,6 +999,8 @@ static int parse_args(struct station *st, int argc, char **argv)
 		{"mac", required_argument, NULL, 'm'},
 		{"ip", required_argument, NULL, 'i'},
 		{"ping", required_argument, NULL, 'p'},
+		{"dhcp", no_argument, NULL, 'D'},
+		{"ping-gateway", no_argument, NULL, 'G'},
 		{"count", required_argument, NULL, 'n'},
 		{"interval", required_argument, NULL, 'I'},
 		{"timeout", required_argument, NULL, 't'},
@@ -782,6 +1048,12 @@ static int parse_args(struct station *st, int argc, char **argv)
 			if (parse_ip(optarg, &st->peer_ip) < 0 || st->peer_ip == 0)
 				return bad("--ping: '%s' is not an IPv4 address", optarg);
 			break;
+		case 'D':
+			st->dhcp = true;
+			break;
+		case 'G':
+			st->ping_gateway = true;
+			break;
 		case 'n':
 			if (parse_uint("--count", optarg, 1, MAX_COUNT, &st->count) < 0)
 				return -1;
@@ -824,15 +1096,21 @@ static int parse_args(struct station *st, int argc, char **argv)
 		return bad("unexpected argument '%s' (see --help)", argv[optind]);
 	if (!st->connect)
 		return bad("--connect ADDR is required (see --help)");
-	if (!ipnet)
-		return bad("--ip A.B.C.D/PREFIX is required (see --help)");
-	if (parse_ip_prefix(ipnet, &st->ip, &st->mask) < 0)
+	if (!ipnet && !st->dhcp)
+		return bad("--ip A.B.C.D/PREFIX or --dhcp is required (see --help)");
+	if (ipnet && st->dhcp)
+		return bad("--ip and --dhcp exclude each other");
+	if (st->ping_gateway && !st->dhcp)
+		return bad("--ping-gateway needs --dhcp: the gateway comes with the lease");
+	if (st->ping_gateway && st->peer_ip)
+		return bad("--ping-gateway and --ping exclude each other");
+	if (ipnet && parse_ip_prefix(ipnet, &st->ip, &st->mask) < 0)
 		return -1;
 	if (framing && st->kind != KIND_STREAM)
 		return bad("--framing applies to --kind stream only");
 	if (st->local && st->kind != KIND_DGRAM)
 		return bad("--local applies to --kind dgram only");
-	if (st->peer_ip) {
+	if (st->peer_ip && !st->dhcp) {
 		char a[16], b[16];
 
 		fmt_ip(st->peer_ip, a);
@@ -846,6 +1124,16 @@ static int parse_args(struct station *st, int argc, char **argv)
 	if (mac) {
 		if (parse_mac(mac, st->mac) < 0)
 			return -1;
+	} else if (st->dhcp) {
+		/* no address to derive it from: the process id, which stations started together differ in */
+		uint32_t r = (uint32_t)getpid() * 2654435761u;
+
+		st->mac[0] = 0x52;
+		st->mac[1] = 0x54;
+		st->mac[2] = 0x00;
+		st->mac[3] = (r >> 24) & 0xff;
+		st->mac[4] = (r >> 16) & 0xff;
+		st->mac[5] = (r >> 8) & 0xff;
 	} else {
 		st->mac[0] = 0x52;
 		st->mac[1] = 0x54;
@@ -895,6 +1183,12 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	st.icmp_id = (uint16_t)getpid();
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		st.xid = (uint32_t)getpid() * 2654435761u ^ (uint32_t)ts.tv_nsec;
+	}
 	st.ip_id = (uint16_t)(getpid() * 7919u);
 	if (attach(&st) < 0) {
 		cleanup(&st);
@@ -902,9 +1196,12 @@ int main(int argc, char **argv)
 	}
 	fmt_ip(st.ip, ip);
 	fmt_mac(st.mac, mac);
-	if (!st.quiet)
+	if (!st.quiet && st.dhcp)
+		fprintf(st.json ? stderr : stdout, PROG ": %s attached to %s, asking for a DHCP lease\n", mac,
+			st.connect);
+	else if (!st.quiet)
 		fprintf(st.json ? stderr : stdout, PROG ": %s (%s) attached to %s\n", ip, mac, st.connect);
-	if (st.peer_ip && !st.quiet && !st.json) {
+	if (st.peer_ip && !st.dhcp && !st.quiet && !st.json) {
 		char peer[16];
 
 		fmt_ip(st.peer_ip, peer);
@@ -916,9 +1213,11 @@ int main(int argc, char **argv)
 
 	if (st.fatal)
 		status = 2;
+	else if (st.dhcp_failed)
+		status = 1;
 	else if (st.peer_ip)
 		status = st.received == st.count ? 0 : 1;
-	if (st.peer_ip && !st.fatal)
+	if (st.peer_ip && !st.fatal && !st.dhcp_failed)
 		report(&st);
 	cleanup(&st);
 	return status;

@@ -19,6 +19,7 @@
 #include "../sock.h"
 #include "../switch.h"
 #include "../util.h"
+#include "stream.h"
 
 #define RX_BATCH 64
 #define TX_BATCH 256     /* frames per sendmsg: at most two iovecs each */
@@ -55,6 +56,8 @@ struct stream_port {
 	char peer[128];
 	uint8_t *stage;
 	struct iovec iov[2 * TX_BATCH];
+	sn_stream_lost_fn lost; /* a descriptor from elsewhere (stream.h): its owner hears of its end */
+	void *owner;
 };
 
 static void stream_flush(struct sn_port *port);
@@ -93,13 +96,11 @@ static void peer_lost(struct stream_port *sp, const char *why)
 		sn_port_close(&sp->base);
 		return;
 	}
-	ev_io_stop(loop, &sp->rio);
-	ev_io_stop(loop, &sp->wio);
-	close(sp->fd);
-	sp->fd = -1;
-	sp->rx.len = 0;
-	sp->tx_off = 0;
-	sn_port_set_state(&sp->base, SN_PORT_DOWN);
+	sn_stream_port_detach(&sp->base);
+	if (sp->lost) {
+		sp->lost(&sp->base, sp->owner, why);
+		return;
+	}
 	ev_timer_set(&sp->retry, sp->backoff, 0);
 	ev_timer_start(loop, &sp->retry);
 }
@@ -494,3 +495,68 @@ const struct sn_port_kind sn_port_kind_stream = {
 	.name = "stream",
 	.create = stream_create,
 };
+
+/* ---- a descriptor opened elsewhere (stream.h) ---- */
+
+int sn_stream_port_create(const struct sn_port *tmpl, enum sn_framing framing, sn_stream_lost_fn lost,
+			  void *owner, struct sn_port **ret_port)
+{
+	struct stream_conf conf = {.framing = framing};
+	struct stream_port *sp;
+
+	conf.addr.u.sa.sa_family = AF_UNIX; /* no TCP_NODELAY in go_up() */
+	sp = stream_port_new(&conf);
+	if (!sp)
+		return -ENOMEM;
+	sp->base = *tmpl;
+	sp->lost = lost;
+	sp->owner = owner;
+	*ret_port = &sp->base;
+	return 0;
+}
+
+void sn_stream_port_attach(struct sn_port *port, int fd, const char *peer)
+{
+	struct stream_port *sp = (struct stream_port *)port;
+
+	sn_stream_port_detach(port);
+	if (peer)
+		sn_strlcpy(sp->peer, peer, sizeof(sp->peer));
+	sp->fd = fd;
+	go_up(sp);
+}
+
+void sn_stream_port_detach(struct sn_port *port)
+{
+	struct stream_port *sp = (struct stream_port *)port;
+	struct ev_loop *loop = sn_port_loop(port);
+
+	ev_io_stop(loop, &sp->rio);
+	ev_io_stop(loop, &sp->wio);
+	if (sp->fd >= 0)
+		close(sp->fd);
+	sp->fd = -1;
+	sp->rx.len = 0;
+	sp->tx_off = 0;
+	sn_port_set_state(port, SN_PORT_DOWN);
+}
+
+void *sn_stream_port_owner(struct sn_port *port)
+{
+	return ((struct stream_port *)port)->owner;
+}
+
+void sn_stream_port_flush(struct sn_port *port)
+{
+	stream_flush(port);
+}
+
+void sn_stream_port_close(struct sn_port *port)
+{
+	stream_port_close(port);
+}
+
+void sn_stream_port_free(struct sn_port *port)
+{
+	stream_port_free(port);
+}

@@ -1,0 +1,25 @@
+/* gvproxy.h - the gvproxy port kind's pieces other files may want: its limits and defaults.
+ *
+ * The port kind itself is sn_port_kind_gvproxy (switch.h) and its control commands are
+ * sn_gvproxy_ctl_cmds (control.h). */
+#ifndef SN_BACKENDS_GVPROXY_H
+#define SN_BACKENDS_GVPROXY_H
+
+/** Seconds a child gets between SIGTERM and SIGKILL when the port closes. */
+#define SN_GVPROXY_GRACE 2.0
+
+/** First and longest delay before a child that exited is started again. */
+#define SN_GVPROXY_BACKOFF_MIN 0.2
+#define SN_GVPROXY_BACKOFF_MAX 30.0
+
+/** Most words args="..." may add to gvproxy's command line, and the longest word. */
+#define SN_GVPROXY_ARGS_MAX 32
+#define SN_GVPROXY_ARG_LEN_MAX 1024
+
+/** Seconds one call to gvproxy's HTTP API may take, connect to last byte. */
+#define SN_GVPROXY_API_TIMEOUT 1.0
+
+/** The environment variable naming the gvproxy binary when the SPEC has no path=. */
+#define SN_GVPROXY_ENV "SQUIBNET_GVPROXY"
+
+#endif
