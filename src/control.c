@@ -21,9 +21,15 @@
  * keeps its sending side open until it has read the reply: the server takes end of stream
  * from the client as a hang-up. "help" lists the commands.
  *
- * Every client is a small state machine on non-blocking descriptors (request, reply, linger),
- * bounded in size and time, so a slow or hostile client costs only its own connection. The
- * commands are the table at the bottom: one entry and one handler each. */
+ * Most commands answer at once. A few wait on another program (the gvproxy commands ask
+ * gvproxy's HTTP API): their status line comes when that answer is in, or the module's own
+ * deadline passed, and the switch goes on forwarding meanwhile. A client that hangs up while
+ * such a command waits cancels it.
+ *
+ * Every client is a small state machine on non-blocking descriptors (request, deferred, reply,
+ * linger, or stream), bounded in size and time, so a slow or hostile client costs only its own
+ * connection. A deferred reply goes through the same code as an immediate one, so the bytes
+ * are the same. The commands are the table at the bottom: one entry and one handler each. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -53,6 +59,7 @@
 
 enum phase {
 	PHASE_REQUEST, /* reading the request */
+	PHASE_DEFER,   /* the request is in; its module answers later through sn_ctl_reply() */
 	PHASE_REPLY,   /* sending the reply, then linger */
 	PHASE_STREAM,  /* a streaming command owns the connection until the client hangs up */
 	PHASE_LINGER,  /* write side shut: waiting for the client's end of stream */
@@ -87,7 +94,8 @@ struct sn_ctl_client {
 	size_t scanned;    /* bytes of @in already searched for the end of the request */
 	struct sn_buf out;
 	size_t out_off;    /* bytes of @out already sent */
-	/* Set by a streaming command; called once when the connection ends for any reason. */
+	/* Set by a streaming or deferring command; called once if the connection ends before the
+	 * module let go of it. */
 	void (*stream_end)(struct sn_ctl_client *c, void *data);
 	void *stream_data;
 };
@@ -112,7 +120,7 @@ static const struct {
 	{EADDRNOTAVAIL, "EADDRNOTAVAIL"}, {ENETUNREACH, "ENETUNREACH"}, {ECONNRESET, "ECONNRESET"},
 	{ENOBUFS, "ENOBUFS"}, {ENOTCONN, "ENOTCONN"}, {ETIMEDOUT, "ETIMEDOUT"},
 	{ECONNREFUSED, "ECONNREFUSED"}, {EHOSTUNREACH, "EHOSTUNREACH"}, {EALREADY, "EALREADY"},
-	{EINPROGRESS, "EINPROGRESS"},
+	{EINPROGRESS, "EINPROGRESS"}, {ECANCELED, "ECANCELED"}, {ECONNABORTED, "ECONNABORTED"},
 };
 
 static const char *errno_name(int code)
@@ -710,22 +718,106 @@ static int client_fail(struct sn_ctl_client *c, int code, const char *fmt, ...)
 	return code;
 }
 
+/* Starts a reply's body, the one place the JSON envelope is opened: what a handler, or the
+ * builder of a deferred reply, fills in. */
+static void reply_open(struct sn_ctl_client *c, struct sn_ctl_ctx *ctx, struct sn_buf *body,
+		       struct sn_json *j)
+{
+	*ctx = (struct sn_ctl_ctx){.sw = c->ctl->sw, .client = c, .json = c->json, .body = body, .j = j};
+	sn_buf_init(body);
+	sn_json_init(j, body);
+	if (c->json) {
+		sn_json_begin_object(j, NULL);
+		sn_json_uint(j, "version", CTL_VERSION);
+	}
+}
+
+/* Sends the reply that @r, what a handler or builder returned, calls for, and frees the body:
+ * the one place a reply is closed, for immediate and deferred replies alike. */
+static void reply_close(struct sn_ctl_client *c, struct sn_ctl_ctx *ctx, int r)
+{
+	struct sn_buf *body = ctx->body;
+
+	if (r == SN_CTL_DEFER) {
+		/* read on, only to notice a client that leaves; the idle timer bounds the wait */
+		c->phase = PHASE_DEFER;
+		sn_buf_finish(body);
+		return;
+	}
+	if (r != SN_CTL_STREAM)
+		c->stream_end = NULL; /* a finished reply leaves the module nothing to hear about */
+	if (r >= 0 && body->failed)
+		r = sn_error_set(&ctx->err, -ENOMEM, "out of memory while building the reply");
+	if (r < 0) {
+		client_error(c, r, ctx->err.msg);
+	} else {
+		if (c->json && r != SN_CTL_STREAM) {
+			sn_json_end_object(ctx->j);
+			sn_buf_add(body, "\n", 1);
+		}
+		if (sn_ctl_send(c, "OK\n", 3) < 0 || sn_ctl_send(c, body->data, body->len) < 0)
+			c->out.failed = true; /* cannot even say so: client_write_cb ends it */
+		client_reply_start(c, r == SN_CTL_STREAM ? PHASE_STREAM : PHASE_REPLY);
+	}
+	sn_buf_finish(body);
+}
+
+void sn_ctl_reply(struct sn_ctl_client *c, sn_ctl_build_fn build, void *data)
+{
+	struct sn_ctl_ctx ctx;
+	struct sn_buf body;
+	struct sn_json j;
+	int r = 0;
+
+	if (c->phase != PHASE_DEFER) {
+		sn_err("control: a reply to a request that was not deferred; ignored");
+		return;
+	}
+	c->stream_end = NULL;
+	reply_open(c, &ctx, &body, &j);
+	if (build)
+		r = build(&ctx, data);
+	if (r > 0)
+		r = 0; /* a builder cannot defer again or stream */
+	/* the reply gets the idle time a fresh one would */
+	c->timer.repeat = IDLE_TIMEOUT;
+	ev_timer_again(c->ctl->loop, &c->timer);
+	reply_close(c, &ctx, r);
+}
+
+struct reply_err {
+	int code;
+	const char *msg;
+};
+
+static int reply_err_build(struct sn_ctl_ctx *ctx, void *data)
+{
+	const struct reply_err *e = data;
+
+	return sn_error_set(&ctx->err, e->code, "%s", e->msg);
+}
+
+void sn_ctl_reply_err(struct sn_ctl_client *c, int code, const char *fmt, ...)
+{
+	char msg[sizeof(((struct sn_error *)0)->msg)];
+	struct reply_err e = {code, msg};
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sn_ctl_reply(c, reply_err_build, &e);
+}
+
 static void dispatch(struct sn_ctl_client *c, int argc, char **argv)
 {
-	struct sn_ctl_ctx ctx = {.sw = c->ctl->sw, .client = c, .json = c->json};
 	const struct sn_ctl_cmd *cmd = NULL;
+	struct sn_ctl_ctx ctx;
 	struct sn_buf body;
 	struct sn_json j;
 	int words = 0, r;
 
-	sn_buf_init(&body);
-	ctx.body = &body;
-	ctx.j = &j;
-	sn_json_init(&j, &body);
-	if (c->json) {
-		sn_json_begin_object(&j, NULL);
-		sn_json_uint(&j, "version", CTL_VERSION);
-	}
+	reply_open(c, &ctx, &body, &j);
 	for (size_t k = 0; k < SN_ARRAY_SIZE(tables) && !cmd; k++)
 		for (size_t i = 0; i < tables[k]->n && !cmd; i++)
 			if ((words = cmd_match(tables[k]->cmds[i].name, argc, argv)))
@@ -742,21 +834,8 @@ static void dispatch(struct sn_ctl_client *c, int argc, char **argv)
 		ctx.argc = argc - words;
 		ctx.argv = argv + words;
 		r = cmd->run(&ctx);
-		if (r >= 0 && body.failed)
-			r = sn_error_set(&ctx.err, -ENOMEM, "out of memory while building the reply");
 	}
-	if (r < 0) {
-		client_error(c, r, ctx.err.msg);
-	} else {
-		if (c->json && r != SN_CTL_STREAM) {
-			sn_json_end_object(&j);
-			sn_buf_add(&body, "\n", 1);
-		}
-		if (sn_ctl_send(c, "OK\n", 3) < 0 || sn_ctl_send(c, body.data, body.len) < 0)
-			c->out.failed = true; /* cannot even say so: client_write_cb ends it */
-		client_reply_start(c, r == SN_CTL_STREAM ? PHASE_STREAM : PHASE_REPLY);
-	}
-	sn_buf_finish(&body);
+	reply_close(c, &ctx, r);
 }
 
 /* Looks for a whole request in what arrived so far and runs it. Returns 0 when it needs more
@@ -835,7 +914,8 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		if (n <= 0) {
 			/* mid-request the client gave up; lingering it has read the reply; streaming
-			 * it hung up: in every case the connection is over */
+			 * or waiting for a deferred reply it hung up: in every case the connection is
+			 * over (a deferring module hears of it through stream_end) */
 			if (n < 0 || c->phase == PHASE_REQUEST)
 				sn_debug("control: client left: %s",
 					 n < 0 ? strerror(errno) : "end of stream");
@@ -909,7 +989,9 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sn_ctl_client *c = w->data;
 
-	if (c->phase != PHASE_LINGER)
+	if (c->phase == PHASE_DEFER)
+		sn_debug("control: a deferred command did not answer within %.0f s", IDLE_TIMEOUT);
+	else if (c->phase != PHASE_LINGER)
 		sn_debug("control: client timed out");
 	client_free(c);
 }

@@ -14,13 +14,18 @@
  * and gvproxy ends its stdio session when stdin reaches end of file, so it does not outlive a
  * squibnet killed with SIGKILL. Closing the port sends SIGTERM, then SIGKILL after a grace
  * period, and always reaps: inside the loop through the watchers, outside it (the embedder's
- * sn_switch_destroy() after ev_run() returned) by waiting, bounded by the grace period. */
+ * sn_switch_destroy() after ev_run() returned) by waiting, bounded by the grace period.
+ *
+ * The control commands (gvproxy expose, unexpose, list) call that API without blocking the
+ * switch: each is a deferred control reply (SN_CTL_DEFER, control.h) driven by watchers on a
+ * non-blocking unix socket under a deadline. The reply, the deadline, the control client
+ * hanging up, the child exiting and the port's removal each end the call, whichever is first. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,11 +93,13 @@ struct gvproxy {
 	char errline[ERRLINE_MAX];
 	size_t errlen;
 	char status[160];          /* why there is no child, for describe */
+	struct api_call *calls;    /* API requests of control commands waiting for their answer */
 };
 
 static const struct sn_port_ops gvproxy_ops;
 
 static void respawn_later(struct gvproxy *gv);
+static void calls_cancel(struct gvproxy *gv, int code, const char *why);
 
 static double mono_now(void)
 {
@@ -355,6 +362,12 @@ static void child_gone(struct gvproxy *gv, int status, bool known)
 		snprintf(what, sizeof(what), "ended (its status was collected elsewhere)");
 	err_drain(gv); /* its last words belong before the line saying it died */
 	err_close(gv);
+	if (gv->calls) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "gvproxy %s before answering", what);
+		calls_cancel(gv, -ECONNRESET, why);
+	}
 	if (gv->closing) {
 		sn_info("port %s: gvproxy pid %d %s", gv->name, (int)gv->pid, what);
 		gv->pid = 0;
@@ -502,6 +515,7 @@ static void gvproxy_close(struct sn_port *port)
 
 	gv->closing = true;
 	ev_timer_stop(gv->loop, &gv->respawn);
+	calls_cancel(gv, -ECANCELED, "the port was removed before gvproxy answered");
 	sn_stream_port_close(port); /* our end of the socketpair: gvproxy sees end of file */
 	if (gv->pid <= 0) {
 		err_close(gv);
@@ -764,26 +778,7 @@ const struct sn_port_kind sn_port_kind_gvproxy = {
 	.create = gvproxy_create,
 };
 
-/* ---- the HTTP API ---- */
-
-/* Waits until @fd is ready for @events or @deadline passes: 1, 0 on timeout, -errno. */
-static int wait_fd(int fd, short events, double deadline)
-{
-	for (;;) {
-		struct pollfd p = {.fd = fd, .events = events};
-		double left = deadline - mono_now();
-		int r;
-
-		if (left <= 0)
-			return 0;
-		r = poll(&p, 1, (int)(left * 1000) + 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -errno;
-		return r > 0;
-	}
-}
+/* ---- the HTTP API: the reply parser ---- */
 
 /* Decodes a chunked body in place; returns its length, or -1 when it is not whole yet. */
 static ssize_t unchunk(char *body, size_t len)
@@ -859,107 +854,6 @@ static int reply_parse(struct sn_buf *b, bool eof, const char **ret_body, size_t
 	*ret_body = b->data + hl;
 	*ret_len = have;
 	return status;
-}
-
-/*
- * One request to gvproxy's API socket. Blocking on purpose, with API_TIMEOUT for the whole
- * exchange: the control server calls this from the switch's loop, so forwarding pauses while
- * it runs, but gvproxy answers these from memory in well under a millisecond and a hung
- * child costs at most the timeout. (A deferred reply would need the control server to hold a
- * request open without its status line, which it cannot do yet.) Returns the HTTP status with
- * the body NUL-terminated in @resp, or -errno with @err set.
- */
-static int api_call(struct gvproxy *gv, const char *method, const char *path, const char *body,
-		    struct sn_buf *resp, const char **ret_body, struct sn_error *err)
-{
-	double deadline = mono_now() + SN_GVPROXY_API_TIMEOUT;
-	struct sn_sockaddr a;
-	struct sn_buf req;
-	size_t off = 0, blen = body ? strlen(body) : 0;
-	int fd, r;
-
-	if (sn_sockaddr_unix(gv->api, &a) < 0)
-		return sn_error_set(err, -ENAMETOOLONG, "gvproxy API socket path too long");
-	fd = sn_sock_connect(&a, SOCK_STREAM);
-	if (fd < 0)
-		return sn_error_set(err, fd, "gvproxy API at %s: %s", gv->api, strerror(-fd));
-	sn_buf_init(&req);
-	sn_buf_printf(&req, "%s %s HTTP/1.1\r\nHost: gvproxy\r\nUser-Agent: squibnet/%s\r\nConnection: close\r\n",
-		      method, path, SN_VERSION);
-	if (body)
-		sn_buf_printf(&req, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", blen, body);
-	else
-		sn_buf_puts(&req, "\r\n");
-	if (req.failed) {
-		r = sn_error_set(err, -ENOMEM, "out of memory");
-		goto out;
-	}
-	r = wait_fd(fd, POLLOUT, deadline);
-	if (r > 0)
-		r = sn_sock_connect_result(fd);
-	else if (r == 0)
-		r = -ETIMEDOUT;
-	if (r < 0) {
-		r = sn_error_set(err, r, "gvproxy API at %s: %s", gv->api, strerror(-r));
-		goto out;
-	}
-	while (off < req.len) {
-		ssize_t n = send(fd, req.data + off, req.len - off, MSG_NOSIGNAL);
-
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-			r = wait_fd(fd, POLLOUT, deadline);
-			if (r <= 0) {
-				r = sn_error_set(err, r ? r : -ETIMEDOUT, "gvproxy API: sending: %s",
-						 strerror(r ? -r : ETIMEDOUT));
-				goto out;
-			}
-			continue;
-		}
-		if (n < 0) {
-			r = sn_error_set(err, -errno, "gvproxy API: sending: %s", strerror(errno));
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	for (;;) {
-		char buf[4096];
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-		size_t len;
-
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-			r = wait_fd(fd, POLLIN, deadline);
-			if (r <= 0) {
-				r = sn_error_set(err, r ? r : -ETIMEDOUT, "gvproxy API: no answer within %.0f s",
-						 SN_GVPROXY_API_TIMEOUT);
-				goto out;
-			}
-			continue;
-		}
-		if (n < 0) {
-			r = sn_error_set(err, -errno, "gvproxy API: %s", strerror(errno));
-			goto out;
-		}
-		if (n > 0) {
-			sn_buf_add(resp, buf, (size_t)n);
-			sn_buf_add(resp, "", 1); /* room for the terminator reply_parse() writes */
-			resp->len--;
-		}
-		if (resp->failed || resp->len > API_REPLY_MAX) {
-			r = sn_error_set(err, -E2BIG, "gvproxy API: reply too long");
-			goto out;
-		}
-		r = reply_parse(resp, n == 0, ret_body, &len);
-		if (r < 0) {
-			r = sn_error_set(err, -EPROTO, "gvproxy API: the reply is not HTTP");
-			goto out;
-		}
-		if (r > 0)
-			goto out;
-	}
-out:
-	sn_buf_finish(&req);
-	close(fd);
-	return r;
 }
 
 /* ---- a small reader for /all's JSON: an array of flat objects with string members ---- */
@@ -1155,6 +1049,76 @@ static int parse_cmd(struct sn_ctl_ctx *ctx, int want, const char *usage, struct
 	return 0;
 }
 
+/* ---- calls to the API, on the loop ---- */
+
+enum call_what { CALL_EXPOSE, CALL_UNEXPOSE, CALL_LIST };
+
+/*
+ * One control command's request to gvproxy's API socket, driven by watchers: connect, send
+ * the request, read until the reply is whole, then answer the deferred control request. The
+ * switch forwards meanwhile. Whoever ends it first wins and frees it: the reply, the deadline,
+ * the control client leaving (it is never touched again), the child exiting, the port going.
+ */
+struct api_call {
+	struct gvproxy *gv;
+	struct api_call *prev, *next;  /* gv->calls */
+	struct sn_ctl_client *client;
+	enum call_what what;
+	char local[256], remote[256], proto[8]; /* the command's arguments, for the reply */
+	int fd;
+	bool connected;
+	ev_io io;
+	ev_timer timeout;
+	struct sn_buf req;
+	size_t req_off;
+	struct sn_buf resp;
+	/* the reply, once whole, for call_build() */
+	int status;
+	const char *text;
+};
+
+/* Forgets the call: its socket closes (gvproxy sees the request abandoned), the client stays. */
+static void call_free(struct api_call *a)
+{
+	struct gvproxy *gv = a->gv;
+
+	ev_io_stop(gv->loop, &a->io);
+	ev_timer_stop(gv->loop, &a->timeout);
+	close(a->fd);
+	if (a->prev)
+		a->prev->next = a->next;
+	else
+		gv->calls = a->next;
+	if (a->next)
+		a->next->prev = a->prev;
+	sn_buf_finish(&a->req);
+	sn_buf_finish(&a->resp);
+	free(a);
+}
+
+static void call_fail(struct api_call *a, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Answers the control request with ERR and ends the call. */
+static void call_fail(struct api_call *a, int code, const char *fmt, ...)
+{
+	char msg[sizeof(((struct sn_error *)0)->msg)];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sn_debug("port %s: gvproxy API call failed: %s", a->gv->name, msg);
+	sn_ctl_reply_err(a->client, code, "%s", msg);
+	call_free(a);
+}
+
+/* Ends every call of @gv with ERR @code: the child went, or the port did. */
+static void calls_cancel(struct gvproxy *gv, int code, const char *why)
+{
+	while (gv->calls)
+		call_fail(gv->calls, code, "port '%s': %s", gv->name, why);
+}
+
 /* A status other than 200 as an error: the text gvproxy's http.Error() sent is the message. */
 static int api_error(struct sn_ctl_ctx *ctx, int status, const char *body)
 {
@@ -1167,73 +1131,6 @@ static int api_error(struct sn_ctl_ctx *ctx, int status, const char *body)
 	else if (strstr(body, "not found"))
 		code = -ENOENT;
 	return sn_error_set(&ctx->err, code, "gvproxy: HTTP %d: %.*s", status, (int)SN_MIN(n, 200), body);
-}
-
-static int expose_common(struct sn_ctl_ctx *ctx, bool expose)
-{
-	const char *usage = expose ? "gvproxy expose LOCAL REMOTE [--proto tcp|udp] [--port NAME]" :
-				     "gvproxy unexpose LOCAL [--proto tcp|udp] [--port NAME]";
-	struct cmd_opts o;
-	struct gvproxy *gv;
-	struct sn_buf body, resp;
-	const char *text = "";
-	int r;
-
-	r = parse_cmd(ctx, expose ? 2 : 1, usage, &o);
-	if (r < 0)
-		return r;
-	r = pick_port(ctx, o.port, &gv);
-	if (r < 0)
-		return r;
-	sn_buf_init(&body);
-	sn_buf_init(&resp);
-	sn_buf_puts(&body, "{\"local\":");
-	sn_json_quote(&body, o.pos[0]);
-	if (expose) {
-		sn_buf_puts(&body, ",\"remote\":");
-		sn_json_quote(&body, o.pos[1]);
-	}
-	sn_buf_puts(&body, ",\"protocol\":");
-	sn_json_quote(&body, o.proto);
-	sn_buf_puts(&body, "}");
-	if (body.failed) {
-		r = -ENOMEM;
-		goto out;
-	}
-	r = api_call(gv, "POST", expose ? "/services/forwarder/expose" : "/services/forwarder/unexpose", body.data,
-		     &resp, &text, &ctx->err);
-	if (r < 0)
-		goto out;
-	if (r != 200) {
-		r = api_error(ctx, r, text);
-		goto out;
-	}
-	r = 0;
-	if (ctx->json) {
-		sn_json_string(ctx->j, "port", gv->name);
-		sn_json_begin_object(ctx->j, expose ? "exposed" : "unexposed");
-		sn_json_string(ctx->j, "local", o.pos[0]);
-		if (expose)
-			sn_json_string(ctx->j, "remote", o.pos[1]);
-		sn_json_string(ctx->j, "protocol", o.proto);
-		sn_json_end_object(ctx->j);
-	} else if (expose) {
-		sn_buf_printf(ctx->body, "%s %s -> %s\n", o.proto, o.pos[0], o.pos[1]);
-	}
-out:
-	sn_buf_finish(&body);
-	sn_buf_finish(&resp);
-	return r;
-}
-
-static int cmd_expose(struct sn_ctl_ctx *ctx)
-{
-	return expose_common(ctx, true);
-}
-
-static int cmd_unexpose(struct sn_ctl_ctx *ctx)
-{
-	return expose_common(ctx, false);
 }
 
 struct list_walk {
@@ -1259,15 +1156,262 @@ static int list_row(const struct forward *f, void *arg)
 	return w->t->failed ? -ENOMEM : 0;
 }
 
-static int cmd_list(struct sn_ctl_ctx *ctx)
+static int list_build(struct sn_ctl_ctx *ctx, struct api_call *a)
 {
 	static const char *const head[] = {"PROTO", "LOCAL", "REMOTE"};
 	struct sn_table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
 	struct list_walk w = {ctx, &t};
+	int r;
+
+	if (ctx->json) {
+		sn_json_string(ctx->j, "port", a->gv->name);
+		sn_json_begin_array(ctx->j, "forwards");
+	}
+	r = json_forwards(a->text, list_row, &w);
+	if (ctx->json)
+		sn_json_end_array(ctx->j);
+	if (r < 0)
+		r = sn_error_set(&ctx->err, r, "gvproxy API: cannot read the list of forwards");
+	else if (!ctx->json)
+		sn_table_render(&t, ctx->body);
+	sn_table_free(&t);
+	return r < 0 ? r : 0;
+}
+
+/* The reply's body from gvproxy's answer: sn_ctl_reply() runs it like a command's handler. */
+static int call_build(struct sn_ctl_ctx *ctx, void *data)
+{
+	struct api_call *a = data;
+	bool expose = a->what == CALL_EXPOSE;
+
+	if (a->status != 200)
+		return api_error(ctx, a->status, a->text);
+	if (a->what == CALL_LIST)
+		return list_build(ctx, a);
+	if (ctx->json) {
+		sn_json_string(ctx->j, "port", a->gv->name);
+		sn_json_begin_object(ctx->j, expose ? "exposed" : "unexposed");
+		sn_json_string(ctx->j, "local", a->local);
+		if (expose)
+			sn_json_string(ctx->j, "remote", a->remote);
+		sn_json_string(ctx->j, "protocol", a->proto);
+		sn_json_end_object(ctx->j);
+	} else if (expose) {
+		sn_buf_printf(ctx->body, "%s %s -> %s\n", a->proto, a->local, a->remote);
+	}
+	return 0;
+}
+
+/* Reads what gvproxy sent; answers the client once the reply is whole. */
+static void call_read(struct api_call *a)
+{
+	/* bounded, like every reader on the loop; the rest comes on the next wake-up */
+	for (int round = 0; round < 16; round++) {
+		char buf[4096];
+		ssize_t n = recv(a->fd, buf, sizeof(buf), 0);
+		size_t len;
+		int r;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0) {
+			call_fail(a, errno == ECONNRESET ? -ECONNRESET : -EIO, "gvproxy API: %s", strerror(errno));
+			return;
+		}
+		if (n == 0 && a->resp.len == 0) {
+			/* what a gvproxy that exits or restarts mid-request looks like from here */
+			call_fail(a, -ECONNRESET, "gvproxy API closed the connection without answering");
+			return;
+		}
+		if (n > 0) {
+			sn_buf_add(&a->resp, buf, (size_t)n);
+			sn_buf_add(&a->resp, "", 1); /* room for the terminator reply_parse() writes */
+			a->resp.len--;
+		}
+		if (a->resp.failed || a->resp.len > API_REPLY_MAX) {
+			call_fail(a, -E2BIG, "gvproxy API: reply too long");
+			return;
+		}
+		r = reply_parse(&a->resp, n == 0, &a->text, &len);
+		if (r < 0 || (r == 0 && n == 0)) { /* at the end, "HTTP/1.1 0" would wait forever */
+			call_fail(a, -EPROTO, "gvproxy API: the reply is not HTTP%s", n == 0 ? ", or cut short" : "");
+			return;
+		}
+		if (r > 0) {
+			a->status = r;
+			sn_ctl_reply(a->client, call_build, a);
+			call_free(a);
+			return;
+		}
+	}
+}
+
+static void call_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct api_call *a = w->data;
+
+	if (!a->connected) {
+		int r = sn_sock_connect_result(a->fd);
+
+		if (r < 0) {
+			call_fail(a, r, "gvproxy API at %s: %s", a->gv->api, strerror(-r));
+			return;
+		}
+		a->connected = true;
+	}
+	if (w->events & EV_READ) {
+		call_read(a);
+		return;
+	}
+	while (a->req_off < a->req.len) {
+		ssize_t n = send(a->fd, a->req.data + a->req_off, a->req.len - a->req_off, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n < 0) {
+			call_fail(a, errno == EPIPE || errno == ECONNRESET ? -ECONNRESET : -EIO,
+				  "gvproxy API: sending: %s", strerror(errno));
+			return;
+		}
+		a->req_off += (size_t)n;
+	}
+	/* all sent: now the answer */
+	ev_io_stop(loop, w);
+	ev_io_set(w, a->fd, EV_READ);
+	ev_io_start(loop, w);
+}
+
+static void call_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct api_call *a = w->data;
+
+	call_fail(a, -ETIMEDOUT, "gvproxy API did not answer within %.0f s", SN_GVPROXY_API_TIMEOUT);
+}
+
+/* The control client hung up: the call goes, unanswered. */
+static void call_abandon_cb(struct sn_ctl_client *client, void *data)
+{
+	struct api_call *a = data;
+
+	sn_debug("port %s: the control client left; gvproxy API call dropped", a->gv->name);
+	call_free(a);
+}
+
+/* Starts the request and holds the control reply back until it is answered: SN_CTL_DEFER, or
+ * -errno with ctx->err set when it cannot even start. */
+static int call_start(struct sn_ctl_ctx *ctx, struct gvproxy *gv, enum call_what what,
+		      const struct cmd_opts *o)
+{
+	static const char *const paths[] = {
+		[CALL_EXPOSE] = "/services/forwarder/expose",
+		[CALL_UNEXPOSE] = "/services/forwarder/unexpose",
+		[CALL_LIST] = "/services/forwarder/all",
+	};
+	struct sn_sockaddr addr;
+	struct api_call *a;
+	struct sn_buf body;
+	int fd;
+
+	if (sn_sockaddr_unix(gv->api, &addr) < 0)
+		return sn_error_set(&ctx->err, -ENAMETOOLONG, "gvproxy API socket path too long");
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->gv = gv;
+	a->what = what;
+	a->fd = -1;
+	sn_buf_init(&a->req);
+	sn_buf_init(&a->resp);
+	if (what != CALL_LIST) {
+		sn_strlcpy(a->local, o->pos[0], sizeof(a->local));
+		sn_strlcpy(a->proto, o->proto, sizeof(a->proto));
+		if (what == CALL_EXPOSE)
+			sn_strlcpy(a->remote, o->pos[1], sizeof(a->remote));
+	}
+	sn_buf_printf(&a->req, "%s %s HTTP/1.1\r\nHost: gvproxy\r\nUser-Agent: squibnet/%s\r\nConnection: close\r\n",
+		      what == CALL_LIST ? "GET" : "POST", paths[what], SN_VERSION);
+	if (what == CALL_LIST) {
+		sn_buf_puts(&a->req, "\r\n");
+	} else {
+		sn_buf_init(&body);
+		sn_buf_puts(&body, "{\"local\":");
+		sn_json_quote(&body, a->local);
+		if (what == CALL_EXPOSE) {
+			sn_buf_puts(&body, ",\"remote\":");
+			sn_json_quote(&body, a->remote);
+		}
+		sn_buf_puts(&body, ",\"protocol\":");
+		sn_json_quote(&body, a->proto);
+		sn_buf_puts(&body, "}");
+		sn_buf_printf(&a->req, "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n", body.len);
+		sn_buf_add(&a->req, body.data, body.len);
+		if (body.failed)
+			a->req.failed = true;
+		sn_buf_finish(&body);
+	}
+	if (a->req.failed) {
+		sn_buf_finish(&a->req);
+		free(a);
+		return -ENOMEM;
+	}
+	/* a unix socket connects at once or not at all (EAGAIN: gvproxy's backlog is full) */
+	fd = sn_sock_connect(&addr, SOCK_STREAM);
+	if (fd < 0) {
+		sn_buf_finish(&a->req);
+		free(a);
+		return sn_error_set(&ctx->err, fd, "gvproxy API at %s: %s", gv->api, strerror(-fd));
+	}
+	a->fd = fd;
+	ev_io_init(&a->io, call_io_cb, fd, EV_WRITE);
+	a->io.data = a;
+	ev_timer_init(&a->timeout, call_timeout_cb, SN_GVPROXY_API_TIMEOUT, 0);
+	a->timeout.data = a;
+	ev_io_start(gv->loop, &a->io);
+	ev_timer_start(gv->loop, &a->timeout);
+	a->next = gv->calls;
+	if (a->next)
+		a->next->prev = a;
+	gv->calls = a;
+	a->client = ctx->client;
+	sn_ctl_set_stream_end(ctx->client, call_abandon_cb, a);
+	return SN_CTL_DEFER;
+}
+
+static int expose_common(struct sn_ctl_ctx *ctx, bool expose)
+{
+	const char *usage = expose ? "gvproxy expose LOCAL REMOTE [--proto tcp|udp] [--port NAME]" :
+				     "gvproxy unexpose LOCAL [--proto tcp|udp] [--port NAME]";
 	struct cmd_opts o;
 	struct gvproxy *gv;
-	struct sn_buf resp;
-	const char *text = "";
+	int r;
+
+	r = parse_cmd(ctx, expose ? 2 : 1, usage, &o);
+	if (r < 0)
+		return r;
+	r = pick_port(ctx, o.port, &gv);
+	if (r < 0)
+		return r;
+	return call_start(ctx, gv, expose ? CALL_EXPOSE : CALL_UNEXPOSE, &o);
+}
+
+static int cmd_expose(struct sn_ctl_ctx *ctx)
+{
+	return expose_common(ctx, true);
+}
+
+static int cmd_unexpose(struct sn_ctl_ctx *ctx)
+{
+	return expose_common(ctx, false);
+}
+
+static int cmd_list(struct sn_ctl_ctx *ctx)
+{
+	struct cmd_opts o;
+	struct gvproxy *gv;
 	int r;
 
 	r = parse_cmd(ctx, 0, "gvproxy list [--port NAME]", &o);
@@ -1276,32 +1420,7 @@ static int cmd_list(struct sn_ctl_ctx *ctx)
 	r = pick_port(ctx, o.port, &gv);
 	if (r < 0)
 		return r;
-	sn_buf_init(&resp);
-	r = api_call(gv, "GET", "/services/forwarder/all", NULL, &resp, &text, &ctx->err);
-	if (r < 0)
-		goto out;
-	if (r != 200) {
-		r = api_error(ctx, r, text);
-		goto out;
-	}
-	if (ctx->json) {
-		sn_json_string(ctx->j, "port", gv->name);
-		sn_json_begin_array(ctx->j, "forwards");
-	}
-	r = json_forwards(text, list_row, &w);
-	if (ctx->json)
-		sn_json_end_array(ctx->j);
-	if (r < 0) {
-		r = sn_error_set(&ctx->err, r, "gvproxy API: cannot read the list of forwards");
-		goto out;
-	}
-	r = 0;
-	if (!ctx->json)
-		sn_table_render(&t, ctx->body);
-out:
-	sn_table_free(&t);
-	sn_buf_finish(&resp);
-	return r;
+	return call_start(ctx, gv, CALL_LIST, &o);
 }
 
 static const struct sn_ctl_cmd gvproxy_cmds[] = {

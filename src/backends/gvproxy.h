@@ -16,8 +16,9 @@
 #define SN_GVPROXY_ARGS_MAX 32
 #define SN_GVPROXY_ARG_LEN_MAX 1024
 
-/** Seconds one call to gvproxy's HTTP API may take, connect to last byte. */
-#define SN_GVPROXY_API_TIMEOUT 1.0
+/** Seconds one call to gvproxy's HTTP API may take, connect to last byte. The control command
+ * waits that long at most; the switch's loop does not wait at all. */
+#define SN_GVPROXY_API_TIMEOUT 5.0
 
 /** The environment variable naming the gvproxy binary when the SPEC has no path=. */
 #define SN_GVPROXY_ENV "SQUIBNET_GVPROXY"

@@ -14,6 +14,9 @@
  *   FAKE_GVPROXY_CRASH_AFTER=N  die by SIGABRT after N frames from stdin (0: at start-up)
  *   FAKE_GVPROXY_HANG=1         ignore SIGTERM and stdin end of file: only SIGKILL ends it
  *   FAKE_GVPROXY_IGNORE_EOF=1   stay after stdin end of file (a signal still ends it)
+ *   FAKE_GVPROXY_API_DELAY_MS=N answer each API request N ms after it came in, serving frames
+ *                               and other requests meanwhile (a slow or wedged gvproxy); an
+ *                               answer its client no longer waits for is logged as such
  */
 #include <errno.h>
 #include <poll.h>
@@ -38,6 +41,7 @@
 #define LEASE_TIME 3600
 #define MAX_FWD 64
 #define MAX_LEASES 200
+#define MAX_PENDING 16
 
 static const uint8_t gw_mac[6] = {0x5a, 0x94, 0xef, 0xe4, 0x0c, 0xdd};
 static const uint8_t bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
@@ -60,6 +64,23 @@ static struct {
 	uint32_t ip;
 } leases[MAX_LEASES];
 static unsigned nleases;
+
+/* API requests read but held back by FAKE_GVPROXY_API_DELAY_MS */
+static long api_delay_ms;
+static struct {
+	int fd;
+	double due;
+	char method[16], path[256], body[8193];
+} pending[MAX_PENDING];
+static unsigned npending;
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void logmsg(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logmsg(const char *level, const char *fmt, ...)
@@ -360,7 +381,9 @@ static void respond(int fd, int status, const char *ctype, const char *body)
 			 status, reason, ctype, strlen(body));
 
 	if (send(fd, head, (size_t)n, MSG_NOSIGNAL) < 0 || send(fd, body, strlen(body), MSG_NOSIGNAL) < 0) {
-		/* the client left */
+		/* the tests look for this: a client that gave up closed its socket */
+		if (api_delay_ms > 0)
+			logmsg("warning", "api: answer not delivered, the client left: %s", strerror(errno));
 	}
 }
 
@@ -501,9 +524,38 @@ static void api_serve(int lfd)
 		goto out;
 	}
 	end[4 + cl] = '\0';
+	if (api_delay_ms > 0 && npending < MAX_PENDING) {
+		pending[npending].fd = fd;
+		pending[npending].due = now() + (double)api_delay_ms / 1000;
+		snprintf(pending[npending].method, sizeof(pending[npending].method), "%s", method);
+		snprintf(pending[npending].path, sizeof(pending[npending].path), "%s", path);
+		snprintf(pending[npending].body, sizeof(pending[npending].body), "%s", end + 4);
+		npending++;
+		logmsg("debug", "api: %s %s held back %ld ms", method, path, api_delay_ms);
+		return;
+	}
 	api_request(fd, method, path, end + 4);
 out:
 	close(fd);
+}
+
+/* Answers the held-back requests that are due; returns the poll timeout until the next one. */
+static int api_due(void)
+{
+	double t = now(), next = -1;
+
+	for (unsigned i = 0; i < npending;) {
+		if (pending[i].due <= t) {
+			api_request(pending[i].fd, pending[i].method, pending[i].path, pending[i].body);
+			close(pending[i].fd);
+			pending[i] = pending[--npending];
+			continue;
+		}
+		if (next < 0 || pending[i].due - t < next)
+			next = pending[i].due - t;
+		i++;
+	}
+	return next < 0 ? -1 : (int)(next * 1000) + 1;
 }
 
 static int api_listen(const char *url)
@@ -612,6 +664,9 @@ int main(int argc, char **argv)
 	hang = env && !strcmp(env, "1");
 	env = getenv("FAKE_GVPROXY_IGNORE_EOF");
 	ignore_eof = hang || (env && !strcmp(env, "1"));
+	env = getenv("FAKE_GVPROXY_API_DELAY_MS");
+	if (env && *env)
+		api_delay_ms = strtol(env, NULL, 10);
 	if (pipe(sig_pipe) < 0)
 		return 1;
 	signal(SIGTERM, hang ? SIG_IGN : on_signal);
@@ -646,7 +701,7 @@ int main(int argc, char **argv)
 		p[np++] = (struct pollfd){.fd = stdin_open ? 0 : -1, .events = POLLIN};
 		p[np++] = (struct pollfd){.fd = sig_pipe[0], .events = POLLIN};
 		p[np++] = (struct pollfd){.fd = lfd, .events = POLLIN};
-		r = poll(p, (nfds_t)np, -1);
+		r = poll(p, (nfds_t)np, api_due());
 		if (r < 0 && errno != EINTR)
 			break;
 		if (r <= 0)

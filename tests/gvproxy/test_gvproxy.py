@@ -359,6 +359,187 @@ def test_crash_mid_traffic():
         assert "crashing after 4 frames" in d.stderr, d.stderr
 
 
+# ---- the API calls do not block the switch (FAKE_GVPROXY_API_DELAY_MS) ----
+
+API_TIMEOUT = 5.0  # SN_GVPROXY_API_TIMEOUT
+
+
+def ctl_raw(d, *args, json_mode=True):
+    """Sends one control request on a raw socket and returns the socket, reply unread."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(d.control)
+    s.sendall(("SQUIBNET-CONTROL 1" + (" json" if json_mode else "") + "\n" + "".join(a + "\n" for a in args)
+               + "\n").encode())
+    return s
+
+
+def read_reply(s, timeout):
+    """The whole reply (to end of stream) of a raw request, and how long it took to come."""
+    t0 = time.monotonic()
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data, time.monotonic() - t0
+
+
+def pinger(d, ip):
+    """A station that answers ARP and echo at @ip until terminated; waits until it is attached."""
+    before = {n for n in d.ports() if n.startswith("vms.")}
+    p = subprocess.Popen([PING, "--connect", "unix:" + d.path("vms.sock"), "--ip", ip + "/24",
+                          "--serve", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    d.wait_ports(lambda ports: {n for n in ports if n.startswith("vms.")} - before)
+    return p
+
+
+def test_slow_api_does_not_stall_the_switch():
+    # bounds are loose for a loaded 2-core CI machine; a blocking call would stall for `delay`
+    delay = 4.0
+    with env(FAKE_GVPROXY_API_DELAY_MS=int(delay * 1000)), start(FAKE) as d:
+        wait_up(d)
+        a = pinger(d, "192.168.127.60")
+        try:
+            t0 = time.monotonic()
+            # two at once: they wait side by side, not one after the other
+            first = ctl_raw(d, "gvproxy", "list")
+            second = ctl_raw(d, "gvproxy", "list", json_mode=False)
+            time.sleep(0.1)
+            # while gvproxy sits on its answer, the control socket answers other commands at once
+            t1 = time.monotonic()
+            assert "gv" in d.ports()
+            took = time.monotonic() - t1
+            assert took < 1.0, f"`ports` took {took:.2f} s while a gvproxy call was pending"
+            # and two stations on the stream port ping each other without a stall
+            b = station(d, "--ip", "192.168.127.61/24", "--ping", "192.168.127.60", "--count", "15",
+                        "--interval", "0.05", "--json")
+            assert b.returncode == 0, (b.stdout, b.stderr)
+            out = json.loads(b.stdout)
+            assert out["received"] == 15, out
+            assert out["rtt_max_ms"] < 1000, f"a ping took {out['rtt_max_ms']} ms while gvproxy was slow"
+            pinged = time.monotonic() - t0
+            assert pinged < delay, f"the pings ran past the delay ({pinged:.2f} s): proves nothing"
+            # then gvproxy answers, and both replies are what an immediate one would be
+            data, _ = read_reply(first, 10)
+            took = time.monotonic() - t0
+            assert data == b'OK\n{"version":1,"port":"gv","forwards":[]}\n', data
+            data, _ = read_reply(second, 10)
+            assert data == b"OK\nPROTO  LOCAL  REMOTE\n", data
+            took2 = time.monotonic() - t0
+            assert delay - 0.1 <= took and took2 < delay + 1.5, \
+                f"replies after {took:.2f} s and {took2:.2f} s"
+            # squibnetctl, with an expose in between: the state changed through deferred replies
+            local = f"127.0.0.1:{free_port()}"
+            r = d.ctl("gvproxy", "expose", local, "192.168.127.2:22")
+            assert r["exposed"]["local"] == local, r
+            text = d.ctl_text("gvproxy", "list")
+            assert text.returncode == 0 and local in text.stdout, text
+            dup = d.ctl_text("gvproxy", "expose", local, "192.168.127.2:22")
+            assert dup.returncode == 1 and "already running" in dup.stderr, dup
+        finally:
+            a.terminate()
+            a.communicate(timeout=5)
+        assert d.stop() == 0
+
+
+def test_api_timeout():
+    with env(FAKE_GVPROXY_API_DELAY_MS=int((API_TIMEOUT + 2) * 1000)), start(FAKE) as d:
+        wait_up(d)
+        t0 = time.monotonic()
+        s = ctl_raw(d, "gvproxy", "list")
+        time.sleep(0.2)
+        assert d.ctl("ports")
+        data, _ = read_reply(s, API_TIMEOUT + 5)
+        took = time.monotonic() - t0
+        assert API_TIMEOUT - 0.2 <= took <= API_TIMEOUT + 1.5, f"ERR after {took:.2f} s"
+        head, body = data.split(b"\n", 1)
+        assert head == b"ERR ETIMEDOUT gvproxy API did not answer within 5 s", data
+        assert json.loads(body) == {"version": 1, "error": {
+            "code": "ETIMEDOUT", "message": "gvproxy API did not answer within 5 s"}}, data
+        # text mode through squibnetctl, in parallel with the switch carrying frames
+        ctl = subprocess.Popen([d.ctl_bin, "--control", d.control, "gvproxy", "unexpose", "127.0.0.1:1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        r = station(d, "--dhcp", "--mac", "52:54:00:e0:00:01", "--ping-gateway", "--count", "2", "--json")
+        assert r.returncode == 0 and ctl.poll() is None, (r.stderr, ctl.poll())
+        out, err = ctl.communicate(timeout=API_TIMEOUT + 5)
+        assert ctl.returncode == 1 and out == "" and "did not answer within 5 s" in err, (out, err)
+        # the switch is fine, and it had closed the call: gvproxy's late answer found nobody
+        assert d.ctl("ports")["ports"]
+        time.sleep(max(0, t0 + API_TIMEOUT + 2.5 - time.monotonic()))
+        assert d.stop() == 0
+        assert "answer not delivered, the client left" in d.stderr, d.stderr
+
+
+def test_client_leaves_mid_call():
+    # gvproxy answers well within the API timeout, so only the cancellation can make it miss
+    with env(FAKE_GVPROXY_API_DELAY_MS=2000), start(FAKE) as d:
+        wait_up(d)
+        t0 = time.monotonic()
+        s = ctl_raw(d, "gvproxy", "list")
+        time.sleep(0.2)
+        s.close()  # the command is abandoned: squibnet must drop its HTTP request too
+        assert d.ctl("ports")
+        time.sleep(max(0, t0 + 2.4 - time.monotonic()))
+        # a later call still works
+        assert d.ctl("gvproxy", "list")["forwards"] == []
+        assert d.stop() == 0
+        assert d.stderr.count("answer not delivered, the client left") == 1, d.stderr
+
+
+def test_port_del_mid_call():
+    with env(FAKE_GVPROXY_API_DELAY_MS=3000), start(FAKE) as d:
+        pid = wait_up(d)
+        s = ctl_raw(d, "gvproxy", "expose", "127.0.0.1:1", "192.168.127.2:1")
+        time.sleep(0.2)
+        d.ctl("port", "del", "gv")
+        data, took = read_reply(s, 5)
+        assert took < 1.0, f"the pending call was answered {took:.2f} s after port del"
+        head, body = data.split(b"\n", 1)
+        assert head.startswith(b"ERR ECANCELED port 'gv': the port was removed"), data
+        assert json.loads(body)["error"]["code"] == "ECANCELED", data
+        assert "gv" not in d.ports()
+        deadline = time.monotonic() + GRACE + 2
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(pid)
+        assert d.stop() == 0
+
+
+def test_child_dies_mid_call():
+    with env(FAKE_GVPROXY_API_DELAY_MS=3000), start(FAKE) as d:
+        pid = wait_up(d)
+        s = ctl_raw(d, "gvproxy", "list", json_mode=False)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGKILL)
+        data, took = read_reply(s, 5)
+        assert took < 1.0, f"the pending call was answered {took:.2f} s after gvproxy died"
+        assert data.startswith(b"ERR ECONNRESET ") and data.endswith(b"\n") and data.count(b"\n") == 1, data
+        new = wait_up(d, not_pid=pid)
+        # the new child answers (after its delay)
+        t0 = time.monotonic()
+        assert d.ctl("gvproxy", "list")["forwards"] == []
+        assert time.monotonic() - t0 >= 2.9
+        assert new != pid
+        assert d.stop() == 0
+
+
+def test_shutdown_mid_call():
+    # the control server goes first and drops the call; then the port and its child
+    with env(FAKE_GVPROXY_API_DELAY_MS=3000), start(FAKE) as d:
+        pid = wait_up(d)
+        s = ctl_raw(d, "gvproxy", "list")
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        assert d.stop() == 0
+        assert time.monotonic() - t0 < 2.0
+        data, _ = read_reply(s, 2)
+        assert data == b"", data  # no status line: the switch went away
+        assert not alive(pid)
+
+
 # ---- SPEC checks ----
 
 def port_add_error(d, spec):
@@ -441,7 +622,9 @@ def main():
     tests = [make(c, FAKE, "fake") for c in COMMON]
     tests += [test_sigkill_pdeathsig, test_hanging_child_is_killed, test_hanging_child_port_del, test_restart_off_and_status,
               test_restart_backoff, test_crash_mid_traffic, test_bad_specs, test_bad_path_at_startup,
-              test_no_gvproxy_anywhere]
+              test_no_gvproxy_anywhere, test_slow_api_does_not_stall_the_switch, test_api_timeout,
+              test_client_leaves_mid_call, test_port_del_mid_call, test_child_dies_mid_call,
+              test_shutdown_mid_call]
     if REAL:
         print(f"also testing the real gvproxy at {REAL}")
         tests += [make(c, REAL, "real") for c in COMMON]
