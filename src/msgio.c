@@ -34,10 +34,10 @@ static int send_batch(int fd, struct sn_msgio_hdr *hdr, unsigned n)
 	return r < 0 ? -errno : r;
 }
 #else
-/* Same contract as recvmmsg(): an error after the first message ends the batch quietly; the
- * next call meets it again. A zero-length message ends it too, since on a seqpacket socket it
- * is the end of the stream and nothing follows. */
-static int recv_batch(int fd, struct sn_msgio_hdr *hdr, unsigned n)
+/* Same contract as recvmmsg() and sendmmsg(): an error after the first message ends the batch
+ * quietly; the next call meets it again. A zero-length message received ends it too, since on a
+ * seqpacket socket it is the end of the stream and nothing follows. */
+static int loop_batch(int fd, struct sn_msgio_hdr *hdr, unsigned n, bool send)
 {
 	unsigned i;
 
@@ -45,7 +45,8 @@ static int recv_batch(int fd, struct sn_msgio_hdr *hdr, unsigned n)
 		ssize_t r;
 
 		do
-			r = recvmsg(fd, &hdr[i].msg_hdr, MSG_DONTWAIT);
+			r = send ? sendmsg(fd, &hdr[i].msg_hdr, MSG_DONTWAIT | MSG_NOSIGNAL)
+				 : recvmsg(fd, &hdr[i].msg_hdr, MSG_DONTWAIT);
 		while (r < 0 && errno == EINTR);
 		if (r < 0) {
 			if (i == 0)
@@ -53,7 +54,7 @@ static int recv_batch(int fd, struct sn_msgio_hdr *hdr, unsigned n)
 			break;
 		}
 		hdr[i].msg_len = (unsigned)r;
-		if (r == 0) {
+		if (r == 0 && !send) {
 			i++;
 			break;
 		}
@@ -61,24 +62,14 @@ static int recv_batch(int fd, struct sn_msgio_hdr *hdr, unsigned n)
 	return (int)i;
 }
 
+static int recv_batch(int fd, struct sn_msgio_hdr *hdr, unsigned n)
+{
+	return loop_batch(fd, hdr, n, false);
+}
+
 static int send_batch(int fd, struct sn_msgio_hdr *hdr, unsigned n)
 {
-	unsigned i;
-
-	for (i = 0; i < n; i++) {
-		ssize_t r;
-
-		do
-			r = sendmsg(fd, &hdr[i].msg_hdr, MSG_DONTWAIT | MSG_NOSIGNAL);
-		while (r < 0 && errno == EINTR);
-		if (r < 0) {
-			if (i == 0)
-				return -errno;
-			break;
-		}
-		hdr[i].msg_len = (unsigned)r;
-	}
-	return (int)i;
+	return loop_batch(fd, hdr, n, true);
 }
 #endif
 

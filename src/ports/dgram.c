@@ -21,6 +21,7 @@
 #include "../log.h"
 #include "../msgio.h"
 #include "../sock.h"
+#include "../sockconn.h"
 #include "../switch.h"
 #include "../util.h"
 
@@ -55,10 +56,7 @@ struct dgram_port {
 };
 
 struct dgram_listener {
-	struct sn_port base;
-	struct sn_sockaddr addr;
-	int fd;
-	ev_io io;
+	struct sn_listener lis;      /* the socket, which the peers share */
 	struct dgram_port *peers;
 	struct dgram_port *last;     /* where the previous datagram came from: usually the next one too */
 	bool told_unnamed;
@@ -294,15 +292,13 @@ static struct dgram_port *dgram_port_new(void)
 static struct dgram_port *peer_new(struct dgram_listener *l, const struct sockaddr_un *from, socklen_t len)
 {
 	struct dgram_port *dp = dgram_port_new();
-	char name[SN_PORT_NAME_MAX], where[128];
+	char where[128];
 
 	if (!dp)
 		goto fail;
-	snprintf(name, sizeof(name), "%.*s.%u", SN_PORT_NAME_MAX - 12, l->base.name, ++l->base.children);
-	sn_port_init(&dp->base, l->base.sw, &dgram_peer_ops, name, l->base.mtu);
-	dp->base.parent = &l->base;
+	sn_listener_child_init(&l->lis, &dp->base, &dgram_peer_ops);
 	dp->l = l;
-	dp->fd = l->fd;
+	dp->fd = l->lis.fd;
 	memcpy(&dp->to.u.un, from, len);
 	dp->to.len = len;
 	dp->reachable = true;
@@ -313,11 +309,12 @@ static struct dgram_port *peer_new(struct dgram_listener *l, const struct sockad
 	dp->next = l->peers;
 	l->peers = dp;
 	sn_port_set_state(&dp->base, SN_PORT_UP);
-	sn_info("port %s: peer %s attached as %s", l->base.name, addr_format(&dp->to, where, sizeof(where)), name);
+	sn_info("port %s: peer %s attached as %s", l->lis.base.name, addr_format(&dp->to, where, sizeof(where)),
+		dp->base.name);
 	return dp;
 fail:
 	/* not every datagram should log: this is a resource shortage like an empty pool */
-	l->base.stats.drop_no_buffer++;
+	l->lis.base.stats.drop_no_buffer++;
 	return NULL;
 }
 
@@ -331,29 +328,29 @@ static struct dgram_port *peer_find(struct dgram_listener *l, const struct socka
 	}
 	if (!addr_named(len)) {
 		/* an unbound socket has no address a reply could go to */
-		l->base.stats.drop_bad_framing++;
+		l->lis.base.stats.drop_bad_framing++;
 		if (!l->told_unnamed)
 			sn_debug("port %s: dropping datagrams from an unnamed socket (bind it to be answered)",
-				 l->base.name);
+				 l->lis.base.name);
 		l->told_unnamed = true;
 		return NULL;
 	}
 	return l->last = peer_new(l, from, len);
 }
 
-static void listener_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void listener_readable(struct sn_listener *lis)
 {
-	struct dgram_listener *l = w->data;
+	struct dgram_listener *l = (struct dgram_listener *)lis;
 	struct sn_msgio_rx *rx = &l->rx;
 
 	for (int round = 0; round < RX_ROUNDS; round++) {
-		int n = sn_msgio_recv(rx, l->fd, &l->base, true);
+		int n = sn_msgio_recv(rx, lis->fd, &lis->base, true);
 		struct dgram_port *run = NULL;
 		unsigned nb = 0, start = 0;
 
 		if (n < 0) {
 			if (n != -EAGAIN)
-				sn_debug("port %s: receive: %s", l->base.name, strerror(-n));
+				sn_debug("port %s: receive: %s", lis->base.name, strerror(-n));
 			return;
 		}
 		/* consecutive frames from one peer go to the switch as one batch */
@@ -385,27 +382,17 @@ static void listener_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static void listener_close(struct sn_port *port)
-{
-	struct dgram_listener *l = (struct dgram_listener *)port;
-
-	ev_io_stop(sn_port_loop(port), &l->io);
-	close(l->fd);
-	unlink(l->addr.u.un.sun_path);
-}
-
-static void listener_describe(struct sn_port *port, char *buf, size_t len)
-{
-	char a[128];
-
-	addr_format(&((struct dgram_listener *)port)->addr, a, sizeof(a));
-	snprintf(buf, len, "listen %s", a);
-}
-
+/* A listen= path is never abstract, so the plain "listen ADDR" is what addr_format() would say. */
 static const struct sn_port_ops dgram_listener_ops = {
 	.kind = "dgram",
-	.close = listener_close,
-	.describe = listener_describe,
+	.close = sn_listener_close,
+	.describe = sn_listener_describe,
+};
+
+static const struct sn_listener_ops dgram_listener_lops = {
+	.type = SOCK_DGRAM,
+	.ops = &dgram_listener_ops,
+	.readable = listener_readable,
 };
 
 /* ---- creation from a SPEC ---- */
@@ -425,7 +412,7 @@ static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, cons
 			   struct sn_port **ret_port, struct sn_error *err)
 {
 	struct dgram_listener *l = calloc(1, sizeof(*l));
-	int fd, r;
+	int r;
 
 	if (!l)
 		return -ENOMEM;
@@ -435,26 +422,12 @@ static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, cons
 		free(l);
 		return -ENOMEM;
 	}
-	fd = sn_sock_listen(addr, SOCK_DGRAM, err);
-	if (fd < 0) {
-		free(l);
-		return fd;
-	}
-	l->base = *tmp;
-	l->base.ops = &dgram_listener_ops;
-	l->base.state = SN_PORT_LISTENING;
-	l->addr = *addr;
-	l->fd = fd;
-	r = sn_port_register(&l->base);
+	r = sn_listener_open(&l->lis, tmp, &dgram_listener_lops, addr, err);
 	if (r < 0) {
-		listener_close(&l->base);
 		free(l);
 		return r;
 	}
-	ev_io_init(&l->io, listener_read_cb, fd, EV_READ);
-	l->io.data = l;
-	ev_io_start(sw->loop, &l->io);
-	*ret_port = &l->base;
+	*ret_port = &l->lis.base;
 	return 0;
 }
 

@@ -8,65 +8,27 @@
  * cannot be told from the end of the connection, a peer that sends one is treated as gone. */
 #include <errno.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "../log.h"
 #include "../msgio.h"
 #include "../sock.h"
+#include "../sockconn.h"
 #include "../switch.h"
 #include "../util.h"
 
 #define RX_ROUNDS 4
-#define BACKOFF_MIN 0.1
-#define BACKOFF_MAX 5.0
-
-struct seqpacket_listener {
-	struct sn_port base;
-	struct sn_sockaddr addr;
-	int fd;
-	ev_io io;
-};
 
 struct seqpacket_port {
 	struct sn_port base;
-	struct sn_sockaddr addr;  /* connect mode: where to dial */
-	bool dial;                /* connect mode */
-	bool connecting;
-	int fd;
-	ev_io rio, wio;
-	ev_timer retry;           /* connect mode: next dial */
-	double backoff;
-	char peer[128];
+	struct sn_conn conn;      /* descriptor, watchers, peer; the dialer in connect mode */
 	struct sn_msgio_rx rx;
 	struct sn_msgio_tx tx;
 };
 
 static void seqpacket_flush(struct sn_port *port);
-static void dial(struct seqpacket_port *sp);
 
 /* ---- data path ---- */
-
-/* An accepted peer closes; a dialing port goes down and dials again later. */
-static void peer_lost(struct seqpacket_port *sp, const char *why)
-{
-	struct ev_loop *loop = sn_port_loop(&sp->base);
-
-	sn_info("port %s: %s: %s", sp->base.name, sp->peer, why);
-	if (!sp->dial) {
-		sn_port_close(&sp->base);
-		return;
-	}
-	ev_io_stop(loop, &sp->rio);
-	ev_io_stop(loop, &sp->wio);
-	close(sp->fd);
-	sp->fd = -1;
-	sn_port_set_state(&sp->base, SN_PORT_DOWN);
-	ev_timer_set(&sp->retry, sp->backoff, 0);
-	ev_timer_start(loop, &sp->retry);
-}
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -74,14 +36,14 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct sn_msgio_rx *rx = &sp->rx;
 
 	for (int round = 0; round < RX_ROUNDS; round++) {
-		int n = sn_msgio_recv(rx, sp->fd, &sp->base, false);
+		int n = sn_msgio_recv(rx, sp->conn.fd, &sp->base, false);
 		unsigned nb = 0;
 		bool eof = false;
 
 		if (n == -EAGAIN)
 			return;
 		if (n < 0) {
-			peer_lost(sp, strerror(-n));
+			sn_conn_lost(&sp->conn, strerror(-n));
 			return;
 		}
 		for (int i = 0; i < n; i++) {
@@ -99,7 +61,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		/* what came before the end still goes through */
 		sn_port_input(&sp->base, rx->frames, nb);
 		if (eof) {
-			peer_lost(sp, "end of connection");
+			sn_conn_lost(&sp->conn, "end of connection");
 			return;
 		}
 		if (n < SN_MSGIO_BATCH)
@@ -118,98 +80,33 @@ static void seqpacket_flush(struct sn_port *port)
 	struct ev_loop *loop = sn_port_loop(port);
 	int r;
 
-	/* a flush requested before the peer went away may still come; wio then belongs to dial() */
-	if (sp->fd < 0 || sp->connecting)
+	/* a flush requested before the peer went away may still come */
+	if (sp->conn.fd < 0)
 		return;
-	r = sn_msgio_send(&sp->tx, sp->fd, port, NULL);
+	r = sn_msgio_send(&sp->tx, sp->conn.fd, port, NULL);
 	if (r == 0)
-		ev_io_stop(loop, &sp->wio);
+		ev_io_stop(loop, &sp->conn.wio);
 	else if (r == -EAGAIN)
-		ev_io_start(loop, &sp->wio);
+		ev_io_start(loop, &sp->conn.wio);
 	else
-		peer_lost(sp, strerror(-r));
+		sn_conn_lost(&sp->conn, strerror(-r));
 }
 
 /* ---- connections ---- */
 
-static void go_up(struct seqpacket_port *sp)
+static void seqpacket_up(struct sn_port *port, int fd)
 {
-	struct ev_loop *loop = sn_port_loop(&sp->base);
-
-	ev_io_set(&sp->rio, sp->fd, EV_READ);
-	ev_io_set(&sp->wio, sp->fd, EV_WRITE);
-	ev_io_start(loop, &sp->rio);
-	sp->backoff = BACKOFF_MIN;
-	sn_port_set_state(&sp->base, SN_PORT_UP);
-}
-
-static void dial_later(struct seqpacket_port *sp, int r)
-{
-	struct ev_loop *loop = sn_port_loop(&sp->base);
-
-	sn_debug("port %s: connect to %s: %s", sp->base.name, sp->peer, strerror(-r));
-	ev_timer_set(&sp->retry, sp->backoff, 0);
-	ev_timer_start(loop, &sp->retry);
-	sp->backoff = SN_MIN(sp->backoff * 2, BACKOFF_MAX);
-}
-
-static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct seqpacket_port *sp = w->data;
-	int r = sn_sock_connect_result(sp->fd);
-
-	ev_io_stop(loop, w);
-	w->cb = write_cb;
-	sp->connecting = false;
-	if (r < 0) {
-		close(sp->fd);
-		sp->fd = -1;
-		dial_later(sp, r);
-		return;
-	}
-	sn_info("port %s: connected to %s", sp->base.name, sp->peer);
-	go_up(sp);
-}
-
-static void dial(struct seqpacket_port *sp)
-{
-	struct ev_loop *loop = sn_port_loop(&sp->base);
-	int fd = sn_sock_connect(&sp->addr, SOCK_SEQPACKET);
-
-	if (fd < 0) {
-		dial_later(sp, fd);
-		return;
-	}
-	sp->fd = fd;
-	sp->connecting = true;
-	ev_io_set(&sp->wio, fd, EV_WRITE);
-	sp->wio.cb = connect_done_cb;
-	ev_io_start(loop, &sp->wio);
-}
-
-static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	dial(w->data);
+	sn_conn_up(&((struct seqpacket_port *)port)->conn, fd);
 }
 
 static void seqpacket_port_close(struct sn_port *port)
 {
-	struct seqpacket_port *sp = (struct seqpacket_port *)port;
-	struct ev_loop *loop = sn_port_loop(port);
-
-	ev_io_stop(loop, &sp->rio);
-	ev_io_stop(loop, &sp->wio);
-	ev_timer_stop(loop, &sp->retry);
-	if (sp->fd >= 0)
-		close(sp->fd);
-	sp->fd = -1;
+	sn_conn_close(&((struct seqpacket_port *)port)->conn);
 }
 
 static void seqpacket_port_describe(struct sn_port *port, char *buf, size_t len)
 {
-	struct seqpacket_port *sp = (struct seqpacket_port *)port;
-
-	snprintf(buf, len, "%s%s", sp->dial ? "connect " : "", sp->peer);
+	sn_conn_describe(&((struct seqpacket_port *)port)->conn, buf, len);
 }
 
 static const struct sn_port_ops seqpacket_port_ops = {
@@ -225,81 +122,37 @@ static struct seqpacket_port *seqpacket_port_new(void)
 
 	if (!sp)
 		return NULL;
-	sp->fd = -1;
-	sp->backoff = BACKOFF_MIN;
-	ev_io_init(&sp->rio, read_cb, -1, EV_READ);
-	sp->rio.data = sp;
-	ev_io_init(&sp->wio, write_cb, -1, EV_WRITE);
-	sp->wio.data = sp;
-	ev_timer_init(&sp->retry, retry_cb, 0, 0);
-	sp->retry.data = sp;
+	sn_conn_init(&sp->conn, &sp->base, read_cb, write_cb);
 	return sp;
 }
 
 /* ---- listener ---- */
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static struct sn_port *child_new(struct sn_listener *l, const struct sn_sockaddr *peer)
 {
-	struct seqpacket_listener *l = w->data;
+	struct seqpacket_port *sp = seqpacket_port_new();
 
-	for (int i = 0; i < 64; i++) {
-		struct sn_sockaddr peer = {.len = sizeof(peer.u)};
-		struct seqpacket_port *sp;
-		char name[SN_PORT_NAME_MAX];
-		int fd = accept(l->fd, &peer.u.sa, &peer.len);
-
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-				sn_warn("port %s: accept: %s", l->base.name, strerror(errno));
-			return;
-		}
-		sp = seqpacket_port_new();
-		if (!sp || sn_fd_nonblock(fd) < 0) {
-			sn_warn("port %s: refusing a client: out of memory", l->base.name);
-			free(sp);
-			close(fd);
-			continue;
-		}
-		snprintf(name, sizeof(name), "%.*s.%u", SN_PORT_NAME_MAX - 12, l->base.name, ++l->base.children);
-		sn_port_init(&sp->base, l->base.sw, &seqpacket_port_ops, name, l->base.mtu);
-		sp->base.parent = &l->base;
-		sp->fd = fd;
-		/* clients rarely bind, and then the listener's path says more than "(unnamed)" */
-		if (peer.len <= offsetof(struct sockaddr_un, sun_path) || !peer.u.un.sun_path[0])
-			peer = l->addr;
-		sn_sockaddr_format(&peer, sp->peer, sizeof(sp->peer));
-		if (sn_port_register(&sp->base) < 0) {
-			sn_warn("port %s: refusing a client: cannot register %s", l->base.name, name);
-			free(sp);
-			close(fd);
-			continue;
-		}
-		sn_info("port %s: client %s attached", l->base.name, name);
-		go_up(sp);
-	}
-}
-
-static void listener_close(struct sn_port *port)
-{
-	struct seqpacket_listener *l = (struct seqpacket_listener *)port;
-
-	ev_io_stop(sn_port_loop(port), &l->io);
-	close(l->fd);
-	unlink(l->addr.u.un.sun_path);
-}
-
-static void listener_describe(struct sn_port *port, char *buf, size_t len)
-{
-	char a[128];
-
-	sn_sockaddr_format(&((struct seqpacket_listener *)port)->addr, a, sizeof(a));
-	snprintf(buf, len, "listen %s", a);
+	if (!sp)
+		return NULL;
+	/* clients rarely bind, and then the listener's path says more than "(unnamed)" */
+	if (peer->len <= offsetof(struct sockaddr_un, sun_path) || !peer->u.un.sun_path[0])
+		peer = &l->addr;
+	sn_sockaddr_format(peer, sp->conn.peer, sizeof(sp->conn.peer));
+	return &sp->base;
 }
 
 static const struct sn_port_ops seqpacket_listener_ops = {
 	.kind = "seqpacket",
-	.close = listener_close,
-	.describe = listener_describe,
+	.close = sn_listener_close,
+	.describe = sn_listener_describe,
+};
+
+static const struct sn_listener_ops seqpacket_listener_lops = {
+	.type = SOCK_SEQPACKET,
+	.ops = &seqpacket_listener_ops,
+	.child_ops = &seqpacket_port_ops,
+	.child_new = child_new,
+	.child_up = seqpacket_up,
 };
 
 /* ---- creation from a SPEC ---- */
@@ -330,30 +183,15 @@ static int seqpacket_create(struct sn_switch *sw, struct sn_spec *spec, struct s
 		return r;
 
 	if (listen) {
-		struct seqpacket_listener *l = calloc(1, sizeof(*l));
-		int fd;
+		struct sn_listener *l = calloc(1, sizeof(*l));
 
 		if (!l)
 			return -ENOMEM;
-		fd = sn_sock_listen(&addr, SOCK_SEQPACKET, err);
-		if (fd < 0) {
-			free(l);
-			return fd;
-		}
-		l->base = tmp;
-		l->base.ops = &seqpacket_listener_ops;
-		l->base.state = SN_PORT_LISTENING;
-		l->addr = addr;
-		l->fd = fd;
-		r = sn_port_register(&l->base);
+		r = sn_listener_open(l, &tmp, &seqpacket_listener_lops, &addr, err);
 		if (r < 0) {
-			listener_close(&l->base);
 			free(l);
 			return r;
 		}
-		ev_io_init(&l->io, accept_cb, fd, EV_READ);
-		l->io.data = l;
-		ev_io_start(sw->loop, &l->io);
 		*ret_port = &l->base;
 	} else {
 		struct seqpacket_port *sp = seqpacket_port_new();
@@ -361,15 +199,13 @@ static int seqpacket_create(struct sn_switch *sw, struct sn_spec *spec, struct s
 		if (!sp)
 			return -ENOMEM;
 		sp->base = tmp;
-		sp->addr = addr;
-		sp->dial = true;
-		sn_sockaddr_format(&addr, sp->peer, sizeof(sp->peer));
+		sn_conn_dial(&sp->conn, &addr, SOCK_SEQPACKET, seqpacket_up);
 		r = sn_port_register(&sp->base);
 		if (r < 0) {
 			free(sp);
 			return r;
 		}
-		dial(sp);
+		sn_dialer_start(&sp->conn.dialer);
 		*ret_port = &sp->base;
 	}
 	return 0;

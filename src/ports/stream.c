@@ -12,11 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../framing.h"
-#include "../log.h"
 #include "../sock.h"
+#include "../sockconn.h"
 #include "../switch.h"
 #include "../util.h"
 #include "stream.h"
@@ -25,8 +24,6 @@
 #define TX_BATCH 256     /* frames per sendmsg: at most two iovecs each */
 #define STAGE_CAP 65536   /* prefixes, and small frames whole, are copied here */
 #define SMALL_FRAME 256   /* a frame this short is cheaper to copy than to give its own iovec */
-#define BACKOFF_MIN 0.1
-#define BACKOFF_MAX 5.0
 
 struct stream_conf {
 	struct sn_sockaddr addr;
@@ -35,25 +32,18 @@ struct stream_conf {
 };
 
 struct stream_listener {
-	struct sn_port base;
+	struct sn_listener l;
 	struct stream_conf conf;
-	int fd;
-	ev_io io;
 };
 
 struct stream_port {
 	struct sn_port base;
 	struct stream_conf conf;
-	int fd;
-	ev_io rio, wio;
-	ev_timer retry;     /* connect mode: next dial */
-	double backoff;
-	bool connecting;
+	struct sn_conn conn;  /* descriptor, watchers, peer; the dialer in connect mode */
 	struct sn_streambuf rx;
 	struct sn_frame *batch[RX_BATCH];
 	unsigned nbatch;
 	uint32_t tx_off;    /* bytes of the head record already written */
-	char peer[128];
 	uint8_t *stage;
 	struct iovec iov[2 * TX_BATCH];
 	sn_stream_lost_fn lost; /* a descriptor from elsewhere (stream.h): its owner hears of its end */
@@ -61,7 +51,6 @@ struct stream_port {
 };
 
 static void stream_flush(struct sn_port *port);
-static void dial(struct stream_port *sp);
 
 /* ---- data path ---- */
 
@@ -86,23 +75,12 @@ static int frame_cb(void *ctx, const uint8_t *data, uint32_t len)
 	return 0;
 }
 
-/* The peer went away or broke the framing: a client port closes, a dialing port redials. */
+/* The peer went away or broke the framing: a client port closes, a dialing port redials, and a
+ * descriptor from elsewhere is reported to its owner. */
 static void peer_lost(struct stream_port *sp, const char *why)
 {
-	struct ev_loop *loop = sn_port_loop(&sp->base);
-
-	sn_info("port %s: %s: %s", sp->base.name, sp->peer, why);
-	if (sp->conf.listen) {
-		sn_port_close(&sp->base);
-		return;
-	}
-	sn_stream_port_detach(&sp->base);
-	if (sp->lost) {
+	if (sn_conn_lost(&sp->conn, why) && sp->lost)
 		sp->lost(&sp->base, sp->owner, why);
-		return;
-	}
-	ev_timer_set(&sp->retry, sp->backoff, 0);
-	ev_timer_start(loop, &sp->retry);
 }
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -112,7 +90,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	/* a few reads per wake-up, so one busy peer cannot starve the others */
 	for (int round = 0; round < 4; round++) {
 		size_t room = sp->rx.cap - sp->rx.len;
-		ssize_t n = sn_streambuf_fill(&sp->rx, sp->fd);
+		ssize_t n = sn_streambuf_fill(&sp->rx, sp->conn.fd);
 		int r;
 
 		if (n == -EAGAIN || n == -EWOULDBLOCK)
@@ -191,11 +169,11 @@ static void stream_flush(struct sn_port *port)
 			total -= sp->tx_off;
 		}
 		do
-			w = sendmsg(sp->fd, &(struct msghdr){.msg_iov = sp->iov, .msg_iovlen = niov}, MSG_NOSIGNAL);
+			w = sendmsg(sp->conn.fd, &(struct msghdr){.msg_iov = sp->iov, .msg_iovlen = niov}, MSG_NOSIGNAL);
 		while (w < 0 && errno == EINTR);
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				ev_io_start(loop, &sp->wio);
+				ev_io_start(loop, &sp->conn.wio);
 				return;
 			}
 			peer_lost(sp, strerror(errno));
@@ -217,85 +195,33 @@ static void stream_flush(struct sn_port *port)
 		}
 		sn_txq_sent(port, done);
 		if ((size_t)w < total) {
-			ev_io_start(loop, &sp->wio);
+			ev_io_start(loop, &sp->conn.wio);
 			return;
 		}
 	}
-	ev_io_stop(loop, &sp->wio);
+	ev_io_stop(loop, &sp->conn.wio);
 }
 
 /* ---- connections ---- */
 
-static void go_up(struct stream_port *sp)
+/* Every connection starts here: accepted, dialed, or attached from elsewhere. */
+static void stream_up(struct sn_port *port, int fd)
 {
-	struct ev_loop *loop = sn_port_loop(&sp->base);
+	struct stream_port *sp = (struct stream_port *)port;
 	int one = 1;
 
 	if (!sn_sockaddr_is_unix(&sp->conf.addr))
-		setsockopt(sp->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	ev_io_set(&sp->rio, sp->fd, EV_READ);
-	ev_io_set(&sp->wio, sp->fd, EV_WRITE);
-	ev_io_start(loop, &sp->rio);
-	sp->backoff = BACKOFF_MIN;
-	sn_port_set_state(&sp->base, SN_PORT_UP);
-}
-
-static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-	struct stream_port *sp = w->data;
-	int r = sn_sock_connect_result(sp->fd);
-
-	ev_io_stop(loop, w);
-	w->cb = write_cb;
-	sp->connecting = false;
-	if (r < 0) {
-		close(sp->fd);
-		sp->fd = -1;
-		sn_debug("port %s: connect to %s: %s", sp->base.name, sp->peer, strerror(-r));
-		ev_timer_set(&sp->retry, sp->backoff, 0);
-		ev_timer_start(loop, &sp->retry);
-		sp->backoff = SN_MIN(sp->backoff * 2, BACKOFF_MAX);
-		return;
-	}
-	sn_info("port %s: connected to %s", sp->base.name, sp->peer);
-	go_up(sp);
-}
-
-static void dial(struct stream_port *sp)
-{
-	struct ev_loop *loop = sn_port_loop(&sp->base);
-	int fd = sn_sock_connect(&sp->conf.addr, SOCK_STREAM);
-
-	if (fd < 0) {
-		sn_debug("port %s: connect to %s: %s", sp->base.name, sp->peer, strerror(-fd));
-		ev_timer_set(&sp->retry, sp->backoff, 0);
-		ev_timer_start(loop, &sp->retry);
-		sp->backoff = SN_MIN(sp->backoff * 2, BACKOFF_MAX);
-		return;
-	}
-	sp->fd = fd;
-	sp->connecting = true;
-	ev_io_set(&sp->wio, fd, EV_WRITE);
-	sp->wio.cb = connect_done_cb;
-	ev_io_start(loop, &sp->wio);
-}
-
-static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	dial(w->data);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	sp->rx.len = 0; /* nothing of an earlier connection carries over */
+	sp->tx_off = 0;
+	sn_conn_up(&sp->conn, fd);
 }
 
 static void stream_port_close(struct sn_port *port)
 {
 	struct stream_port *sp = (struct stream_port *)port;
-	struct ev_loop *loop = sn_port_loop(port);
 
-	ev_io_stop(loop, &sp->rio);
-	ev_io_stop(loop, &sp->wio);
-	ev_timer_stop(loop, &sp->retry);
-	if (sp->fd >= 0)
-		close(sp->fd);
-	sp->fd = -1;
+	sn_conn_close(&sp->conn);
 	for (unsigned i = 0; i < sp->nbatch; i++)
 		sn_frame_unref(sp->batch[i]);
 	sp->nbatch = 0;
@@ -313,9 +239,10 @@ static void stream_port_free(struct sn_port *port)
 static void stream_port_describe(struct sn_port *port, char *buf, size_t len)
 {
 	struct stream_port *sp = (struct stream_port *)port;
+	int n = sn_conn_describe(&sp->conn, buf, len);
 
-	snprintf(buf, len, "%s%s framing=%s", sp->conf.listen ? "" : "connect ", sp->peer,
-		 sn_framing_name(sp->conf.framing));
+	if (n >= 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, " framing=%s", sn_framing_name(sp->conf.framing));
 }
 
 static const struct sn_port_ops stream_port_ops = {
@@ -339,83 +266,48 @@ static struct stream_port *stream_port_new(const struct stream_conf *conf)
 		return NULL;
 	}
 	sp->conf = *conf;
-	sp->fd = -1;
-	sp->backoff = BACKOFF_MIN;
-	ev_io_init(&sp->rio, read_cb, -1, EV_READ);
-	sp->rio.data = sp;
-	ev_io_init(&sp->wio, write_cb, -1, EV_WRITE);
-	sp->wio.data = sp;
-	ev_timer_init(&sp->retry, retry_cb, 0, 0);
-	sp->retry.data = sp;
+	sn_conn_init(&sp->conn, &sp->base, read_cb, write_cb);
 	return sp;
 }
 
 /* ---- listener ---- */
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static struct sn_port *child_new(struct sn_listener *l, const struct sn_sockaddr *peer)
 {
-	struct stream_listener *l = w->data;
+	struct stream_listener *sl = (struct stream_listener *)l;
+	struct stream_port *sp = stream_port_new(&sl->conf);
 
-	for (int i = 0; i < 64; i++) {
-		struct sn_sockaddr peer = {.len = sizeof(peer.u)};
-		struct stream_port *sp;
-		char name[SN_PORT_NAME_MAX];
-		int fd = accept(l->fd, &peer.u.sa, &peer.len);
-
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-				sn_warn("port %s: accept: %s", l->base.name, strerror(errno));
-			return;
-		}
-		sp = stream_port_new(&l->conf);
-		if (!sp || sn_fd_nonblock(fd) < 0) {
-			sn_warn("port %s: refusing a client: out of memory", l->base.name);
-			free(sp);
-			close(fd);
-			continue;
-		}
-		snprintf(name, sizeof(name), "%.*s.%u", SN_PORT_NAME_MAX - 12, l->base.name, ++l->base.children);
-		sn_port_init(&sp->base, l->base.sw, &stream_port_ops, name, l->base.mtu);
-		sp->base.parent = &l->base;
-		sp->fd = fd;
-		if (sn_sockaddr_is_unix(&l->conf.addr))
-			sn_sockaddr_format(&l->conf.addr, sp->peer, sizeof(sp->peer));
-		else
-			sn_sockaddr_format(&peer, sp->peer, sizeof(sp->peer));
-		if (sn_port_register(&sp->base) < 0) {
-			sn_warn("port %s: refusing a client: cannot register %s", l->base.name, name);
-			stream_port_free(&sp->base);
-			close(fd);
-			continue;
-		}
-		sn_info("port %s: client %s attached", l->base.name, name);
-		go_up(sp);
-	}
-}
-
-static void listener_close(struct sn_port *port)
-{
-	struct stream_listener *l = (struct stream_listener *)port;
-
-	ev_io_stop(sn_port_loop(port), &l->io);
-	close(l->fd);
-	if (sn_sockaddr_is_unix(&l->conf.addr))
-		unlink(l->conf.addr.u.un.sun_path);
+	if (!sp)
+		return NULL;
+	/* a unix client's own address is nearly always unnamed: the listener's path says more */
+	if (sn_sockaddr_is_unix(&l->addr))
+		peer = &l->addr;
+	sn_sockaddr_format(peer, sp->conn.peer, sizeof(sp->conn.peer));
+	return &sp->base;
 }
 
 static void listener_describe(struct sn_port *port, char *buf, size_t len)
 {
 	struct stream_listener *l = (struct stream_listener *)port;
-	char a[128];
+	size_t n;
 
-	sn_sockaddr_format(&l->conf.addr, a, sizeof(a));
-	snprintf(buf, len, "listen %s framing=%s", a, sn_framing_name(l->conf.framing));
+	sn_listener_describe(port, buf, len);
+	n = strlen(buf);
+	snprintf(buf + n, len - n, " framing=%s", sn_framing_name(l->conf.framing));
 }
 
 static const struct sn_port_ops stream_listener_ops = {
 	.kind = "stream",
-	.close = listener_close,
+	.close = sn_listener_close,
 	.describe = listener_describe,
+};
+
+static const struct sn_listener_ops stream_listener_lops = {
+	.type = SOCK_STREAM,
+	.ops = &stream_listener_ops,
+	.child_ops = &stream_port_ops,
+	.child_new = child_new,
+	.child_up = stream_up,
 };
 
 /* ---- creation from a SPEC ---- */
@@ -448,30 +340,16 @@ static int stream_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_p
 
 	if (conf.listen) {
 		struct stream_listener *l = calloc(1, sizeof(*l));
-		int fd;
 
 		if (!l)
 			return -ENOMEM;
-		fd = sn_sock_listen(&conf.addr, SOCK_STREAM, err);
-		if (fd < 0) {
-			free(l);
-			return fd;
-		}
-		l->base = tmp;
-		l->base.ops = &stream_listener_ops;
-		l->base.state = SN_PORT_LISTENING;
 		l->conf = conf;
-		l->fd = fd;
-		r = sn_port_register(&l->base);
+		r = sn_listener_open(&l->l, &tmp, &stream_listener_lops, &conf.addr, err);
 		if (r < 0) {
-			listener_close(&l->base);
 			free(l);
 			return r;
 		}
-		ev_io_init(&l->io, accept_cb, fd, EV_READ);
-		l->io.data = l;
-		ev_io_start(sw->loop, &l->io);
-		*ret_port = &l->base;
+		*ret_port = &l->l.base;
 		return 0;
 	} else {
 		struct stream_port *sp = stream_port_new(&conf);
@@ -479,13 +357,13 @@ static int stream_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_p
 		if (!sp)
 			return -ENOMEM;
 		sp->base = tmp;
-		sn_sockaddr_format(&conf.addr, sp->peer, sizeof(sp->peer));
+		sn_conn_dial(&sp->conn, &conf.addr, SOCK_STREAM, stream_up);
 		r = sn_port_register(&sp->base);
 		if (r < 0) {
 			stream_port_free(&sp->base);
 			return r;
 		}
-		dial(sp);
+		sn_dialer_start(&sp->conn.dialer);
 		*ret_port = &sp->base;
 		return 0;
 	}
@@ -504,7 +382,7 @@ int sn_stream_port_create(const struct sn_port *tmpl, enum sn_framing framing, s
 	struct stream_conf conf = {.framing = framing};
 	struct stream_port *sp;
 
-	conf.addr.u.sa.sa_family = AF_UNIX; /* no TCP_NODELAY in go_up() */
+	conf.addr.u.sa.sa_family = AF_UNIX; /* no TCP_NODELAY in stream_up() */
 	sp = stream_port_new(&conf);
 	if (!sp)
 		return -ENOMEM;
@@ -521,24 +399,17 @@ void sn_stream_port_attach(struct sn_port *port, int fd, const char *peer)
 
 	sn_stream_port_detach(port);
 	if (peer)
-		sn_strlcpy(sp->peer, peer, sizeof(sp->peer));
-	sp->fd = fd;
-	go_up(sp);
+		sn_strlcpy(sp->conn.peer, peer, sizeof(sp->conn.peer));
+	stream_up(port, fd);
 }
 
 void sn_stream_port_detach(struct sn_port *port)
 {
 	struct stream_port *sp = (struct stream_port *)port;
-	struct ev_loop *loop = sn_port_loop(port);
 
-	ev_io_stop(loop, &sp->rio);
-	ev_io_stop(loop, &sp->wio);
-	if (sp->fd >= 0)
-		close(sp->fd);
-	sp->fd = -1;
+	sn_conn_down(&sp->conn);
 	sp->rx.len = 0;
 	sp->tx_off = 0;
-	sn_port_set_state(port, SN_PORT_DOWN);
 }
 
 void *sn_stream_port_owner(struct sn_port *port)

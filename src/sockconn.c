@@ -1,0 +1,272 @@
+/* sockconn.c - listening, dialing and losing peers, once for every socket port kind (stream,
+ * seqpacket, dgram). A listener accepts a bounded number of clients per wake-up so a connection
+ * storm cannot starve the data path, and names each client's port LISTENER.N; a dialer keeps
+ * trying an absent peer with exponential backoff and never blocks the loop in connect(); a lost
+ * peer closes an accepted port but only takes a dialed one down until the dialer reconnects. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "sockconn.h"
+#include "switch.h"
+#include "util.h"
+
+#define ACCEPT_BATCH 64
+#define BACKOFF_MIN 0.1
+#define BACKOFF_MAX 5.0
+
+/* ---- listener ---- */
+
+void sn_listener_child_init(struct sn_listener *l, struct sn_port *child, const struct sn_port_ops *ops)
+{
+	char name[SN_PORT_NAME_MAX];
+
+	snprintf(name, sizeof(name), "%.*s.%u", SN_PORT_NAME_MAX - 12, l->base.name, ++l->base.children);
+	sn_port_init(child, l->base.sw, ops, name, l->base.mtu);
+	child->parent = &l->base;
+}
+
+static void accept_some(struct sn_listener *l)
+{
+	const struct sn_listener_ops *lops = l->lops;
+
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		struct sn_sockaddr peer = {.len = sizeof(peer.u)};
+		struct sn_port *child;
+		int fd = accept(l->fd, &peer.u.sa, &peer.len);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+				sn_warn("port %s: accept: %s", l->base.name, strerror(errno));
+			return;
+		}
+		child = sn_fd_nonblock(fd) < 0 ? NULL : lops->child_new(l, &peer);
+		if (!child) {
+			sn_warn("port %s: refusing a client: out of memory", l->base.name);
+			close(fd);
+			continue;
+		}
+		sn_listener_child_init(l, child, lops->child_ops);
+		if (sn_port_register(child) < 0) {
+			sn_warn("port %s: refusing a client: cannot register %s", l->base.name, child->name);
+			if (lops->child_ops->free)
+				lops->child_ops->free(child);
+			else
+				free(child);
+			close(fd);
+			continue;
+		}
+		sn_info("port %s: client %s attached", l->base.name, child->name);
+		lops->child_up(child, fd);
+	}
+}
+
+static void listener_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct sn_listener *l = w->data;
+
+	if (l->lops->readable)
+		l->lops->readable(l);
+	else
+		accept_some(l);
+}
+
+int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const struct sn_listener_ops *lops,
+		     const struct sn_sockaddr *addr, struct sn_error *err)
+{
+	int fd = sn_sock_listen(addr, lops->type, err), r;
+
+	if (fd < 0)
+		return fd;
+	l->base = *tmpl;
+	l->base.ops = lops->ops;
+	l->base.state = SN_PORT_LISTENING;
+	l->lops = lops;
+	l->addr = *addr;
+	l->fd = fd;
+	ev_io_init(&l->io, listener_cb, fd, EV_READ);
+	l->io.data = l;
+	r = sn_port_register(&l->base);
+	if (r < 0) {
+		sn_listener_close(&l->base);
+		return r;
+	}
+	ev_io_start(sn_port_loop(&l->base), &l->io);
+	return 0;
+}
+
+void sn_listener_close(struct sn_port *port)
+{
+	struct sn_listener *l = (struct sn_listener *)port;
+
+	ev_io_stop(sn_port_loop(port), &l->io);
+	close(l->fd);
+	if (sn_sockaddr_is_unix(&l->addr))
+		unlink(l->addr.u.un.sun_path);
+}
+
+void sn_listener_describe(struct sn_port *port, char *buf, size_t len)
+{
+	char a[128];
+
+	sn_sockaddr_format(&((struct sn_listener *)port)->addr, a, sizeof(a));
+	snprintf(buf, len, "listen %s", a);
+}
+
+/* ---- dialer ---- */
+
+static void dial_failed(struct sn_dialer *d, int r)
+{
+	char a[128];
+
+	sn_sockaddr_format(&d->addr, a, sizeof(a));
+	sn_debug("port %s: connect to %s: %s", d->port->name, a, strerror(-r));
+	sn_dialer_later(d);
+	d->backoff = SN_MIN(d->backoff * 2, BACKOFF_MAX);
+}
+
+static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct sn_dialer *d = w->data;
+	int fd = d->fd, r = sn_sock_connect_result(fd);
+	char a[128];
+
+	ev_io_stop(loop, w);
+	d->fd = -1;
+	if (r < 0) {
+		close(fd);
+		dial_failed(d, r);
+		return;
+	}
+	sn_sockaddr_format(&d->addr, a, sizeof(a));
+	sn_info("port %s: connected to %s", d->port->name, a);
+	d->backoff = BACKOFF_MIN;
+	d->up(d->port, fd);
+}
+
+void sn_dialer_start(struct sn_dialer *d)
+{
+	int fd = sn_sock_connect(&d->addr, d->type);
+
+	if (fd < 0) {
+		dial_failed(d, fd);
+		return;
+	}
+	d->fd = fd;
+	ev_io_set(&d->io, fd, EV_WRITE);
+	ev_io_start(sn_port_loop(d->port), &d->io);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	sn_dialer_start(w->data);
+}
+
+void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_sockaddr *addr, int type,
+		    sn_conn_up_fn up)
+{
+	d->port = port;
+	d->addr = *addr;
+	d->type = type;
+	d->fd = -1;
+	d->backoff = BACKOFF_MIN;
+	d->up = up;
+	ev_io_init(&d->io, connect_done_cb, -1, EV_WRITE);
+	d->io.data = d;
+	ev_timer_init(&d->retry, retry_cb, 0, 0);
+	d->retry.data = d;
+}
+
+void sn_dialer_later(struct sn_dialer *d)
+{
+	ev_timer_set(&d->retry, d->backoff, 0);
+	ev_timer_start(sn_port_loop(d->port), &d->retry);
+}
+
+void sn_dialer_stop(struct sn_dialer *d)
+{
+	struct ev_loop *loop = sn_port_loop(d->port);
+
+	ev_io_stop(loop, &d->io);
+	ev_timer_stop(loop, &d->retry);
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+}
+
+/* ---- a connected data port ---- */
+
+void sn_conn_init(struct sn_conn *c, struct sn_port *port, void (*read_cb)(struct ev_loop *, ev_io *, int),
+		  void (*write_cb)(struct ev_loop *, ev_io *, int))
+{
+	c->port = port;
+	c->fd = -1;
+	ev_io_init(&c->rio, read_cb, -1, EV_READ);
+	c->rio.data = port;
+	ev_io_init(&c->wio, write_cb, -1, EV_WRITE);
+	c->wio.data = port;
+	c->dials = false;
+}
+
+void sn_conn_dial(struct sn_conn *c, const struct sn_sockaddr *addr, int type, sn_conn_up_fn up)
+{
+	c->dials = true;
+	sn_dialer_init(&c->dialer, c->port, addr, type, up);
+	sn_sockaddr_format(addr, c->peer, sizeof(c->peer));
+}
+
+void sn_conn_up(struct sn_conn *c, int fd)
+{
+	c->fd = fd;
+	ev_io_set(&c->rio, fd, EV_READ);
+	ev_io_set(&c->wio, fd, EV_WRITE);
+	ev_io_start(sn_port_loop(c->port), &c->rio);
+	sn_port_set_state(c->port, SN_PORT_UP);
+}
+
+static void drop_fd(struct sn_conn *c)
+{
+	struct ev_loop *loop = sn_port_loop(c->port);
+
+	ev_io_stop(loop, &c->rio);
+	ev_io_stop(loop, &c->wio);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+void sn_conn_down(struct sn_conn *c)
+{
+	drop_fd(c);
+	sn_port_set_state(c->port, SN_PORT_DOWN);
+}
+
+bool sn_conn_lost(struct sn_conn *c, const char *why)
+{
+	sn_info("port %s: %s: %s", c->port->name, c->peer, why);
+	if (c->port->parent) {
+		sn_port_close(c->port);
+		return false;
+	}
+	sn_conn_down(c);
+	if (c->dials) {
+		sn_dialer_later(&c->dialer);
+		return false;
+	}
+	return true;
+}
+
+void sn_conn_close(struct sn_conn *c)
+{
+	drop_fd(c);
+	if (c->dials)
+		sn_dialer_stop(&c->dialer);
+}
+
+int sn_conn_describe(const struct sn_conn *c, char *buf, size_t len)
+{
+	return snprintf(buf, len, "%s%s", c->dials ? "connect " : "", c->peer);
+}

@@ -1,0 +1,128 @@
+/* sockconn.h - the connection lifecycle socket port kinds share: a listening socket that makes
+ * a port per client (LISTENER.N), a dialer that connects without blocking and retries with
+ * backoff, and the connection of a connected data port (descriptor, watchers, peer text) that
+ * closes, or goes down and redials, when its peer is lost. A port kind keeps its framing and
+ * data path; this holds what happens around them. */
+#ifndef SN_SOCKCONN_H
+#define SN_SOCKCONN_H
+
+#include <ev.h>
+#include <stdbool.h>
+
+#include "port.h"
+#include "sock.h"
+
+struct sn_listener;
+
+/* Hands the connected, non-blocking @fd to @port, which from then on owns it, and brings the port
+ * UP. The callback a kind gives both its listener (accepted clients) and its dialer. */
+typedef void (*sn_conn_up_fn)(struct sn_port *port, int fd);
+
+/* What a kind's listener does; a static const table per kind. */
+struct sn_listener_ops {
+	int type;                                /* SOCK_STREAM, SOCK_SEQPACKET or SOCK_DGRAM */
+	const struct sn_port_ops *ops;           /* the listener port's own: kind, close, describe */
+	/* Connection-oriented sockets: each accepted connection becomes a port of child_ops. */
+	const struct sn_port_ops *child_ops;
+	/* A new, not yet initialised port for a connection from @peer: allocated, with the kind's
+	 * own fields set (sn_conn_init() and the peer text). NULL when out of memory. */
+	struct sn_port *(*child_new)(struct sn_listener *l, const struct sn_sockaddr *peer);
+	sn_conn_up_fn child_up;                  /* once registered */
+	/* Datagram sockets: called when the socket is readable, in place of accepting. */
+	void (*readable)(struct sn_listener *l);
+};
+
+/* A listening port; a kind's listener struct embeds it first. */
+struct sn_listener {
+	struct sn_port base;
+	const struct sn_listener_ops *lops;
+	struct sn_sockaddr addr;
+	int fd;
+	ev_io io;
+};
+
+/**
+ * Binds @addr (and listens, for connection-oriented types) and registers @l, zeroed memory the
+ * caller allocated, as a LISTENING port whose common part is copied from @tmpl with @lops->ops.
+ * Returns 0, or -errno with @err set (bind/listen) or not (registration); on failure the caller
+ * frees @l and nothing else is left behind.
+ */
+int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const struct sn_listener_ops *lops,
+		     const struct sn_sockaddr *addr, struct sn_error *err);
+
+/** Names @child LISTENER.N after @l, initialises its common part with @ops and @l's MTU, and makes
+ * @l its parent (so closing @l closes it). Does not register it. */
+void sn_listener_child_init(struct sn_listener *l, struct sn_port *child, const struct sn_port_ops *ops);
+
+/** The listener's close op: stops accepting, closes the socket and removes a unix socket's file. */
+void sn_listener_close(struct sn_port *port);
+
+/** The listener's describe op: "listen ADDR". */
+void sn_listener_describe(struct sn_port *port, char *buf, size_t len);
+
+/* Dials an address, and dials again after failures with exponential backoff (0.1 s to 5 s). The
+ * descriptor is its own until the connect completes, then goes to its port through @up. */
+struct sn_dialer {
+	struct sn_port *port;        /* whose loop it runs on and whose name the log lines carry */
+	struct sn_sockaddr addr;
+	int type;
+	int fd;                      /* the connect in progress, or -1 */
+	ev_io io;                    /* writable: the connect finished */
+	ev_timer retry;
+	double backoff;              /* the wait before the next attempt */
+	sn_conn_up_fn up;
+};
+
+/** Sets up @d for @port (the dialer does not start): it will connect a @type socket to @addr. */
+void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_sockaddr *addr, int type,
+		    sn_conn_up_fn up);
+
+/** Dials now; on failure, again later. */
+void sn_dialer_start(struct sn_dialer *d);
+
+/** Dials again after the current backoff: for a connection that was up and got lost. */
+void sn_dialer_later(struct sn_dialer *d);
+
+/** Stops any attempt in progress or planned, closing its descriptor. A second call is a no-op. */
+void sn_dialer_stop(struct sn_dialer *d);
+
+/* The connection of a connected data port: accepted (the port has a parent), dialed, or a
+ * descriptor attached from elsewhere. The port's struct embeds it; its watchers' data is the port. */
+struct sn_conn {
+	struct sn_port *port;
+	int fd;                      /* -1 while down */
+	ev_io rio, wio;              /* the kind's reader and writer; wio is started by the kind */
+	bool dials;                  /* connect mode: the dialer below is in use */
+	struct sn_dialer dialer;
+	char peer[128];              /* for log lines and describe */
+};
+
+/** Sets up @c for @port, down, with the kind's reader and writer callbacks. */
+void sn_conn_init(struct sn_conn *c, struct sn_port *port, void (*read_cb)(struct ev_loop *, ev_io *, int),
+		  void (*write_cb)(struct ev_loop *, ev_io *, int));
+
+/** Puts @c in connect mode towards @addr (a @type socket) and names the peer after it; dialing
+ * starts with sn_dialer_start(&c->dialer) once the port is registered. @up brings the port UP. */
+void sn_conn_dial(struct sn_conn *c, const struct sn_sockaddr *addr, int type, sn_conn_up_fn up);
+
+/** Takes @fd, starts reading and brings the port UP; what a kind's sn_conn_up_fn ends with. */
+void sn_conn_up(struct sn_conn *c, int fd);
+
+/** Stops the watchers and closes the descriptor, if any; the port goes DOWN. */
+void sn_conn_down(struct sn_conn *c);
+
+/**
+ * The peer is gone (@why: end of stream, an error, bad framing): logs it, then an accepted
+ * connection closes its port; any other goes DOWN, and in connect mode dials again later.
+ * Returns true when the port is down with nobody to bring it back: its owner may (stream.h).
+ * After it returns, the caller must not touch the connection's watchers.
+ */
+bool sn_conn_lost(struct sn_conn *c, const char *why);
+
+/** For the port's close op: stops everything and closes the descriptors. */
+void sn_conn_close(struct sn_conn *c);
+
+/** Writes "PEER", or "connect PEER" in connect mode; returns what snprintf() returned. */
+int sn_conn_describe(const struct sn_conn *c, char *buf, size_t len);
+
+#endif
