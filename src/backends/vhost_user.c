@@ -256,17 +256,23 @@ static void session_reset(struct sn_vu *vu)
 	drop_fds(vu);
 }
 
-void sn_vu_disconnect(struct sn_vu *vu, const char *why)
+/* Stops the rings, forgets the session and closes the front-end's connection. */
+static void session_close(struct sn_vu *vu)
 {
-	if (vu->fd < 0)
-		return;
-	sn_info("port %s: vhost-user front-end disconnected: %s", vu->name, why);
 	ev_io_stop(vu->loop, &vu->io);
 	for (unsigned i = 0; i < SN_VU_NRINGS; i++)
 		ring_stop(vu, i);
 	session_reset(vu);
 	close(vu->fd);
 	vu->fd = -1;
+}
+
+void sn_vu_disconnect(struct sn_vu *vu, const char *why)
+{
+	if (vu->fd < 0)
+		return;
+	sn_info("port %s: vhost-user front-end disconnected: %s", vu->name, why);
+	session_close(vu);
 	vu->ops->link(vu->ctx, vu, false, why);
 }
 
@@ -844,14 +850,8 @@ int sn_vu_init(struct sn_vu *vu, struct ev_loop *loop, int fd, uint64_t device_f
 
 void sn_vu_finish(struct sn_vu *vu)
 {
-	if (vu->fd >= 0) {
-		ev_io_stop(vu->loop, &vu->io);
-		for (unsigned i = 0; i < SN_VU_NRINGS; i++)
-			ring_stop(vu, i);
-		session_reset(vu);
-		close(vu->fd);
-		vu->fd = -1;
-	}
+	if (vu->fd >= 0)
+		session_close(vu); /* no link callback: the port is going away */
 	session_reset(vu);
 	if (vu->listen_fd >= 0) {
 		ev_io_stop(vu->loop, &vu->listen_io);

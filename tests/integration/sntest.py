@@ -213,6 +213,28 @@ class Daemon:
             subprocess.run(["rm", "-rf", self.tmp])
 
 
+def announce(clients):
+    """Each client sends a broadcast from its own MAC (mac(1), mac(2), ...) so the switch learns
+    it; every client must receive exactly the others' broadcasts. Returns the clients."""
+    n = len(clients)
+    for i, c in enumerate(clients):
+        c.send(eth(BROADCAST, mac(i + 1), b"hello"))
+    for c in clients:
+        got = c.recv_all(0.3)
+        assert len(got) == n - 1, f"expected {n - 1} broadcasts, got {len(got)}"
+    return clients
+
+
+def assert_specs_refused(cases):
+    """For each (SPEC, word): the daemon refuses to start with SPEC and its message names word."""
+    for spec, word in cases:
+        with Daemon([spec], expect_start=False) as d:
+            code = d.proc.wait(timeout=5)
+            err = d.proc.stderr.read()
+            assert code != 0, f"{spec} was accepted"
+            assert word in err, f"{spec}: message does not name '{word}': {err!r}"
+
+
 def run_tests(tests):
     """Runs test functions by name, prints a closing 'N passed, N failed' line, exits non-zero on
     any failure."""

@@ -10,7 +10,7 @@ import select
 import socket
 import time
 
-from sntest import BROADCAST, Daemon, StreamClient, eth, mac, mac_str, run_tests
+from sntest import (BROADCAST, Daemon, StreamClient, assert_specs_refused, eth, mac, mac_str, run_tests)
 
 HELLO = b"VFKT"
 
@@ -297,12 +297,7 @@ def test_bad_specs_refused_at_start():
         ("dgram,connect=@x.sock,local=@y.sock,hello=qemu", "hello"),
         ("dgram,listen=@x.sock,mtu=10", "mtu"),
     ]
-    for spec, word in cases:
-        with Daemon([spec], expect_start=False) as d:
-            code = d.proc.wait(timeout=5)
-            err = d.proc.stderr.read()
-            assert code != 0, f"{spec} was accepted"
-            assert word in err, f"{spec}: message does not name '{word}': {err!r}"
+    assert_specs_refused(cases)
 
 
 def test_live_path_refused_stale_replaced():

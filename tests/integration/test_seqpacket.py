@@ -10,7 +10,7 @@ import select
 import socket
 import time
 
-from sntest import BROADCAST, Daemon, StreamClient, eth, mac, mac_str, run_tests
+from sntest import (BROADCAST, Daemon, StreamClient, announce, assert_specs_refused, eth, mac, mac_str, run_tests)
 
 
 class SeqClient:
@@ -50,12 +50,7 @@ class SeqClient:
 def attach(d, n, sock="q.sock", listener="sq"):
     cs = [SeqClient(path=d.path(sock)) for _ in range(n)]
     d.wait_ports(lambda ps: all(f"{listener}.{i + 1}" in ps for i in range(n)))
-    for i, c in enumerate(cs):
-        c.send(eth(BROADCAST, mac(i + 1), b"hello"))
-    for c in cs:
-        got = c.recv_all(0.3)
-        assert len(got) == n - 1, f"expected {n - 1} broadcasts, got {len(got)}"
-    return cs
+    return announce(cs)
 
 
 def test_listener_clients_both_ways():
@@ -192,12 +187,7 @@ def test_bad_specs_refused_at_start():
         ("seqpacket,connect=tcp:127.0.0.1:5000", "connect"),
         ("seqpacket,listen=@x.sock,mtu=x", "mtu"),
     ]
-    for spec, word in cases:
-        with Daemon([spec], expect_start=False) as d:
-            code = d.proc.wait(timeout=5)
-            err = d.proc.stderr.read()
-            assert code != 0, f"{spec} was accepted"
-            assert word in err, f"{spec}: message does not name '{word}': {err!r}"
+    assert_specs_refused(cases)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from sntest import (BROADCAST, Daemon, StreamClient, eth, mac, mac_str, run_tests)
+from sntest import (BROADCAST, Daemon, StreamClient, announce, assert_specs_refused, eth, mac, mac_str, run_tests)
 
 
 def attach(d, n, sock="s.sock", framing="qemu"):
@@ -17,12 +17,7 @@ def attach(d, n, sock="s.sock", framing="qemu"):
     learns it; returns them with their inboxes drained."""
     cs = [StreamClient(d.path(sock), framing) for _ in range(n)]
     d.wait_ports(lambda p: sum(1 for x in p.values() if x["state"] == "up") >= n)
-    for i, c in enumerate(cs):
-        c.send(eth(BROADCAST, mac(i + 1), b"hello"))
-    for c in cs:
-        got = c.recv_all(0.3)
-        assert len(got) == n - 1, f"expected {n - 1} broadcasts, got {len(got)}"
-    return cs
+    return announce(cs)
 
 
 def test_learning_and_unicast_privacy():
@@ -261,12 +256,7 @@ def test_bad_specs_refused_at_start():
         ("stream,listen=unix:@x.sock,name=a b", "name"),
         ("stream,listen", "listen"),
     ]
-    for spec, word in cases:
-        with Daemon([spec], expect_start=False) as d:
-            code = d.proc.wait(timeout=5)
-            err = d.proc.stderr.read()
-            assert code != 0, f"{spec} was accepted"
-            assert word in err, f"{spec}: message does not name '{word}': {err!r}"
+    assert_specs_refused(cases)
 
 
 def test_stale_socket_replaced_live_refused():
