@@ -76,6 +76,17 @@ int sn_capture_rotated_name(char *out, size_t size, const char *base, unsigned s
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
+static const char *dir_name(unsigned dir)
+{
+	return dir == SN_CAPTURE_IN ? "in" : dir == SN_CAPTURE_OUT ? "out" : "both";
+}
+
+static const char *state_name(enum sn_capture_state s)
+{
+	return s == SN_CAPTURE_RUNNING ? "running" : s == SN_CAPTURE_DONE ? "done" : "failed";
+}
+
+#if SN_HAS_PCAP
 /* Whether @pattern names one file per port: a "%p" that is not the tail of a "%%". */
 static bool has_port_token(const char *pattern)
 {
@@ -89,18 +100,6 @@ static bool has_port_token(const char *pattern)
 	}
 	return false;
 }
-
-static const char *dir_name(unsigned dir)
-{
-	return dir == SN_CAPTURE_IN ? "in" : dir == SN_CAPTURE_OUT ? "out" : "both";
-}
-
-static const char *state_name(enum sn_capture_state s)
-{
-	return s == SN_CAPTURE_RUNNING ? "running" : s == SN_CAPTURE_DONE ? "done" : "failed";
-}
-
-#if SN_HAS_PCAP
 
 /* One file being written: a capture's only one, one port's, or a live stream's memstream. */
 struct cap_out {
