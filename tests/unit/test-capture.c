@@ -16,6 +16,7 @@
 #include <squibnet/config.h>
 
 #include "capture.h"
+#include "sn-check.h"
 #include "switch.h"
 
 #if SN_HAS_PCAP
@@ -287,11 +288,5 @@ static Suite *capture_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(capture_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return sn_check_run(capture_suite());
 }

@@ -13,6 +13,8 @@
 #include "fdb.h"
 #include "port.h"
 
+#include "sn-check.h"
+
 static struct sn_fdb fdb;
 static struct sn_port p1, p2, p3;
 
@@ -582,13 +584,9 @@ START_TEST(churn_wrap_delete)
 }
 END_TEST
 
-static Suite *fdb_suite(void)
+int main(void)
 {
-	Suite *s = suite_create("fdb");
-	struct {
-		const char *name;
-		const TTest *test;
-	} cases[] = {
+	const struct sn_check_case cases[] = {
 		{"init_rejects", init_rejects},
 		{"learn", learn},
 		{"lookup_unknown", lookup_unknown},
@@ -609,24 +607,5 @@ static Suite *fdb_suite(void)
 		{"churn_wrap_delete", churn_wrap_delete},
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_add_test(tc, cases[i].test);
-		tcase_set_timeout(tc, 60);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(fdb_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return sn_check_main("fdb", cases, SN_CHECK_N(cases), setup, teardown, 60);
 }

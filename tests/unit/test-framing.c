@@ -15,6 +15,8 @@
 
 #include "framing.h"
 
+#include "sn-check.h"
+
 static const enum sn_framing all[] = {SN_FRAMING_QEMU, SN_FRAMING_HYPERKIT, SN_FRAMING_VDE};
 
 /* What the drain callback saw. */
@@ -392,11 +394,5 @@ static Suite *framing_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(framing_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return sn_check_run(framing_suite());
 }

@@ -7,6 +7,8 @@
 
 #include "pool.h"
 
+#include "sn-check.h"
+
 #define NSTD 64
 #define NJUMBO 4
 
@@ -147,13 +149,9 @@ START_TEST(above_jumbo_cap)
 }
 END_TEST
 
-static Suite *pool_suite(void)
+int main(void)
 {
-	Suite *s = suite_create("pool");
-	struct {
-		const char *name;
-		const TTest *test;
-	} cases[] = {
+	const struct sn_check_case cases[] = {
 		{"exhaustion", exhaustion},
 		{"refcount", refcount},
 		{"free_count", free_count},
@@ -162,23 +160,5 @@ static Suite *pool_suite(void)
 		{"above_jumbo_cap", above_jumbo_cap},
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_add_test(tc, cases[i].test);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(pool_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return sn_check_main("pool", cases, SN_CHECK_N(cases), setup, teardown, 0);
 }

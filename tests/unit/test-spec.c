@@ -10,6 +10,8 @@
 
 #include "spec.h"
 
+#include "sn-check.h"
+
 static struct sn_spec spec;
 static struct sn_error err;
 
@@ -189,13 +191,9 @@ START_TEST(error_set)
 }
 END_TEST
 
-static Suite *spec_suite(void)
+int main(void)
 {
-	Suite *s = suite_create("spec");
-	struct {
-		const char *name;
-		const TTest *test;
-	} cases[] = {
+	const struct sn_check_case cases[] = {
 		{"kind_and_keys", kind_and_keys},
 		{"quoted", quoted},
 		{"duplicate_key", duplicate_key},
@@ -209,22 +207,5 @@ static Suite *spec_suite(void)
 		{"error_set", error_set},
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_add_test(tc, cases[i].test);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(spec_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return sn_check_main("spec", cases, SN_CHECK_N(cases), NULL, NULL, 0);
 }

@@ -15,6 +15,8 @@
 #include "switch.h"
 #include "util.h"
 
+#include "sn-check.h"
+
 #define POOL 256
 #define TXQ 64
 
@@ -809,13 +811,9 @@ START_TEST(create_rejects)
 }
 END_TEST
 
-static Suite *switch_suite(void)
+int main(void)
 {
-	Suite *s = suite_create("switch");
-	struct {
-		const char *name;
-		const TTest *test;
-	} cases[] = {
+	const struct sn_check_case cases[] = {
 		{"broadcast_floods", broadcast_floods},
 		{"unknown_unicast_floods", unknown_unicast_floods},
 		{"learned_unicast", learned_unicast},
@@ -840,24 +838,5 @@ static Suite *switch_suite(void)
 		{"create_rejects", create_rejects},
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_add_test(tc, cases[i].test);
-		tcase_set_timeout(tc, 20);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(switch_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return sn_check_main("switch", cases, SN_CHECK_N(cases), setup, teardown, 20);
 }

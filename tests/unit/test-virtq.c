@@ -10,6 +10,8 @@
 
 #include "virtq.h"
 
+#include "sn-check.h"
+
 #define QS 8
 #define MEM_SIZE 65536
 #define GPA 0x100000ull   /* guest physical address of the region's first byte */
@@ -572,13 +574,9 @@ START_TEST(hdr_len)
 }
 END_TEST
 
-static Suite *virtq_suite(void)
+int main(void)
 {
-	Suite *s = suite_create("virtq");
-	const struct {
-		const char *name;
-		const TTest *test;
-	} cases[] = {
+	const struct sn_check_case cases[] = {
 		{"single_buffer", single_buffer},
 		{"index_wraparound", index_wraparound},
 		{"chained", chained},
@@ -611,23 +609,5 @@ static Suite *virtq_suite(void)
 		{"hdr_len", hdr_len},
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_add_test(tc, cases[i].test);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	SRunner *sr = srunner_create(virtq_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return sn_check_main("virtq", cases, SN_CHECK_N(cases), setup, teardown, 0);
 }
