@@ -101,17 +101,6 @@ static void unmap_all(struct sn_vu *vu)
 	vu->nregions = 0;
 }
 
-void *sn_vu_gpa_to_host(const struct sn_vu *vu, uint64_t gpa, uint64_t len)
-{
-	for (unsigned i = 0; i < vu->nregions; i++) {
-		const struct sn_vu_region *r = &vu->regions[i];
-
-		if (gpa >= r->gpa && gpa - r->gpa <= r->size && len <= r->size - (gpa - r->gpa))
-			return r->host + (gpa - r->gpa);
-	}
-	return NULL;
-}
-
 /* The guest-physical address of front-end user address @ua, when [@ua, @ua + @len) is
  * inside one region. */
 static int uaddr_to_gpa(const struct sn_vu *vu, uint64_t ua, uint64_t len, uint64_t *ret)

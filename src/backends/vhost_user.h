@@ -155,10 +155,6 @@ static inline bool sn_vu_connected(const struct sn_vu *vu)
  * VHOST_USER_F_PROTOCOL_FEATURES was not negotiated and so rings are always enabled. */
 bool sn_vu_ring_enabled(const struct sn_vu *vu, unsigned idx);
 
-/** Host pointer of guest-physical [@gpa, @gpa + @len) when it lies inside one mapped region,
- * else NULL. */
-void *sn_vu_gpa_to_host(const struct sn_vu *vu, uint64_t gpa, uint64_t len);
-
 /** The request's name for log messages ("SET_MEM_TABLE"), or NULL when unknown. */
 const char *sn_vu_request_name(uint32_t request);
 
