@@ -87,21 +87,29 @@ const char *sn_spec_get(struct sn_spec *spec, const char *key)
 	return NULL;
 }
 
+int sn_parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret)
+{
+	char *end;
+	unsigned long n;
+
+	if (*s < '0' || *s > '9') /* strtoul would take blanks, '+' and '-' */
+		return -EINVAL;
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	if (*end || errno || n < min || n > max)
+		return -EINVAL;
+	*ret = (unsigned)n;
+	return 0;
+}
+
 int sn_spec_get_uint(struct sn_spec *spec, const char *key, unsigned min, unsigned max, unsigned *ret,
 		     struct sn_error *err)
 {
 	const char *v = sn_spec_get(spec, key);
-	char *end;
-	unsigned long n;
 
-	if (!v)
-		return 0;
-	errno = 0;
-	n = strtoul(v, &end, 10);
-	if (*v < '0' || *v > '9' || *end || errno || n < min || n > max)
+	if (v && sn_parse_uint(v, min, max, ret) < 0)
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': want a number from %u to %u", v,
 				    key, min, max);
-	*ret = (unsigned)n;
 	return 0;
 }
 

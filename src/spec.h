@@ -28,6 +28,9 @@ int sn_spec_parse(struct sn_spec *spec, const char *text, struct sn_error *err);
 /* The value of @key, or NULL; marks the key used. */
 const char *sn_spec_get(struct sn_spec *spec, const char *key);
 
+/* Parses decimal digits only (no blanks or sign) into [min, max]; -EINVAL otherwise, *ret untouched. */
+int sn_parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret);
+
 /* Parses @key as an unsigned integer in [min, max]; absent keys leave *ret untouched.
  * -EINVAL with @err naming the key otherwise. */
 int sn_spec_get_uint(struct sn_spec *spec, const char *key, unsigned min, unsigned max, unsigned *ret,

@@ -28,6 +28,7 @@
 
 #include "framing.h"
 #include "sock.h"
+#include "spec.h"
 #include "util.h"
 
 #define PROG "squibnet-ping"
@@ -163,14 +164,8 @@ static int bad(const char *fmt, ...)
 
 static int parse_uint(const char *opt, const char *s, unsigned min, unsigned max, unsigned *ret)
 {
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (!*s || *end || errno || *s == '-' || v < min || v > max)
+	if (sn_parse_uint(s, min, max, ret) < 0)
 		return bad("%s: '%s' is not a number from %u to %u", opt, s, min, max);
-	*ret = (unsigned)v;
 	return 0;
 }
 

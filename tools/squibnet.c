@@ -53,9 +53,10 @@ static int parse_uint(const char *opt, const char *s, unsigned min, unsigned max
 	char *end;
 	unsigned long v;
 
+	/* digits only, as the library's SPEC numbers: strtoul alone takes blanks and signs */
 	errno = 0;
 	v = strtoul(s, &end, 10);
-	if (!*s || *end || errno || *s == '-' || v < min || v > max) {
+	if (*s < '0' || *s > '9' || *end || errno || v < min || v > max) {
 		fprintf(stderr, "squibnet: %s: '%s' is not a number from %u to %u\n", opt, s, min, max);
 		return -1;
 	}

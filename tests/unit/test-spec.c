@@ -150,6 +150,16 @@ START_TEST(get_uint)
 	ck_assert_int_eq(sn_spec_get_uint(&spec, "big", 0, 4000000000u, &v, &err), -EINVAL);
 	ck_assert_msg_has("'big'");
 	ck_assert_uint_eq(v, 7);
+
+	/* the parser the tools share: digits only */
+	ck_assert_int_eq(sn_parse_uint("42", 0, 100, &v), 0);
+	ck_assert_uint_eq(v, 42);
+	ck_assert_int_eq(sn_parse_uint(" 5", 0, 100, &v), -EINVAL);
+	ck_assert_int_eq(sn_parse_uint("+5", 0, 100, &v), -EINVAL);
+	ck_assert_int_eq(sn_parse_uint("-1", 0, 100, &v), -EINVAL);
+	ck_assert_int_eq(sn_parse_uint("", 0, 100, &v), -EINVAL);
+	ck_assert_int_eq(sn_parse_uint("101", 0, 100, &v), -EINVAL);
+	ck_assert_uint_eq(v, 42);
 }
 END_TEST
 
