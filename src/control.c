@@ -255,6 +255,8 @@ static void json_port_stats(struct sn_json *j, const struct sn_port_stats *s)
 	sn_json_uint(j, "drop_bad_framing", s->drop_bad_framing);
 	sn_json_uint(j, "drop_no_buffer", s->drop_no_buffer);
 	sn_json_uint(j, "fdb_refused", s->fdb_refused);
+	sn_json_uint(j, "rx_pauses", s->rx_pauses);
+	sn_json_uint(j, "stalls", s->stalls);
 	sn_json_uint(j, "fdb_entries", s->fdb_entries);
 	sn_json_uint(j, "txq_depth", s->txq_depth);
 	sn_json_end_object(j);
@@ -280,13 +282,15 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 		sn_json_string(j, "state", state_name(p->state));
 		sn_json_uint(j, "mtu", p->mtu);
 		sn_json_uint(j, "txq_len", p->txq_len);
+		sn_json_bool(j, "rx_paused", p->rx_paused);
+		sn_json_bool(j, "stalled", p->stalled);
 		json_port_stats(j, s);
 		sn_json_end_object(j);
 		return 0;
 	}
 	sn_table_cell(w->t, "%s", p->name);
 	sn_table_cell(w->t, "%s", p->kind);
-	sn_table_cell(w->t, "%s", state_name(p->state));
+	sn_table_cell(w->t, "%s%s%s", state_name(p->state), p->stalled ? ",stalled" : "", p->rx_paused ? ",paused" : "");
 	sn_table_cell(w->t, "%u", p->mtu);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->rx_frames);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->rx_bytes);

@@ -142,10 +142,8 @@ int sn_msgio_recv(struct sn_msgio_rx *rx, int fd, struct sn_port *port, bool wan
 /* The head frame cannot go out on this socket at all: drop it so the rest can. */
 static void drop_head(struct sn_port *port)
 {
-	struct sn_txq *q = &port->txq;
-
 	port->stats.drop_oversize++;
-	sn_frame_unref(q->ring[q->head++ & q->mask]);
+	sn_txq_drop(port, 1);
 }
 
 int sn_msgio_send(struct sn_msgio_tx *tx, int fd, struct sn_port *port, const struct sn_sockaddr *to)

@@ -60,6 +60,12 @@ static inline uint32_t sn_pool_free_count(const struct sn_pool *pool)
 	return pool->std.nfree + pool->jumbo.nfree;
 }
 
+/* Free buffers of the size class @f belongs to. */
+static inline uint32_t sn_pool_class_free(const struct sn_frame *f)
+{
+	return f->cap == SN_POOL_STD_CAP ? f->pool->std.nfree : f->pool->jumbo.nfree;
+}
+
 static inline uint32_t sn_pool_total(const struct sn_pool *pool)
 {
 	return pool->std.total + pool->jumbo.total;

@@ -28,7 +28,16 @@ struct sn_port_ops {
 	void (*free)(struct sn_port *port);
 	/* Writes where the port is attached into @buf (optional). */
 	void (*describe)(struct sn_port *port, char *buf, size_t len);
+	/* Reading may go on: the port stopped taking input from its peer because a destination's
+	 * queue was filling (sn_port_rx_paused() turned true after sn_port_input()), and that
+	 * queue has drained, stalled or gone. Called from the switch's ev_prepare, never from inside
+	 * sn_port_input(); must process what the port buffered before it paused. NULL: the port
+	 * never pauses, and frames it sends to a full queue are dropped and counted there. */
+	void (*resume)(struct sn_port *port);
 };
+
+/* Frames a stalled port's queue keeps (at most a quarter of its ring). */
+#define SN_TXQ_STALLED 32
 
 /* Egress queue: a ring of frame references, capacity a power of two. */
 struct sn_txq {
@@ -45,13 +54,25 @@ struct sn_port {
 	struct sn_port *next;        /* every port and listener, in creation order */
 	struct sn_port *flush_next;  /* ports with frames to flush */
 	struct sn_port *dead_next;   /* closed, waiting to be freed */
+	struct sn_port *hot_next;    /* queue crossed the flush mark during this input */
+	/* back-pressure: this port's reader waits for @waiting_on's queue to drain; the ports
+	 * waiting for this one's queue are the list at @waiters */
+	struct sn_port *waiting_on;
+	struct sn_port *waiters;
+	struct sn_port *wait_next, **wait_pprev;
+	struct sn_port *resume_next; /* to be resumed from the ev_prepare */
 	char name[SN_PORT_NAME_MAX];
 	unsigned mtu;
 	unsigned children;           /* for listeners: clients accepted so far (naming) */
 	int data_idx;                /* index in the switch's forwarding array, -1 when not in it */
 	enum sn_port_state state;
 	bool flush_queued;
+	bool hot_queued;
+	bool resume_queued;
 	bool closed;
+	bool stalled;                /* the peer stopped taking frames: few are queued for it */
+	double congested_since;      /* the queue has held at least a quarter of its ring since then; 0: not */
+	double stall_logged;         /* when the last stall was logged (at most one line per 10 s) */
 	struct sn_txq txq;
 	struct sn_port_stats stats;
 };
@@ -72,11 +93,23 @@ static inline struct sn_frame *sn_txq_peek(const struct sn_txq *q, uint32_t i)
 	return q->ring[(q->head + i) & q->mask];
 }
 
-/* Pops @n sent frames, counting them as transmitted on @port. */
+/* Pops @n sent frames, counting them as transmitted on @port. Progress: releases the ports
+ * waiting for this queue once it is below a quarter of its ring, and ends a stall. */
 void sn_txq_sent(struct sn_port *port, uint32_t n);
 
-/* Drops everything queued. */
-void sn_txq_clear(struct sn_txq *q);
+/* Pops @n frames that cannot be sent (counted by the caller), from the head. */
+void sn_txq_drop(struct sn_port *port, uint32_t n);
+
+/* Drops everything queued, and releases the ports waiting for this queue. */
+void sn_txq_clear(struct sn_port *port);
+
+/* True while the port must not feed more input: a destination's queue is filling up. A port
+ * kind with a resume op checks this after each sn_port_input() and stops reading its peer
+ * (leaving data in the socket or ring, which pushes back on the sender) until ops->resume. */
+static inline bool sn_port_rx_paused(const struct sn_port *port)
+{
+	return port->waiting_on != NULL;
+}
 
 /**
  * Sets up the common part of a port: ops, name (from @name, or generated from @base when NULL:

@@ -259,6 +259,20 @@ bool sn_conn_lost(struct sn_conn *c, const char *why)
 	return true;
 }
 
+bool sn_conn_rx_pause(struct sn_conn *c)
+{
+	if (!sn_port_rx_paused(c->port))
+		return false;
+	ev_io_stop(sn_port_loop(c->port), &c->rio);
+	return true;
+}
+
+void sn_conn_resume(struct sn_conn *c)
+{
+	if (c->fd >= 0)
+		ev_io_start(sn_port_loop(c->port), &c->rio);
+}
+
 void sn_conn_close(struct sn_conn *c)
 {
 	drop_fd(c);

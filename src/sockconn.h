@@ -119,6 +119,13 @@ void sn_conn_down(struct sn_conn *c);
  */
 bool sn_conn_lost(struct sn_conn *c, const char *why);
 
+/** After sn_port_input(): when the port is paused (back-pressure), stops reading the socket and
+ * returns true. */
+bool sn_conn_rx_pause(struct sn_conn *c);
+
+/** For the resume op of a kind whose unread input all waits in the socket: reads again. */
+void sn_conn_resume(struct sn_conn *c);
+
 /** For the port's close op: stops everything and closes the descriptors. */
 void sn_conn_close(struct sn_conn *c);
 

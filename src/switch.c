@@ -4,7 +4,25 @@
  * its source learned, and a reference to it queued on the port(s) it goes to: one port for a
  * known unicast destination, every other UP port for broadcast, multicast and unknown unicast.
  * Queued ports are flushed from an ev_prepare watcher, i.e. once per loop iteration after all
- * the ready descriptors have been read, so writes go out in batches. */
+ * the ready descriptors have been read, so writes go out in batches; a queue that reaches an
+ * eighth of its ring (128 frames by default) in an input call is flushed at the end of that
+ * call, so a reader that takes thousands of frames per wake-up does not overrun a receiver that
+ * keeps up.
+ *
+ * Overload is handled per port, in three steps:
+ * - back-pressure: a port that sends a known unicast frame to a queue already half full stops
+ *   reading its own peer (sn_port_rx_paused(); the data stays in its socket or ring, which
+ *   pushes back on the sender) until that queue is below a quarter of its ring. Flooded frames
+ *   never pause their sender: they are dropped at a full queue, so one slow port cannot
+ *   throttle broadcast for everybody.
+ * - stalls: a queue that has stayed above a quarter of its ring for stall_timeout seconds
+ *   belongs to a peer that is not keeping up. Its senders are released, its queue is cut to
+ *   SN_TXQ_STALLED frames and kept there (the rest dropped and counted) until the peer takes a
+ *   frame again. So a stuck peer delays the ports that talk to it by stall_timeout at most.
+ * - the pool's share: a queue past a quarter of its ring never holds more frames than there are
+ *   free buffers of their size class (a dynamic threshold with alpha 1), so peers that stop
+ *   reading leave part of the pool free for the ports that still work, and once stalled each
+ *   pins SN_TXQ_STALLED buffers at most. */
 #include <errno.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -50,6 +68,7 @@ SN_EXPORT void sn_switch_config_init(struct sn_switch_config *cfg)
 		.fdb_max = 8192,
 		.fdb_port_max = 0,
 		.fdb_aging = 300,
+		.stall_timeout = 0.5,
 	};
 }
 
@@ -67,18 +86,81 @@ static void reap(struct sn_switch *sw)
 	}
 }
 
+static void resume_some(struct sn_switch *sw)
+{
+	struct sn_port *p;
+
+	while ((p = sw->resume_head)) {
+		sw->resume_head = p->resume_next;
+		p->resume_queued = false;
+		if (!p->closed && p->state == SN_PORT_UP && !sn_port_rx_paused(p))
+			p->ops->resume(p);
+	}
+}
+
+/* Before the loop blocks: write out every queue, let paused readers go on, and again for what
+ * they read; what is still left after a few rounds keeps the loop from blocking (kick). */
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct sn_switch *sw = w->data;
 	struct sn_port *p;
 
-	while ((p = sw->flush_head)) {
-		sw->flush_head = p->flush_next;
-		p->flush_queued = false;
-		if (!p->closed)
-			p->ops->flush(p);
+	for (int round = 0; round < 4 && (sw->flush_head || sw->resume_head); round++) {
+		while ((p = sw->flush_head)) {
+			sw->flush_head = p->flush_next;
+			p->flush_queued = false;
+			if (!p->closed)
+				p->ops->flush(p);
+		}
+		resume_some(sw);
+	}
+	if (!sw->flush_head && !sw->resume_head && ev_is_active(&sw->kick)) {
+		ev_ref(loop);
+		ev_idle_stop(loop, &sw->kick);
 	}
 	reap(sw);
+}
+
+static void kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	/* nothing: being active is the point (the loop polls instead of blocking) */
+}
+
+/* Work was queued for the ev_prepare: make sure the loop comes round to it without waiting for
+ * a descriptor, even when the work was queued after the ev_prepare ran in this iteration. */
+static void want_prepare(struct sn_switch *sw)
+{
+	if (!ev_is_active(&sw->kick)) {
+		ev_idle_start(sw->loop, &sw->kick);
+		ev_unref(sw->loop);
+	}
+}
+
+static void stall(struct sn_port *p, double now);
+
+/* Finds queues that stayed congested for stall_timeout while nothing fed them any more (their
+ * senders are paused), so the senders are not kept waiting for a peer that is gone. Runs only
+ * while some queue is congested. */
+static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sn_switch *sw = w->data;
+	double now = ev_now(loop);
+	bool any = false;
+
+	for (unsigned i = 0; i < sw->nup; i++) {
+		struct sn_port *p = sw->up[i];
+
+		if (p->congested_since == 0)
+			continue;
+		if (now - p->congested_since >= sw->cfg.stall_timeout)
+			stall(p, now);
+		else
+			any = true;
+	}
+	if (!any) {
+		ev_ref(loop);
+		ev_timer_stop(loop, w);
+	}
 }
 
 static void ager_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -110,7 +192,7 @@ SN_EXPORT int sn_switch_create(struct ev_loop *loop, const struct sn_switch_conf
 		sn_switch_config_init(&def);
 		cfg = &def;
 	}
-	if (cfg->pool_frames < 64 || cfg->txq_len == 0 || cfg->txq_len > (1u << 20))
+	if (cfg->pool_frames < 64 || cfg->txq_len < 8 || cfg->txq_len > (1u << 20) || !(cfg->stall_timeout > 0))
 		return -EINVAL;
 	sw = calloc(1, sizeof(*sw));
 	if (!sw)
@@ -132,6 +214,10 @@ SN_EXPORT int sn_switch_create(struct ev_loop *loop, const struct sn_switch_conf
 	ev_unref(loop); /* the switch alone does not keep the loop running */
 	ev_timer_init(&sw->ager, ager_cb, 0, 0);
 	sw->ager.data = sw;
+	ev_idle_init(&sw->kick, kick_cb);
+	sw->kick.data = sw;
+	ev_timer_init(&sw->watchdog, watchdog_cb, 0, sw->cfg.stall_timeout / 4);
+	sw->watchdog.data = sw;
 	*ret_sw = sw;
 	return 0;
 fail:
@@ -154,6 +240,14 @@ SN_EXPORT void sn_switch_destroy(struct sn_switch *sw)
 	if (ev_is_active(&sw->ager)) {
 		ev_ref(sw->loop);
 		ev_timer_stop(sw->loop, &sw->ager);
+	}
+	if (ev_is_active(&sw->kick)) {
+		ev_ref(sw->loop);
+		ev_idle_stop(sw->loop, &sw->kick);
+	}
+	if (ev_is_active(&sw->watchdog)) {
+		ev_ref(sw->loop);
+		ev_timer_stop(sw->loop, &sw->watchdog);
 	}
 	sn_fdb_finish(&sw->fdb);
 	sn_pool_finish(&sw->pool);
@@ -261,6 +355,101 @@ static void up_del(struct sn_switch *sw, struct sn_port *port)
 	port->data_idx = -1;
 }
 
+/* ---- back-pressure ---- */
+
+/* @in waits for @out's queue: it stops reading until release_waiters(@out). */
+static void wait_for(struct sn_port *in, struct sn_port *out)
+{
+	in->stats.rx_pauses++;
+	in->waiting_on = out;
+	in->wait_next = out->waiters;
+	if (out->waiters)
+		out->waiters->wait_pprev = &in->wait_next;
+	in->wait_pprev = &out->waiters;
+	out->waiters = in;
+}
+
+/* @port no longer waits for anybody (it went down or away). */
+static void unwait(struct sn_port *port)
+{
+	if (!port->waiting_on)
+		return;
+	if (port->wait_next)
+		port->wait_next->wait_pprev = port->wait_pprev;
+	*port->wait_pprev = port->wait_next;
+	port->waiting_on = NULL;
+}
+
+/* The ports waiting for @out's queue may read again, from the next ev_prepare on. */
+static void release_waiters(struct sn_port *out)
+{
+	struct sn_switch *sw = out->sw;
+	struct sn_port *w;
+
+	while ((w = out->waiters)) {
+		out->waiters = w->wait_next;
+		w->waiting_on = NULL;
+		if (!w->resume_queued) {
+			w->resume_queued = true;
+			w->resume_next = sw->resume_head;
+			sw->resume_head = w;
+		}
+	}
+	if (sw->resume_head)
+		want_prepare(sw);
+}
+
+static inline uint32_t txq_low_mark(const struct sn_port *p)
+{
+	return (p->txq.mask + 1) / 4;
+}
+
+/* The queue of @p got shorter: below the low mark it is no longer congested. */
+static inline void txq_shrunk(struct sn_port *p)
+{
+	if (sn_unlikely(p->congested_since != 0) && sn_txq_len(&p->txq) < txq_low_mark(p)) {
+		p->congested_since = 0;
+		if (p->waiters)
+			release_waiters(p);
+	}
+}
+
+/* The queue of @p is at the low mark and growing: note when, so a stall can be told. */
+static void txq_congested(struct sn_port *p, double now)
+{
+	struct sn_switch *sw = p->sw;
+
+	p->congested_since = now;
+	if (!ev_is_active(&sw->watchdog)) {
+		ev_timer_again(sw->loop, &sw->watchdog);
+		ev_unref(sw->loop);
+	}
+}
+
+/* @p's peer has not kept up for stall_timeout: let its senders go, keep only a few frames for
+ * it (the head may be half written), and take no more than that until it takes one. */
+static void stall(struct sn_port *p, double now)
+{
+	struct sn_txq *q = &p->txq;
+	uint32_t keep = SN_MIN(SN_TXQ_STALLED, txq_low_mark(p));
+
+	if (!p->stalled) {
+		p->stalled = true;
+		p->stats.stalls++;
+		if (now - p->stall_logged >= 10) {
+			sn_info("port %s: peer took no frames for %.1f s: dropping what it cannot take", p->name,
+				now - p->congested_since);
+			p->stall_logged = now;
+		}
+	}
+	while (sn_txq_len(q) > keep) {
+		sn_frame_unref(q->ring[--q->tail & q->mask]);
+		p->stats.drop_txq_full++;
+	}
+	p->congested_since = 0;
+	release_waiters(p);
+}
+
 void sn_port_set_state(struct sn_port *port, enum sn_port_state state)
 {
 	struct sn_switch *sw = port->sw;
@@ -275,7 +464,8 @@ void sn_port_set_state(struct sn_port *port, enum sn_port_state state)
 	} else {
 		up_del(sw, port);
 		sn_fdb_flush(&sw->fdb, port, false);
-		sn_txq_clear(&port->txq);
+		sn_txq_clear(port);
+		unwait(port);
 	}
 	port->state = state;
 }
@@ -304,7 +494,14 @@ void sn_port_close(struct sn_port *port)
 	}
 	up_del(sw, port);
 	sn_fdb_flush(&sw->fdb, port, true);
-	sn_txq_clear(&port->txq);
+	sn_txq_clear(port);
+	unwait(port);
+	for (struct sn_port **rp = &sw->resume_head; *rp; rp = &(*rp)->resume_next) {
+		if (*rp == port) {
+			*rp = port->resume_next;
+			break;
+		}
+	}
 	sn_capture_port_gone(sw, port);
 	if (port->ops->close)
 		port->ops->close(port);
@@ -350,6 +547,7 @@ void sn_port_want_flush(struct sn_port *port)
 		port->flush_queued = true;
 		port->flush_next = sw->flush_head;
 		sw->flush_head = port;
+		want_prepare(sw);
 	}
 }
 
@@ -357,6 +555,8 @@ void sn_txq_sent(struct sn_port *port, uint32_t n)
 {
 	struct sn_txq *q = &port->txq;
 
+	if (n == 0)
+		return;
 	for (uint32_t i = 0; i < n; i++) {
 		struct sn_frame *f = q->ring[q->head++ & q->mask];
 
@@ -366,31 +566,79 @@ void sn_txq_sent(struct sn_port *port, uint32_t n)
 			sn_capture_frame(port->sw, port, f->data, f->len, SN_CAPTURE_OUT);
 		sn_frame_unref(f);
 	}
+	/* a stall ends once the peer took all it was left with: a peer that takes a frame now and
+	 * then must not get a full queue, and hold its senders back, each time */
+	if (sn_unlikely(port->stalled) && q->head == q->tail) {
+		port->stalled = false;
+		sn_debug("port %s: peer takes frames again", port->name);
+	}
+	txq_shrunk(port);
 }
 
-void sn_txq_clear(struct sn_txq *q)
+void sn_txq_drop(struct sn_port *port, uint32_t n)
 {
+	struct sn_txq *q = &port->txq;
+
+	for (uint32_t i = 0; i < n && q->head != q->tail; i++)
+		sn_frame_unref(q->ring[q->head++ & q->mask]);
+	txq_shrunk(port);
+}
+
+void sn_txq_clear(struct sn_port *port)
+{
+	struct sn_txq *q = &port->txq;
+
 	while (q->head != q->tail)
 		sn_frame_unref(q->ring[q->head++ & q->mask]);
+	port->congested_since = 0;
+	port->stalled = false;
+	if (port->waiters)
+		release_waiters(port);
 }
 
 /* ---- forwarding ---- */
 
-/* Queues @f on @out; @payload is the frame's length less its Ethernet (and VLAN) header. */
-static inline void enqueue(struct sn_port *out, struct sn_frame *f, uint32_t payload)
+/* Queues @f on @out; @payload is the frame's length less its Ethernet (and VLAN) header.
+ * @in sent it; @unicast: to @out alone, so @in may be paused when @out's queue fills. */
+static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_frame *f, uint32_t payload,
+			   bool unicast, double now)
 {
 	struct sn_txq *q = &out->txq;
+	uint32_t len = q->tail - q->head, ring = q->mask + 1, low = ring / 4;
 
 	if (sn_unlikely(payload > out->mtu)) {
 		out->stats.drop_oversize++;
 		return;
 	}
-	if (sn_unlikely(q->tail - q->head > q->mask)) {
+	if (sn_unlikely(len >= low)) {
+		/* congested: a queue never holds more than there are free buffers of the frame's
+		 * class (the one at hand is taken already, hence >) */
+		uint32_t nfree = sn_pool_class_free(f);
+
+		if (out->congested_since == 0)
+			txq_congested(out, now);
+		else if (now - out->congested_since >= out->sw->cfg.stall_timeout)
+			stall(out, now);
+		if (len >= ring || out->stalled || len > nfree) {
+			out->stats.drop_txq_full++;
+			return;
+		}
+		/* back-pressure on the sender of known unicast, at half the ring or of the free pool */
+		if (unicast && in->ops->resume && !in->waiting_on && (len + 1 >= ring / 2 || 2 * (len + 1) >= nfree))
+			wait_for(in, out);
+	}
+	if (sn_unlikely(out->stalled) && len >= SN_TXQ_STALLED) {
 		out->stats.drop_txq_full++;
 		return;
 	}
 	q->ring[q->tail++ & q->mask] = f;
 	sn_frame_ref(f);
+	len++;
+	if (sn_unlikely(len == ring / 8) && !out->hot_queued) {
+		out->hot_queued = true;
+		out->hot_next = out->sw->hot_head;
+		out->sw->hot_head = out;
+	}
 	sn_port_want_flush(out);
 }
 
@@ -398,6 +646,7 @@ void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
 {
 	struct sn_switch *sw = in->sw;
 	double now = ev_now(sw->loop);
+	struct sn_port *p;
 
 	for (unsigned i = 0; i < n; i++) {
 		struct sn_frame *f = frames[i];
@@ -433,17 +682,24 @@ void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
 				sw->filtered++;
 			} else if (sn_likely(out->state == SN_PORT_UP)) {
 				sw->unicast++;
-				enqueue(out, f, payload);
+				enqueue(in, out, f, payload, true, now);
 			}
 			/* else a static entry names a port that is down: no peer to carry it */
 		} else {
 			sw->flooded++;
 			for (unsigned j = 0; j < sw->nup; j++)
 				if (sw->up[j] != in)
-					enqueue(sw->up[j], f, payload);
+					enqueue(in, sw->up[j], f, payload, false, now);
 		}
 done:
 		sn_frame_unref(f);
+	}
+	/* queues that filled fast go out now, while their receivers may still keep up */
+	while ((p = sw->hot_head)) {
+		sw->hot_head = p->hot_next;
+		p->hot_queued = false;
+		if (!p->closed && !sn_txq_empty(&p->txq))
+			p->ops->flush(p);
 	}
 }
 
@@ -508,6 +764,8 @@ SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const st
 			.state = p->state,
 			.mtu = p->mtu,
 			.txq_len = p->txq.ring ? p->txq.mask + 1 : 0,
+			.rx_paused = sn_port_rx_paused(p),
+			.stalled = p->stalled,
 			.stats = p->stats,
 		};
 		int r;

@@ -23,8 +23,12 @@ struct sn_switch {
 	unsigned next_auto_name;
 	struct sn_port *flush_head;
 	struct sn_port *dead;
+	struct sn_port *hot_head;    /* queues to flush at the end of this input */
+	struct sn_port *resume_head; /* paused readers that may go on */
 	ev_prepare prepare;
+	ev_idle kick;               /* active while the ev_prepare has work: the loop must not block */
 	ev_timer ager;
+	ev_timer watchdog;          /* active while a queue is congested: finds stalls */
 	uint64_t unicast, flooded, filtered;
 	struct sn_capture *captures; /* owned by capture.c */
 	unsigned ncaptures;          /* active captures: the data path tests only this */

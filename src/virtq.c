@@ -515,6 +515,9 @@ int sn_vnet_tx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, unsigned 
 		if (nb == TX_BATCH) {
 			sn_port_input(port, batch, nb);
 			nb = 0;
+			/* back-pressure: the rest stays in the ring until the port resumes */
+			if (sn_port_rx_paused(port))
+				break;
 		}
 	}
 	if (nb)
@@ -544,7 +547,7 @@ int sn_vnet_rx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, bool mrg,
 			break;
 		/* cannot fit what this driver posts: drop it like an oversize frame */
 		port->stats.drop_oversize++;
-		sn_frame_unref(q->ring[q->head++ & q->mask]);
+		sn_txq_drop(port, 1);
 	}
 	sn_txq_sent(port, ok);
 	*ret_notify = sn_vq_flush(vq);

@@ -18,9 +18,13 @@
 
 static void usage(FILE *f)
 {
+	struct sn_switch_config def;
+
+	sn_switch_config_init(&def);
 	fprintf(f,
 		"usage: squibnet [--port SPEC]... [--control PATH] [--fdb-max N] [--fdb-port-max N]\n"
-		"                [--fdb-aging SECONDS] [--capture FILE[,KEY=VALUE]...]... [-v|-q]\n"
+		"                [--fdb-aging SECONDS] [--pool-frames N] [--txq-len N] [--stall-timeout MS]\n"
+		"                [--capture FILE[,KEY=VALUE]...]... [-v|-q]\n"
 		"                [--help] [--version]\n"
 		"\n"
 		"An L2 switch for virtual machines. Each --port SPEC adds a port, KIND,key=value,...:\n"
@@ -41,11 +45,16 @@ static void usage(FILE *f)
 		"  --fdb-max N         forwarding database entries (default 8192)\n"
 		"  --fdb-port-max N    entries one port may own (default: --fdb-max)\n"
 		"  --fdb-aging SECONDS how long an unrefreshed entry lives (default 300)\n"
+		"  --pool-frames N     2 KiB frame buffers shared by all ports (default %u)\n"
+		"  --txq-len N         egress queue of each port, in frames (default %u)\n"
+		"  --stall-timeout MS  a queue congested this long means its peer is stalled: the\n"
+		"                      ports it holds back go on, it gets few frames (default %u)\n"
 		"  --capture FILE[,filter=EXPR][,ports=NAME+NAME...][,dir=in|out|both][,snaplen=N]\n"
 		"            [,tstamp=us|ns][,rotate=MB][,count=N]\n"
 		"                      write a pcap file of the frames on the chosen ports (default all);\n"
 		"                      %%p in FILE: one file per port; SIGHUP reopens the files\n"
-		"  -v, --verbose       debug messages;  -q, --quiet: warnings and errors only\n");
+		"  -v, --verbose       debug messages;  -q, --quiet: warnings and errors only\n",
+		def.pool_frames, def.txq_len, (unsigned)(def.stall_timeout * 1000));
 }
 
 static int parse_uint(const char *opt, const char *s, unsigned min, unsigned max, unsigned *ret)
@@ -110,6 +119,9 @@ int main(int argc, char **argv)
 		{"fdb-max", required_argument, NULL, 'M'},
 		{"fdb-port-max", required_argument, NULL, 'P'},
 		{"fdb-aging", required_argument, NULL, 'A'},
+		{"pool-frames", required_argument, NULL, 'F'},
+		{"txq-len", required_argument, NULL, 'Q'},
+		{"stall-timeout", required_argument, NULL, 'S'},
 		{"capture", required_argument, NULL, 'C'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
@@ -119,7 +131,7 @@ int main(int argc, char **argv)
 	};
 	const char *specs[MAX_PORTS], *captures[MAX_CAPTURES];
 	unsigned ncaptures = 0;
-	unsigned nspecs = 0, aging = 0;
+	unsigned nspecs = 0, aging = 0, stall_ms = 0;
 	const char *control = NULL;
 	char dir[PATH_MAX], defspec[PATH_MAX + 64], defctl[PATH_MAX + 32];
 	struct sn_switch_config cfg;
@@ -156,6 +168,19 @@ int main(int argc, char **argv)
 			if (parse_uint("--fdb-aging", optarg, 1, 1000000, &aging) < 0)
 				return 2;
 			cfg.fdb_aging = aging;
+			break;
+		case 'F':
+			if (parse_uint("--pool-frames", optarg, 64, 1u << 22, &cfg.pool_frames) < 0)
+				return 2;
+			break;
+		case 'Q':
+			if (parse_uint("--txq-len", optarg, 8, 1u << 20, &cfg.txq_len) < 0)
+				return 2;
+			break;
+		case 'S':
+			if (parse_uint("--stall-timeout", optarg, 1, 3600000, &stall_ms) < 0)
+				return 2;
+			cfg.stall_timeout = stall_ms / 1000.0;
 			break;
 		case 'C':
 			if (ncaptures == MAX_CAPTURES) {

@@ -38,6 +38,10 @@ struct sn_switch_config {
 	unsigned fdb_max;      /**< forwarding database entries in all (default 8192) */
 	unsigned fdb_port_max; /**< entries one port may own (default: fdb_max) */
 	double fdb_aging;      /**< seconds a learned entry lives unrefreshed (default 300) */
+	/** Seconds a port's egress queue may stay congested (over a quarter full) before its peer
+	 * counts as stalled: the ports held back by its queue go on, and it gets only a few frames
+	 * queued until it takes one (default 0.5). */
+	double stall_timeout;
 };
 
 /** Sets @cfg to the defaults. */
@@ -84,6 +88,8 @@ struct sn_port_stats {
 	uint64_t drop_bad_framing; /**< malformed length prefix or message: the peer was closed */
 	uint64_t drop_no_buffer;   /**< frame pool empty */
 	uint64_t fdb_refused;      /**< source MACs not learned because a cap was reached */
+	uint64_t rx_pauses;        /**< times reading this port paused for a destination's full queue */
+	uint64_t stalls;           /**< times this port's peer stopped taking frames (see stall_timeout) */
 	uint32_t fdb_entries;      /**< forwarding entries that point at this port now */
 	uint32_t txq_depth;        /**< frames waiting in the egress queue now */
 };
@@ -97,6 +103,8 @@ struct sn_port_info {
 	enum sn_port_state state;
 	unsigned mtu;
 	unsigned txq_len;
+	bool rx_paused;     /**< not reading now: a destination's queue is filling (back-pressure) */
+	bool stalled;       /**< its peer is not taking frames: few are queued for it */
 	struct sn_port_stats stats;
 };
 

@@ -559,6 +559,7 @@ static const struct sn_port_ops gvproxy_ops = {
 	.close = gvproxy_close,
 	.free = gvproxy_free,
 	.describe = gvproxy_describe,
+	.resume = sn_stream_port_resume,
 };
 
 /* ---- creation ---- */

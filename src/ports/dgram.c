@@ -170,7 +170,7 @@ static void dgram_flush(struct sn_port *port)
 			strerror(-r));
 	dp->told_unreachable = true;
 	dp->reachable = false;
-	sn_txq_clear(&port->txq);
+	sn_txq_clear(port);
 }
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -199,9 +199,23 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 				rx->frames[nb++] = f;
 		}
 		sn_port_input(&dp->base, rx->frames, nb);
+		if (sn_port_rx_paused(&dp->base)) {
+			ev_io_stop(loop, &dp->io);
+			return;
+		}
 		if (n < SN_MSGIO_BATCH)
 			return;
 	}
+}
+
+/* Only a connect-mode port has a socket of its own to stop reading; a listener's peers share
+ * one, so they never pause and a full queue drops what they send. */
+static void dgram_client_resume(struct sn_port *port)
+{
+	struct dgram_port *dp = (struct dgram_port *)port;
+
+	if (dp->fd >= 0)
+		ev_io_start(sn_port_loop(port), &dp->io);
 }
 
 /* ---- ports ---- */
@@ -270,6 +284,7 @@ static const struct sn_port_ops dgram_client_ops = {
 	.close = dgram_port_close,
 	.free = dgram_port_free,
 	.describe = dgram_client_describe,
+	.resume = dgram_client_resume,
 };
 
 static struct dgram_port *dgram_port_new(void)

@@ -255,13 +255,6 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-/* Pops the head frame without counting it as sent. */
-static void drop_head(struct sn_port *port)
-{
-	struct sn_txq *q = &port->txq;
-
-	sn_frame_unref(q->ring[q->head++ & q->mask]);
-}
 
 static void pcap_port_flush(struct sn_port *port)
 {
@@ -269,7 +262,7 @@ static void pcap_port_flush(struct sn_port *port)
 	struct sn_txq *q = &port->txq;
 
 	if (!pp->p) {
-		sn_txq_clear(q);
+		sn_txq_clear(port);
 		return;
 	}
 	while (!sn_txq_empty(q)) {
@@ -298,7 +291,7 @@ static void pcap_port_flush(struct sn_port *port)
 			port->stats.drop_oversize++;
 		else
 			pp->tx_errors++;
-		drop_head(port);
+		sn_txq_drop(port, 1);
 	}
 	ev_timer_stop(sn_port_loop(port), &pp->tx_retry);
 }

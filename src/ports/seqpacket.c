@@ -64,7 +64,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			sn_conn_lost(&sp->conn, "end of connection");
 			return;
 		}
-		if (n < SN_MSGIO_BATCH)
+		if (sn_conn_rx_pause(&sp->conn) || n < SN_MSGIO_BATCH)
 			return;
 	}
 }
@@ -109,11 +109,17 @@ static void seqpacket_port_describe(struct sn_port *port, char *buf, size_t len)
 	sn_conn_describe(&((struct seqpacket_port *)port)->conn, buf, len);
 }
 
+static void seqpacket_resume(struct sn_port *port)
+{
+	sn_conn_resume(&((struct seqpacket_port *)port)->conn);
+}
+
 static const struct sn_port_ops seqpacket_port_ops = {
 	.kind = "seqpacket",
 	.flush = seqpacket_flush,
 	.close = seqpacket_port_close,
 	.describe = seqpacket_port_describe,
+	.resume = seqpacket_resume,
 };
 
 static struct seqpacket_port *seqpacket_port_new(void)

@@ -65,8 +65,12 @@ static void batch_push(struct stream_port *sp)
 static int frame_cb(void *ctx, const uint8_t *data, uint32_t len)
 {
 	struct stream_port *sp = ctx;
-	struct sn_frame *f = sn_port_rx_copy(&sp->base, data, len);
+	struct sn_frame *f;
 
+	/* back-pressure: this frame and those after it wait in the buffer for stream_resume() */
+	if (sn_port_rx_paused(&sp->base))
+		return 1;
+	f = sn_port_rx_copy(&sp->base, data, len);
 	if (f) {
 		sp->batch[sp->nbatch++] = f;
 		if (sp->nbatch == RX_BATCH)
@@ -83,6 +87,21 @@ static void peer_lost(struct stream_port *sp, const char *why)
 		sp->lost(&sp->base, sp->owner, why);
 }
 
+/* Hands the whole frames in the receive buffer to the switch, up to a pause. False when the
+ * framing broke and the peer is gone. */
+static bool take_frames(struct stream_port *sp)
+{
+	int r = sn_streambuf_drain(&sp->rx, sp->conf.framing, frame_cb, sp);
+
+	batch_push(sp);
+	if (r < 0) {
+		sp->base.stats.drop_bad_framing++;
+		peer_lost(sp, "bad frame length");
+		return false;
+	}
+	return true;
+}
+
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct stream_port *sp = w->data;
@@ -91,7 +110,6 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 	for (int round = 0; round < 4; round++) {
 		size_t room = sp->rx.cap - sp->rx.len;
 		ssize_t n = sn_streambuf_fill(&sp->rx, sp->conn.fd);
-		int r;
 
 		if (n == -EAGAIN || n == -EWOULDBLOCK)
 			return;
@@ -101,16 +119,25 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			peer_lost(sp, n == 0 ? "end of stream" : strerror((int)-n));
 			return;
 		}
-		r = sn_streambuf_drain(&sp->rx, sp->conf.framing, frame_cb, sp);
-		batch_push(sp);
-		if (r < 0) {
-			sp->base.stats.drop_bad_framing++;
-			peer_lost(sp, "bad frame length");
+		if (!take_frames(sp))
+			return;
+		if (sn_port_rx_paused(&sp->base)) {
+			/* the rest stays in the socket, and the sender's writes block */
+			ev_io_stop(loop, &sp->conn.rio);
 			return;
 		}
 		if ((size_t)n < room)
 			return; /* the socket is empty */
 	}
+}
+
+static void stream_resume(struct sn_port *port)
+{
+	struct stream_port *sp = (struct stream_port *)port;
+
+	if (sp->conn.fd < 0 || !take_frames(sp) || sn_port_rx_paused(port))
+		return;
+	ev_io_start(sn_port_loop(port), &sp->conn.rio);
 }
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -251,6 +278,7 @@ static const struct sn_port_ops stream_port_ops = {
 	.close = stream_port_close,
 	.free = stream_port_free,
 	.describe = stream_port_describe,
+	.resume = stream_resume,
 };
 
 static struct stream_port *stream_port_new(const struct stream_conf *conf)
@@ -430,4 +458,9 @@ void sn_stream_port_close(struct sn_port *port)
 void sn_stream_port_free(struct sn_port *port)
 {
 	stream_port_free(port);
+}
+
+void sn_stream_port_resume(struct sn_port *port)
+{
+	stream_resume(port);
 }

@@ -17,8 +17,8 @@ typedef void (*sn_stream_lost_fn)(struct sn_port *port, void *owner, const char 
 /**
  * Creates a stream data port that owns no descriptor yet (DOWN). Its common part is copied
  * from @tmpl, which the caller set up with sn_port_init_spec() and its own ops table: that
- * table's flush, close and free must call sn_stream_port_flush(), sn_stream_port_close() and
- * sn_stream_port_free(). The port is not registered. @lost and @owner may be NULL.
+ * table's flush, close, free and resume must call sn_stream_port_flush(), sn_stream_port_close(),
+ * sn_stream_port_free() and sn_stream_port_resume(). The port is not registered. @lost and @owner may be NULL.
  * Returns 0 and sets *@ret_port, or -ENOMEM.
  */
 int sn_stream_port_create(const struct sn_port *tmpl, enum sn_framing framing, sn_stream_lost_fn lost,
@@ -38,5 +38,6 @@ void *sn_stream_port_owner(struct sn_port *port);
 void sn_stream_port_flush(struct sn_port *port);
 void sn_stream_port_close(struct sn_port *port);
 void sn_stream_port_free(struct sn_port *port);
+void sn_stream_port_resume(struct sn_port *port);
 
 #endif

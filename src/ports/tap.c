@@ -122,7 +122,7 @@ static void tap_flush(struct sn_port *port)
 			port->stats.drop_oversize++;
 		else
 			tp->tx_errors++;
-		sn_frame_unref(q->ring[q->head++ & q->mask]);
+		sn_txq_drop(port, 1);
 		if (e == EBADFD || e == ENODEV) {
 			tap_lost(tp, e);
 			return;

@@ -114,6 +114,9 @@ static void tx_process(struct vu_port *p)
 			ring_broken(p, TX_RING);
 			return;
 		}
+		/* back-pressure: kicks stay off and the chains in the ring until vu_port_resume() */
+		if (to && sn_port_rx_paused(to))
+			return;
 		if (n < TX_BUDGET) {
 			if (!sn_vq_notify_enable(vq, true))
 				return;
@@ -128,7 +131,7 @@ static void tx_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
 	struct vu_port *p = w->data;
 
 	drain_kick(w->fd);
-	if (ring_running(p, TX_RING))
+	if (ring_running(p, TX_RING) && !sn_port_rx_paused(&p->base))
 		tx_process(p);
 }
 
@@ -137,7 +140,15 @@ static void tx_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
 	struct vu_port *p = w->data;
 
 	ev_idle_stop(loop, w);
-	if (ring_running(p, TX_RING))
+	if (ring_running(p, TX_RING) && !sn_port_rx_paused(&p->base))
+		tx_process(p);
+}
+
+static void vu_port_resume(struct sn_port *port)
+{
+	struct vu_port *p = (struct vu_port *)port;
+
+	if (ring_running(p, TX_RING) && !sn_port_rx_paused(&p->base))
 		tx_process(p);
 }
 
@@ -279,6 +290,7 @@ static const struct sn_port_ops vu_port_ops = {
 	.flush = vu_port_flush,
 	.close = vu_port_close,
 	.describe = vu_port_describe,
+	.resume = vu_port_resume,
 };
 
 static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,

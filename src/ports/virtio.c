@@ -76,7 +76,7 @@ static void tx_run(struct sn_virtio_port *vp)
 	bool notify = false;
 	int total = 0;
 
-	if (vp->base.closed || !sn_vq_usable(vq))
+	if (vp->base.closed || !sn_vq_usable(vq) || sn_port_rx_paused(&vp->base))
 		return;
 	for (;;) {
 		bool n;
@@ -90,6 +90,11 @@ static void tx_run(struct sn_virtio_port *vp)
 			break;
 		}
 		total += r;
+		if (sn_port_rx_paused(&vp->base)) {
+			/* kicks stay off: virtio_resume() runs the ring again */
+			stop_more(vp);
+			break;
+		}
 		if (total >= TX_BUDGET) {
 			/* more next iteration, after the other ports had their turn */
 			ev_check_start(sn_port_loop(&vp->base), &vp->more_check);
@@ -161,6 +166,11 @@ static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
 {
 }
 
+static void virtio_resume(struct sn_port *port)
+{
+	tx_run((struct sn_virtio_port *)port);
+}
+
 static void virtio_close(struct sn_port *port)
 {
 	struct sn_virtio_port *vp = (struct sn_virtio_port *)port;
@@ -186,6 +196,7 @@ static const struct sn_port_ops virtio_ops = {
 	.flush = virtio_flush,
 	.close = virtio_close,
 	.describe = virtio_describe,
+	.resume = virtio_resume,
 };
 
 SN_EXPORT uint64_t sn_virtio_net_features(void)

@@ -217,14 +217,6 @@ static void again_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	drain(w->data);
 }
 
-/* Pops the head of the egress queue without sending it. */
-static void txq_drop_head(struct sn_port *port, uint32_t n)
-{
-	struct sn_txq *q = &port->txq;
-
-	while (n--)
-		sn_frame_unref(q->ring[q->head++ & q->mask]);
-}
 
 static void vmnet_flush(struct sn_port *port)
 {
@@ -250,7 +242,7 @@ static void vmnet_flush(struct sn_port *port)
 		if (n == 0) {
 			/* a tagged full-MTU frame can pass the switch's check yet exceed vmnet's size */
 			port->stats.drop_oversize++;
-			txq_drop_head(port, 1);
+			sn_txq_drop(port, 1);
 			continue;
 		}
 		done = (int)n;
@@ -267,7 +259,7 @@ static void vmnet_flush(struct sn_port *port)
 		 * queue would drop it */
 		if ((uint32_t)done < n) {
 			port->stats.drop_txq_full += n - (uint32_t)done;
-			txq_drop_head(port, n - (uint32_t)done);
+			sn_txq_drop(port, n - (uint32_t)done);
 		}
 	}
 }

@@ -23,6 +23,7 @@
 struct tport {
 	struct sn_port base;
 	bool stuck;          /* flush leaves the queue alone */
+	unsigned resumed;    /* resume op calls (ports made with tport_new_bp) */
 	uint32_t got;        /* frames taken off the queue */
 	uint8_t last[SN_POOL_STD_CAP]; /* the head of the last frame taken */
 	uint32_t last_len;
@@ -30,7 +31,7 @@ struct tport {
 
 static struct ev_loop *loop;
 static struct sn_switch *sw;
-static unsigned closes, frees;
+static unsigned closes, frees, resumes;
 
 static void tport_flush(struct sn_port *port)
 {
@@ -63,21 +64,46 @@ static const struct sn_port_ops tport_ops = {
 	.free = tport_free,
 };
 
-static struct tport *tport_new(const char *name, unsigned mtu)
+static void tport_resume(struct sn_port *port)
+{
+	((struct tport *)port)->resumed++;
+	resumes++;
+}
+
+/* A port that takes back-pressure: it has a resume op, as stream and virtio ports do. */
+static const struct sn_port_ops tport_bp_ops = {
+	.kind = "test",
+	.flush = tport_flush,
+	.close = tport_close,
+	.free = tport_free,
+	.resume = tport_resume,
+};
+
+static struct tport *tport_new_ops(const char *name, unsigned mtu, const struct sn_port_ops *ops)
 {
 	struct tport *t = calloc(1, sizeof(*t));
 
 	ck_assert_ptr_nonnull(t);
-	ck_assert_int_eq(sn_port_init(&t->base, sw, &tport_ops, name, mtu), 0);
+	ck_assert_int_eq(sn_port_init(&t->base, sw, ops, name, mtu), 0);
 	ck_assert_int_eq(sn_port_register(&t->base), 0);
 	sn_port_set_state(&t->base, SN_PORT_UP);
 	ck_assert_int_eq(t->base.state, SN_PORT_UP);
 	return t;
 }
 
+static struct tport *tport_new(const char *name, unsigned mtu)
+{
+	return tport_new_ops(name, mtu, &tport_ops);
+}
+
+static struct tport *tport_new_bp(const char *name)
+{
+	return tport_new_ops(name, 0, &tport_bp_ops);
+}
+
 static void setup_cfg(struct sn_switch_config *cfg)
 {
-	closes = frees = 0;
+	closes = frees = resumes = 0;
 	loop = ev_loop_new(0);
 	ck_assert_ptr_nonnull(loop);
 	ck_assert_int_eq(sn_switch_create(loop, cfg, &sw), 0);
@@ -404,12 +430,17 @@ START_TEST(no_leak_no_copy)
 	}
 	start = stats().pool_free;
 	ck_assert_uint_eq(start, POOL);
+	/* held in the queues until run(), even where a queue fills fast enough to go out early */
+	for (int i = 1; i < N; i++)
+		p[i]->stuck = true;
 	for (int i = 0; i < FRAMES; i++)
 		inject(p[0], bcast, mac_a, 1514);
 	/* queued on N-1 ports but each held once: references, not copies */
 	ck_assert_uint_eq(stats().pool_free, start - FRAMES);
 	ck_assert_ptr_eq(sn_txq_peek(&p[1]->base.txq, 0), sn_txq_peek(&p[N - 1]->base.txq, 0));
 	ck_assert_uint_eq(sn_txq_peek(&p[1]->base.txq, 0)->refs, N - 1);
+	for (int i = 1; i < N; i++)
+		p[i]->stuck = false;
 	run();
 	for (int i = 1; i < N; i++)
 		ck_assert_uint_eq(p[i]->got, FRAMES);
@@ -811,6 +842,216 @@ START_TEST(create_rejects)
 }
 END_TEST
 
+/* ---- overload: flush marks, back-pressure, stalls, the pool's share ---- */
+
+/* A reader that hands over many batches per wake-up, as a stream port does after a 256 KiB
+ * read, does not overrun a queue whose peer keeps up: the queue goes out after each batch. */
+START_TEST(flush_at_mark)
+{
+	struct tport *a = tport_new("a", 0), *b = tport_new("b", 0);
+
+	inject(b, bcast, mac_b, 60);
+	run();
+	for (int batch = 0; batch < 40; batch++) {
+		struct sn_frame *f[16];
+
+		for (int i = 0; i < 16; i++) {
+			f[i] = sn_port_frame_get(&a->base, 60);
+			ck_assert_ptr_nonnull(f[i]);
+			memset(f[i]->data, 0, 60);
+			memcpy(f[i]->data, mac_b, 6);
+			memcpy(f[i]->data + 6, mac_a, 6);
+			f[i]->len = 60;
+		}
+		sn_port_input(&a->base, f, 16);
+	}
+	/* 640 frames into a queue of 64 without the loop running once */
+	ck_assert_uint_eq(b->base.stats.drop_txq_full, 0);
+	run();
+	ck_assert_uint_eq(b->got, 640);
+	ck_assert_uint_eq(stats().pool_free, POOL);
+}
+END_TEST
+
+static void unicast_burst(struct tport *from, const uint8_t dst[6], const uint8_t src[6], int n)
+{
+	for (int i = 0; i < n; i++)
+		inject(from, dst, src, 60);
+}
+
+/* Known unicast into a filling queue pauses a sender that can pause, and loses nothing; the
+ * sender resumes once the queue drained. */
+START_TEST(backpressure_unicast)
+{
+	struct tport *a = tport_new_bp("a"), *b = tport_new("b", 0), *c = tport_new("c", 0);
+
+	inject(b, bcast, mac_b, 60);
+	inject(c, bcast, mac_c, 60);
+	run();
+	b->stuck = true;
+	unicast_burst(a, mac_b, mac_a, TXQ / 2 - 1);
+	ck_assert(!sn_port_rx_paused(&a->base));
+	inject(a, mac_b, mac_a, 60);
+	/* half the ring: a must stop reading its peer */
+	ck_assert(sn_port_rx_paused(&a->base));
+	ck_assert_uint_eq(a->base.stats.rx_pauses, 1);
+	/* what a already read still goes in: the other half of the ring takes it */
+	unicast_burst(a, mac_b, mac_a, TXQ / 4);
+	ck_assert_uint_eq(b->base.stats.drop_txq_full, 0);
+	run();
+	ck_assert_uint_eq(a->resumed, 0);
+	/* b reads again: below a quarter of the ring a goes on, from the switch's ev_prepare */
+	b->stuck = false;
+	sn_port_want_flush(&b->base);
+	run();
+	ck_assert_uint_eq(b->got, 1 + TXQ / 2 + TXQ / 4); /* and c's broadcast */
+	ck_assert(!sn_port_rx_paused(&a->base));
+	ck_assert_uint_eq(a->resumed, 1);
+	ck_assert_uint_eq(stats().pool_free, POOL);
+}
+END_TEST
+
+/* Floods never pause their sender: a stuck port drops its copy, the others get theirs. */
+START_TEST(flood_never_pauses)
+{
+	struct tport *a = tport_new_bp("a"), *b = tport_new("b", 0), *s = tport_new("stuck", 0);
+
+	s->stuck = true;
+	for (int i = 0; i < 2 * TXQ; i++) {
+		inject(a, bcast, mac_a, 60);
+		if (i % 8 == 7)
+			run();
+	}
+	run();
+	ck_assert(!sn_port_rx_paused(&a->base));
+	ck_assert_uint_eq(a->base.stats.rx_pauses, 0);
+	ck_assert_uint_eq(b->got, 2 * TXQ);
+	ck_assert_uint_eq(s->base.stats.drop_txq_full, TXQ);
+}
+END_TEST
+
+/* A peer that stops taking frames holds its senders back for stall_timeout at most; then its
+ * queue is cut to a few frames, its senders go on and what it cannot take is dropped. */
+START_TEST(stall_releases)
+{
+	struct sn_switch_config cfg;
+	struct tport *a, *b, *c;
+
+	teardown();
+	sn_switch_config_init(&cfg);
+	cfg.pool_frames = POOL;
+	cfg.txq_len = TXQ;
+	cfg.stall_timeout = 0.05;
+	setup_cfg(&cfg);
+	a = tport_new_bp("a");
+	b = tport_new("b", 0);
+	c = tport_new("c", 0);
+	inject(b, bcast, mac_b, 60);
+	inject(c, bcast, mac_c, 60);
+	run();
+	b->stuck = true;
+	unicast_burst(a, mac_b, mac_a, TXQ / 2);
+	ck_assert(sn_port_rx_paused(&a->base));
+	/* nothing feeds b now; its watchdog finds the stall */
+	for (int i = 0; i < 50 && sn_port_rx_paused(&a->base); i++) {
+		usleep(10000);
+		run();
+	}
+	ck_assert(!sn_port_rx_paused(&a->base));
+	run(); /* the ev_prepare resumes a */
+	ck_assert_uint_eq(a->resumed, 1);
+	ck_assert_uint_eq(b->base.stats.stalls, 1);
+	ck_assert_uint_eq(sn_txq_len(&b->base.txq), TXQ / 4 < 32 ? TXQ / 4 : 32);
+	ck_assert_uint_eq(b->base.stats.drop_txq_full, TXQ / 2 - sn_txq_len(&b->base.txq));
+	/* while stalled, b takes no more than that, and a is not paused for it */
+	unicast_burst(a, mac_b, mac_a, 10);
+	ck_assert(!sn_port_rx_paused(&a->base));
+	ck_assert_uint_eq(b->base.stats.drop_txq_full, TXQ / 2 + 10 - sn_txq_len(&b->base.txq));
+	/* a and c talk meanwhile */
+	inject(a, mac_c, mac_a, 60);
+	run();
+	ck_assert_uint_eq(c->got, 2);
+	/* b takes what it has: the stall is over, and its queue is whole again */
+	b->stuck = false;
+	sn_port_want_flush(&b->base);
+	run();
+	ck_assert(!b->base.stalled);
+	unicast_burst(a, mac_b, mac_a, TXQ / 4);
+	run();
+	ck_assert_uint_eq(b->got, 1 + (TXQ / 4 < 32 ? TXQ / 4 : 32) + TXQ / 4);
+	ck_assert_uint_eq(stats().pool_free, POOL);
+}
+END_TEST
+
+/* However many peers stop reading, a congested queue holds no more frames than there are free
+ * buffers, so the ports that still work always find some. */
+START_TEST(pool_share)
+{
+	struct sn_switch_config cfg;
+	struct tport *a, *c, *d, *s[4];
+	uint8_t mac_s[4][6];
+
+	teardown();
+	sn_switch_config_init(&cfg);
+	cfg.pool_frames = POOL;
+	cfg.txq_len = 128; /* four full queues would take the pool twice over */
+	setup_cfg(&cfg);
+	a = tport_new("a", 0);
+	c = tport_new("c", 0);
+	d = tport_new("d", 0);
+	for (int i = 0; i < 4; i++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "s%d", i);
+		s[i] = tport_new(name, 0);
+		memcpy(mac_s[i], mac_x, 6);
+		mac_s[i][5] = (uint8_t)i;
+		inject(s[i], bcast, mac_s[i], 60);
+	}
+	inject(c, bcast, mac_c, 60);
+	inject(d, bcast, mac_b, 60);
+	run();
+	for (int i = 0; i < 4; i++)
+		s[i]->stuck = true;
+	/* a hostile sender fills every stuck queue with frames of its own */
+	for (int round = 0; round < 256; round++)
+		for (int i = 0; i < 4; i++)
+			if (stats().pool_free > 0)
+				inject(a, mac_s[i], mac_a, 60);
+	ck_assert_uint_gt(stats().pool_free, 0);
+	/* c and d still talk, both ways */
+	for (int i = 0; i < 16; i++) {
+		inject(c, mac_b, mac_c, 60);
+		inject(d, mac_c, mac_b, 60);
+		run();
+	}
+	ck_assert_uint_eq(c->got, 4 + 1 + 16);
+	ck_assert_uint_eq(d->got, 4 + 1 + 16);
+}
+END_TEST
+
+/* A port that goes down or away releases the senders waiting for it. */
+START_TEST(backpressure_target_gone)
+{
+	struct tport *a = tport_new_bp("a"), *b = tport_new("b", 0), *c = tport_new_bp("c");
+
+	inject(b, bcast, mac_b, 60);
+	run();
+	b->stuck = true;
+	unicast_burst(a, mac_b, mac_a, TXQ / 2);
+	unicast_burst(c, mac_b, mac_c, 1);
+	ck_assert(sn_port_rx_paused(&a->base));
+	ck_assert(sn_port_rx_paused(&c->base));
+	sn_port_close(&c->base); /* a waiter that goes away leaves the list */
+	sn_port_set_state(&b->base, SN_PORT_DOWN);
+	ck_assert(!sn_port_rx_paused(&a->base));
+	run();
+	ck_assert_uint_eq(a->resumed, 1);
+	ck_assert_uint_eq(resumes, 1); /* not c, which is gone */
+	ck_assert_uint_eq(stats().pool_free, POOL);
+}
+END_TEST
+
 int main(void)
 {
 	const struct sn_check_case cases[] = {
@@ -836,6 +1077,12 @@ int main(void)
 		{"listener_port", listener_port},
 		{"ager", ager},
 		{"create_rejects", create_rejects},
+		{"flush_at_mark", flush_at_mark},
+		{"backpressure_unicast", backpressure_unicast},
+		{"flood_never_pauses", flood_never_pauses},
+		{"stall_releases", stall_releases},
+		{"pool_share", pool_share},
+		{"backpressure_target_gone", backpressure_target_gone},
 	};
 
 	return sn_check_main("switch", cases, SN_CHECK_N(cases), setup, teardown, 20);
