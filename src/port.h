@@ -39,6 +39,16 @@ struct sn_port_ops {
 /* Frames a stalled port's queue keeps (at most a quarter of its ring). */
 #define SN_TXQ_STALLED 32
 
+/* The marks of an egress queue of @ring frames (a power of two, at least 8): at the congested
+ * mark the stall clock matters and the pool's share applies; a queue that reaches the flush
+ * mark during an input call goes out at its end; senders pause at the pause mark and go on
+ * below the resume mark. */
+static inline uint32_t sn_txq_congested_mark(uint32_t ring) { return ring / 16 ? ring / 16 : 1; }
+static inline uint32_t sn_txq_flush_mark(uint32_t ring) { return ring / 8; }
+static inline uint32_t sn_txq_resume_mark(uint32_t ring) { return ring / 4; }
+static inline uint32_t sn_txq_pause_mark(uint32_t ring) { return ring / 2; }
+static inline uint32_t sn_txq_stalled_keep(uint32_t ring) { return ring / 4 < SN_TXQ_STALLED ? ring / 4 : SN_TXQ_STALLED; }
+
 /* Egress queue: a ring of frame references, capacity a power of two. */
 struct sn_txq {
 	struct sn_frame **ring;
@@ -71,7 +81,8 @@ struct sn_port {
 	bool resume_queued;
 	bool closed;
 	bool stalled;                /* the peer stopped taking frames: few are queued for it */
-	double congested_since;      /* the queue has held at least a quarter of its ring since then; 0: not */
+	double last_progress;        /* when the queue last moved: a frame sent, or frames arriving in it empty */
+	double wait_since;           /* when the first of the waiters began to wait */
 	double stall_logged;         /* when the last stall was logged (at most one line per 10 s) */
 	struct sn_txq txq;
 	struct sn_port_stats stats;

@@ -9,20 +9,19 @@
  * call, so a reader that takes thousands of frames per wake-up does not overrun a receiver that
  * keeps up.
  *
- * Overload is handled per port, in three steps:
- * - back-pressure: a port that sends a known unicast frame to a queue already half full stops
- *   reading its own peer (sn_port_rx_paused(); the data stays in its socket or ring, which
- *   pushes back on the sender) until that queue is below a quarter of its ring. Flooded frames
- *   never pause their sender: they are dropped at a full queue, so one slow port cannot
- *   throttle broadcast for everybody.
- * - stalls: a queue that has stayed above a quarter of its ring for stall_timeout seconds
- *   belongs to a peer that is not keeping up. Its senders are released, its queue is cut to
- *   SN_TXQ_STALLED frames and kept there (the rest dropped and counted) until the peer takes a
- *   frame again. So a stuck peer delays the ports that talk to it by stall_timeout at most.
- * - the pool's share: a queue past a quarter of its ring never holds more frames than there are
- *   free buffers of their size class (a dynamic threshold with alpha 1), so peers that stop
- *   reading leave part of the pool free for the ports that still work, and once stalled each
- *   pins SN_TXQ_STALLED buffers at most. */
+ * Overload is handled per port. Marks on each egress queue (port.h) decide:
+ * - back-pressure: a port that sends known unicast into a queue at its pause mark (half the
+ *   ring, or half the free buffers) stops reading its own peer (sn_port_rx_paused(); the data
+ *   stays in its socket or ring, which pushes back on the sender) until the queue is below its
+ *   resume mark. Floods never pause their sender: they are dropped at a full queue, so one
+ *   slow port cannot throttle broadcast for everybody.
+ * - stalls: a peer that kept a sender waiting for stall_timeout, or took no frame for that long
+ *   while its queue held more than a few, is stalled: its senders go on, its queue is cut to
+ *   SN_TXQ_STALLED frames and takes no more until it has sent those. So a stuck peer delays
+ *   the ports that talk to it by stall_timeout at most, and then pins few buffers.
+ * - the pool's share: a queue past its congested mark never holds more frames than there are
+ *   free buffers of their size class (a dynamic threshold with alpha 1), so however many peers
+ *   stop reading, part of the pool stays free for the ports that still work. */
 #include <errno.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -137,10 +136,11 @@ static void want_prepare(struct sn_switch *sw)
 }
 
 static void stall(struct sn_port *p, double now);
+static bool stalling(const struct sn_port *p, double now);
 
-/* Finds queues that stayed congested for stall_timeout while nothing fed them any more (their
- * senders are paused), so the senders are not kept waiting for a peer that is gone. Runs only
- * while some queue is congested. */
+/* Finds the stalls no enqueue would notice: a queue nobody adds to any more (its senders are
+ * paused, or it got a burst and then nothing). Runs while some queue is at its congested mark
+ * or has senders waiting. */
 static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sn_switch *sw = w->data;
@@ -150,16 +150,22 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	for (unsigned i = 0; i < sw->nup; i++) {
 		struct sn_port *p = sw->up[i];
 
-		if (p->congested_since == 0)
-			continue;
-		if (now - p->congested_since >= sw->cfg.stall_timeout)
+		if (stalling(p, now))
 			stall(p, now);
-		else
+		if (p->waiters || (!p->stalled && sn_txq_len(&p->txq) >= sn_txq_congested_mark(p->txq.mask + 1)))
 			any = true;
 	}
 	if (!any) {
 		ev_ref(loop);
 		ev_timer_stop(loop, w);
+	}
+}
+
+static void watchdog_want(struct sn_switch *sw)
+{
+	if (!ev_is_active(&sw->watchdog)) {
+		ev_timer_again(sw->loop, &sw->watchdog);
+		ev_unref(sw->loop);
 	}
 }
 
@@ -358,15 +364,18 @@ static void up_del(struct sn_switch *sw, struct sn_port *port)
 /* ---- back-pressure ---- */
 
 /* @in waits for @out's queue: it stops reading until release_waiters(@out). */
-static void wait_for(struct sn_port *in, struct sn_port *out)
+static void wait_for(struct sn_port *in, struct sn_port *out, double now)
 {
 	in->stats.rx_pauses++;
 	in->waiting_on = out;
+	if (!out->waiters)
+		out->wait_since = now;
 	in->wait_next = out->waiters;
 	if (out->waiters)
 		out->waiters->wait_pprev = &in->wait_next;
 	in->wait_pprev = &out->waiters;
 	out->waiters = in;
+	watchdog_want(out->sw);
 }
 
 /* @port no longer waits for anybody (it went down or away). */
@@ -399,54 +408,45 @@ static void release_waiters(struct sn_port *out)
 		want_prepare(sw);
 }
 
-static inline uint32_t txq_low_mark(const struct sn_port *p)
-{
-	return (p->txq.mask + 1) / 4;
-}
-
-/* The queue of @p got shorter: below the low mark it is no longer congested. */
+/* The queue of @p got shorter: below the resume mark its senders go on. */
 static inline void txq_shrunk(struct sn_port *p)
 {
-	if (sn_unlikely(p->congested_since != 0) && sn_txq_len(&p->txq) < txq_low_mark(p)) {
-		p->congested_since = 0;
-		if (p->waiters)
-			release_waiters(p);
-	}
+	if (sn_unlikely(p->waiters != NULL) && sn_txq_len(&p->txq) < sn_txq_resume_mark(p->txq.mask + 1))
+		release_waiters(p);
 }
 
-/* The queue of @p is at the low mark and growing: note when, so a stall can be told. */
-static void txq_congested(struct sn_port *p, double now)
+/* Whether @p's peer has stopped keeping up: it kept a sender waiting for stall_timeout, or took
+ * nothing for that long with frames at the congested mark. A peer that is merely slower than
+ * its senders takes frames all the while, and holds nobody back for long. */
+static bool stalling(const struct sn_port *p, double now)
 {
-	struct sn_switch *sw = p->sw;
+	double t = p->sw->cfg.stall_timeout;
 
-	p->congested_since = now;
-	if (!ev_is_active(&sw->watchdog)) {
-		ev_timer_again(sw->loop, &sw->watchdog);
-		ev_unref(sw->loop);
-	}
+	if (p->stalled)
+		return false;
+	if (p->waiters && now - p->wait_since >= t)
+		return true;
+	return sn_txq_len(&p->txq) >= sn_txq_congested_mark(p->txq.mask + 1) && now - p->last_progress >= t;
 }
 
-/* @p's peer has not kept up for stall_timeout: let its senders go, keep only a few frames for
- * it (the head may be half written), and take no more than that until it takes one. */
+/* @p's peer does not keep up: let its senders go, keep only a few frames for it (the head may
+ * be half written), and take no more than that until it has sent them. */
 static void stall(struct sn_port *p, double now)
 {
 	struct sn_txq *q = &p->txq;
-	uint32_t keep = SN_MIN(SN_TXQ_STALLED, txq_low_mark(p));
+	uint32_t keep = sn_txq_stalled_keep(q->mask + 1);
 
-	if (!p->stalled) {
-		p->stalled = true;
-		p->stats.stalls++;
-		if (now - p->stall_logged >= 10) {
-			sn_info("port %s: peer took no frames for %.1f s: dropping what it cannot take", p->name,
-				now - p->congested_since);
-			p->stall_logged = now;
-		}
+	p->stalled = true;
+	p->stats.stalls++;
+	if (now - p->stall_logged >= 10) {
+		sn_info("port %s: peer not keeping up for %.1f s: dropping what it cannot take", p->name,
+			p->sw->cfg.stall_timeout);
+		p->stall_logged = now;
 	}
 	while (sn_txq_len(q) > keep) {
 		sn_frame_unref(q->ring[--q->tail & q->mask]);
 		p->stats.drop_txq_full++;
 	}
-	p->congested_since = 0;
 	release_waiters(p);
 }
 
@@ -566,6 +566,7 @@ void sn_txq_sent(struct sn_port *port, uint32_t n)
 			sn_capture_frame(port->sw, port, f->data, f->len, SN_CAPTURE_OUT);
 		sn_frame_unref(f);
 	}
+	port->last_progress = ev_now(port->sw->loop);
 	/* a stall ends once the peer took all it was left with: a peer that takes a frame now and
 	 * then must not get a full queue, and hold its senders back, each time */
 	if (sn_unlikely(port->stalled) && q->head == q->tail) {
@@ -590,7 +591,6 @@ void sn_txq_clear(struct sn_port *port)
 
 	while (q->head != q->tail)
 		sn_frame_unref(q->ring[q->head++ & q->mask]);
-	port->congested_since = 0;
 	port->stalled = false;
 	if (port->waiters)
 		release_waiters(port);
@@ -604,37 +604,37 @@ static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_fr
 			   bool unicast, double now)
 {
 	struct sn_txq *q = &out->txq;
-	uint32_t len = q->tail - q->head, ring = q->mask + 1, low = ring / 4;
+	uint32_t len = q->tail - q->head, ring = q->mask + 1;
 
 	if (sn_unlikely(payload > out->mtu)) {
 		out->stats.drop_oversize++;
 		return;
 	}
-	if (sn_unlikely(len >= low)) {
-		/* congested: a queue never holds more than there are free buffers of the frame's
-		 * class (the one at hand is taken already, hence >) */
+	if (len == 0) {
+		out->last_progress = now; /* the stall clock runs from the first frame waiting */
+	} else if (sn_unlikely(len >= sn_txq_congested_mark(ring))) {
+		/* the pool's share: no more queued than buffers of the frame's class are free (the
+		 * one at hand is taken already, hence >) */
 		uint32_t nfree = sn_pool_class_free(f);
 
-		if (out->congested_since == 0)
-			txq_congested(out, now);
-		else if (now - out->congested_since >= out->sw->cfg.stall_timeout)
+		if (stalling(out, now))
 			stall(out, now);
-		if (len >= ring || out->stalled || len > nfree) {
+		watchdog_want(out->sw);
+		if (len >= ring || len > nfree || (out->stalled && len >= sn_txq_stalled_keep(ring))) {
 			out->stats.drop_txq_full++;
 			return;
 		}
-		/* back-pressure on the sender of known unicast, at half the ring or of the free pool */
-		if (unicast && in->ops->resume && !in->waiting_on && (len + 1 >= ring / 2 || 2 * (len + 1) >= nfree))
-			wait_for(in, out);
-	}
-	if (sn_unlikely(out->stalled) && len >= SN_TXQ_STALLED) {
+		/* back-pressure on the sender of known unicast, at the pause mark or half the free pool */
+		if (unicast && in->ops->resume && !in->waiting_on && !out->stalled &&
+		    (len + 1 >= sn_txq_pause_mark(ring) || 2 * (len + 1) >= nfree))
+			wait_for(in, out, now);
+	} else if (sn_unlikely(out->stalled) && len >= sn_txq_stalled_keep(ring)) {
 		out->stats.drop_txq_full++;
 		return;
 	}
 	q->ring[q->tail++ & q->mask] = f;
 	sn_frame_ref(f);
-	len++;
-	if (sn_unlikely(len == ring / 8) && !out->hot_queued) {
+	if (sn_unlikely(len + 1 == sn_txq_flush_mark(ring)) && !out->hot_queued) {
 		out->hot_queued = true;
 		out->hot_next = out->sw->hot_head;
 		out->sw->hot_head = out;

@@ -983,6 +983,39 @@ START_TEST(stall_releases)
 }
 END_TEST
 
+/* A peer that takes nothing while frames wait for it is stalled even when nobody waits on it:
+ * the flooded frames it pinned go back to the pool. */
+START_TEST(stuck_flood_receiver_stalls)
+{
+	struct sn_switch_config cfg;
+	struct tport *a, *b, *s;
+
+	teardown();
+	sn_switch_config_init(&cfg);
+	cfg.pool_frames = POOL;
+	cfg.txq_len = TXQ;
+	cfg.stall_timeout = 0.05;
+	setup_cfg(&cfg);
+	a = tport_new("a", 0);
+	b = tport_new("b", 0);
+	s = tport_new("stuck", 0);
+	s->stuck = true;
+	for (int i = 0; i < TXQ; i++)
+		inject(a, bcast, mac_a, 60);
+	run();
+	ck_assert_uint_eq(sn_txq_len(&s->base.txq), TXQ);
+	for (int i = 0; i < 50 && !s->base.stalled; i++) {
+		usleep(10000);
+		run();
+	}
+	ck_assert(s->base.stalled);
+	ck_assert_uint_eq(s->base.stats.stalls, 1);
+	ck_assert_uint_eq(sn_txq_len(&s->base.txq), TXQ / 4 < 32 ? TXQ / 4 : 32);
+	ck_assert_uint_eq(stats().pool_free, POOL - sn_txq_len(&s->base.txq));
+	ck_assert_uint_eq(b->got, TXQ);
+}
+END_TEST
+
 /* However many peers stop reading, a congested queue holds no more frames than there are free
  * buffers, so the ports that still work always find some. */
 START_TEST(pool_share)
@@ -1082,6 +1115,7 @@ int main(void)
 		{"flood_never_pauses", flood_never_pauses},
 		{"stall_releases", stall_releases},
 		{"pool_share", pool_share},
+		{"stuck_flood_receiver_stalls", stuck_flood_receiver_stalls},
 		{"backpressure_target_gone", backpressure_target_gone},
 	};
 
