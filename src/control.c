@@ -480,6 +480,7 @@ static int cmd_stats(struct sn_ctl_ctx *ctx)
 		sn_json_uint(j, "fdb_refused_table", st.fdb_refused_table);
 		sn_json_uint(j, "fdb_refused_port", st.fdb_refused_port);
 		sn_json_uint(j, "fdb_moves", st.fdb_moves);
+		sn_json_uint(j, "fdb_evicted", st.fdb_evicted);
 		sn_json_uint(j, "fdb_entries", st.fdb_entries);
 		sn_json_uint(j, "fdb_max", st.fdb_max);
 		sn_json_uint(j, "pool_free", st.pool_free);
@@ -505,6 +506,10 @@ static int cmd_stats(struct sn_ctl_ctx *ctx)
 	sn_table_cell(&swt, "%llu", (unsigned long long)st.fdb_refused_table);
 	sn_table_cell(&swt, "fdb refused, port cap");
 	sn_table_cell(&swt, "%llu", (unsigned long long)st.fdb_refused_port);
+	if (st.fdb_evicted) {
+		sn_table_cell(&swt, "fdb evicted, table full");
+		sn_table_cell(&swt, "%llu", (unsigned long long)st.fdb_evicted);
+	}
 	sn_table_cell(&swt, "pool buffers free");
 	sn_table_cell(&swt, "%u of %u", st.pool_free, st.pool_total);
 	sn_table_cell(&swt, "ports");

@@ -22,6 +22,7 @@ int sn_fdb_init(struct sn_fdb *fdb, uint32_t max, uint32_t port_max, double agin
 		return -EINVAL;
 	while (n < 2 * max)
 		n <<= 1;
+	/* next_expiry 0: an empty table has nothing to age */
 	*fdb = (struct sn_fdb){
 		.mask = n - 1,
 		.max = max,
@@ -97,6 +98,42 @@ static bool learnable(const uint8_t mac[6])
 	return (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) != 0;
 }
 
+static void owns_one_more(struct sn_fdb *fdb, struct sn_port *port)
+{
+	port->stats.fdb_entries++;
+	if (!fdb->heavy || port->stats.fdb_entries > fdb->heavy->stats.fdb_entries)
+		fdb->heavy = port;
+}
+
+/* Entries looked at, at most, to find one to evict; samples compared by age. */
+#define EVICT_PROBES 1024
+#define EVICT_SAMPLES 4
+
+/* Removes one dynamic entry of the heaviest port: the oldest of the first few met from the
+ * cursor on. The heaviest port owns at least its share of the table, so a victim is usually a
+ * few slots away; false when none was found within EVICT_PROBES slots. */
+static bool evict_one(struct sn_fdb *fdb)
+{
+	uint32_t victim = 0, found = 0, i = fdb->cursor;
+
+	if (!fdb->heavy)
+		return false;
+	for (uint32_t n = 0; n < EVICT_PROBES && found < EVICT_SAMPLES; n++, i = (i + 1) & fdb->mask) {
+		const struct sn_fdb_entry *e = &fdb->slots[i];
+
+		if (e->key == 0 || e->is_static || e->port != fdb->heavy)
+			continue;
+		if (found++ == 0 || e->seen < fdb->slots[victim].seen)
+			victim = i;
+	}
+	fdb->cursor = i;
+	if (!found)
+		return false;
+	remove_slot(fdb, victim);
+	fdb->evicted++;
+	return true;
+}
+
 static enum sn_fdb_learn_result refuse(struct sn_fdb *fdb, struct sn_port *port, bool table)
 {
 	port->stats.fdb_refused++;
@@ -129,7 +166,7 @@ enum sn_fdb_learn_result sn_fdb_learn(struct sn_fdb *fdb, const uint8_t mac[6], 
 		if (port->stats.fdb_entries >= fdb->port_max)
 			return refuse(fdb, port, false);
 		e->port->stats.fdb_entries--;
-		port->stats.fdb_entries++;
+		owns_one_more(fdb, port);
 		e->port = port;
 		e->seen = now;
 		fdb->moves++;
@@ -137,9 +174,16 @@ enum sn_fdb_learn_result sn_fdb_learn(struct sn_fdb *fdb, const uint8_t mac[6], 
 	}
 	if (fdb->count >= fdb->max) {
 		/* a full table of stale entries should not refuse a live station */
-		sn_fdb_age(fdb, now);
-		if (fdb->count >= fdb->max)
-			return refuse(fdb, port, true);
+		if (fdb->next_expiry != 0 && now >= fdb->next_expiry)
+			sn_fdb_age(fdb, now);
+		if (fdb->count >= fdb->max) {
+			if (!fdb->evict)
+				return refuse(fdb, port, true);
+			if (port->stats.fdb_entries >= fdb->port_max)
+				return refuse(fdb, port, false);
+			if (!evict_one(fdb))
+				return refuse(fdb, port, true);
+		}
 	}
 	if (port->stats.fdb_entries >= fdb->port_max)
 		return refuse(fdb, port, false);
@@ -147,7 +191,9 @@ enum sn_fdb_learn_result sn_fdb_learn(struct sn_fdb *fdb, const uint8_t mac[6], 
 	e->port = port;
 	e->seen = now;
 	e->is_static = false;
-	port->stats.fdb_entries++;
+	if (fdb->next_expiry == 0 || now + fdb->aging < fdb->next_expiry)
+		fdb->next_expiry = now + fdb->aging;
+	owns_one_more(fdb, port);
 	return SN_FDB_LEARNED;
 }
 
@@ -179,6 +225,8 @@ double sn_fdb_age(struct sn_fdb *fdb, double now)
 			i++;
 		}
 	}
+	fdb->next_expiry = next;
+	fdb->scans++;
 	return next;
 }
 
@@ -186,6 +234,8 @@ uint32_t sn_fdb_flush(struct sn_fdb *fdb, struct sn_port *port, bool with_static
 {
 	uint32_t n = 0;
 
+	if (!port || port == fdb->heavy)
+		fdb->heavy = NULL;
 	for (uint32_t i = 0; i <= fdb->mask;) {
 		struct sn_fdb_entry *e = &fdb->slots[i];
 

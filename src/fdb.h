@@ -24,7 +24,14 @@ struct sn_fdb {
 	uint32_t max;
 	uint32_t port_max;
 	double aging;
-	uint64_t refused_table, refused_port, moves;
+	/* no dynamic entry expires before this (0: none can), so a full table knows without a
+	 * scan that there is nothing to age: refusing a source stays O(1) under a MAC flood */
+	double next_expiry;
+	bool evict;           /* a full table makes room: see sn_fdb_learn() */
+	struct sn_port *heavy; /* the port that owned the most entries when it last learned one */
+	uint32_t cursor;      /* where the search for an entry to evict goes on */
+	uint64_t refused_table, refused_port, moves, evicted;
+	uint64_t scans;       /* sn_fdb_age() passes over the whole table */
 };
 
 enum sn_fdb_learn_result {
@@ -50,7 +57,10 @@ static inline uint64_t sn_fdb_key(const uint8_t mac[6], uint16_t vlan)
 }
 
 /* Learns that @mac on @vlan sits behind @port at time @now. Refusals are counted here and in
- * @port->stats.fdb_refused; port->stats.fdb_entries tracks ownership. */
+ * @port->stats.fdb_refused; port->stats.fdb_entries tracks ownership. A full table first drops
+ * expired entries, when some may have expired; then, with @fdb->evict, it makes room by
+ * removing the oldest of a few dynamic entries of the port that owns the most (Open vSwitch's
+ * fair eviction: a port flooding new source MACs evicts its own), else it refuses. */
 enum sn_fdb_learn_result sn_fdb_learn(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan,
 				      struct sn_port *port, double now);
 

@@ -214,6 +214,7 @@ SN_EXPORT int sn_switch_create(struct ev_loop *loop, const struct sn_switch_conf
 	r = sn_fdb_init(&sw->fdb, cfg->fdb_max, cfg->fdb_port_max, cfg->fdb_aging);
 	if (r < 0)
 		goto fail;
+	sw->fdb.evict = cfg->fdb_evict;
 	ev_prepare_init(&sw->prepare, prepare_cb);
 	sw->prepare.data = sw;
 	ev_prepare_start(loop, &sw->prepare);
@@ -833,6 +834,7 @@ SN_EXPORT void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats 
 		.fdb_refused_table = sw->fdb.refused_table,
 		.fdb_refused_port = sw->fdb.refused_port,
 		.fdb_moves = sw->fdb.moves,
+		.fdb_evicted = sw->fdb.evicted,
 		.fdb_entries = sw->fdb.count,
 		.fdb_max = sw->fdb.max,
 		.pool_free = sn_pool_free_count(&sw->pool),

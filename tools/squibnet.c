@@ -23,7 +23,8 @@ static void usage(FILE *f)
 	sn_switch_config_init(&def);
 	fprintf(f,
 		"usage: squibnet [--port SPEC]... [--control PATH] [--fdb-max N] [--fdb-port-max N]\n"
-		"                [--fdb-aging SECONDS] [--pool-frames N] [--txq-len N] [--stall-timeout MS]\n"
+		"                [--fdb-aging SECONDS] [--fdb-evict] [--pool-frames N] [--txq-len N]\n"
+		"                [--stall-timeout MS]\n"
 		"                [--capture FILE[,KEY=VALUE]...]... [-v|-q]\n"
 		"                [--help] [--version]\n"
 		"\n"
@@ -45,6 +46,8 @@ static void usage(FILE *f)
 		"  --fdb-max N         forwarding database entries (default 8192)\n"
 		"  --fdb-port-max N    entries one port may own (default: --fdb-max)\n"
 		"  --fdb-aging SECONDS how long an unrefreshed entry lives (default 300)\n"
+		"  --fdb-evict         a full forwarding database evicts an entry of the port that\n"
+		"                      owns the most, instead of refusing the new source\n"
 		"  --pool-frames N     2 KiB frame buffers shared by all ports (default %u)\n"
 		"  --txq-len N         egress queue of each port, in frames (default %u)\n"
 		"  --stall-timeout MS  a queue congested this long means its peer is stalled: the\n"
@@ -119,6 +122,7 @@ int main(int argc, char **argv)
 		{"fdb-max", required_argument, NULL, 'M'},
 		{"fdb-port-max", required_argument, NULL, 'P'},
 		{"fdb-aging", required_argument, NULL, 'A'},
+		{"fdb-evict", no_argument, NULL, 'E'},
 		{"pool-frames", required_argument, NULL, 'F'},
 		{"txq-len", required_argument, NULL, 'Q'},
 		{"stall-timeout", required_argument, NULL, 'S'},
@@ -168,6 +172,9 @@ int main(int argc, char **argv)
 			if (parse_uint("--fdb-aging", optarg, 1, 1000000, &aging) < 0)
 				return 2;
 			cfg.fdb_aging = aging;
+			break;
+		case 'E':
+			cfg.fdb_evict = true;
 			break;
 		case 'F':
 			if (parse_uint("--pool-frames", optarg, 64, 1u << 22, &cfg.pool_frames) < 0)

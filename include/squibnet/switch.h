@@ -42,6 +42,9 @@ struct sn_switch_config {
 	 * counts as stalled: the ports held back by its queue go on, and it gets only a few frames
 	 * queued until it takes one (default 0.5). */
 	double stall_timeout;
+	/** A full forwarding database makes room for a new source by evicting an entry of the
+	 * port that owns the most (Open vSwitch's fair eviction), instead of refusing it. */
+	bool fdb_evict;
 };
 
 /** Sets @cfg to the defaults. */
@@ -141,6 +144,7 @@ struct sn_switch_stats {
 	uint64_t fdb_refused_table; /**< source MACs not learned: table full */
 	uint64_t fdb_refused_port;  /**< source MACs not learned: port cap reached */
 	uint64_t fdb_moves;         /**< MACs that moved to another port */
+	uint64_t fdb_evicted;       /**< entries evicted to make room (fdb_evict) */
 	uint32_t fdb_entries, fdb_max;
 	uint32_t pool_free, pool_total;
 	uint32_t ports;

@@ -584,6 +584,100 @@ START_TEST(churn_wrap_delete)
 }
 END_TEST
 
+/* A full table refuses new sources in O(1): it looks for expired entries only once one may
+ * have expired, not on every refusal (a random-MAC flood made each refusal a full scan). */
+START_TEST(full_refusal_no_scan)
+{
+	uint8_t m[6];
+
+	reinit(64, 0, 300);
+	for (uint32_t i = 0; i < 64; i++) {
+		mac_n(m, i);
+		ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p1, 10 + i), SN_FDB_LEARNED);
+	}
+	for (uint32_t i = 0; i < 100000; i++) {
+		mac_n(m, 1000 + i);
+		ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p2, 20 + i * 0.001), SN_FDB_REFUSED_TABLE);
+	}
+	ck_assert_uint_eq(fdb.scans, 0);
+	ck_assert_uint_eq(fdb.refused_table, 100000);
+	/* the first entry expires at 310: the next learn after that ages, once, and succeeds */
+	mac_n(m, 5000000);
+	ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p2, 310), SN_FDB_LEARNED);
+	ck_assert_uint_eq(fdb.scans, 1);
+	mac_n(m, 5000001);
+	ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p2, 310.5), SN_FDB_REFUSED_TABLE);
+	ck_assert_uint_eq(fdb.scans, 1);
+	/* the one after expires at 311 */
+	ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p2, 311), SN_FDB_LEARNED);
+	ck_assert_uint_eq(fdb.scans, 2);
+}
+END_TEST
+
+/* With eviction on, a full table makes room from the port that owns the most entries, oldest
+ * first among those it samples: a flooding port evicts its own, the others keep theirs. */
+START_TEST(fair_eviction)
+{
+	uint8_t m[6];
+
+	reinit(8, 0, 300);
+	fdb.evict = true;
+	for (uint32_t i = 0; i < 6; i++) {
+		mac_n(m, i);
+		ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p1, i), SN_FDB_LEARNED);
+	}
+	ck_assert_int_eq(sn_fdb_learn(&fdb, mac_a, 0, &p2, 10), SN_FDB_LEARNED);
+	ck_assert_int_eq(sn_fdb_learn(&fdb, mac_b, 0, &p2, 11), SN_FDB_LEARNED);
+	/* full: a third port's station gets in at p1's expense */
+	ck_assert_int_eq(sn_fdb_learn(&fdb, mac_c, 0, &p3, 20), SN_FDB_LEARNED);
+	ck_assert_uint_eq(fdb.evicted, 1);
+	ck_assert_uint_eq(p1.stats.fdb_entries, 5);
+	ck_assert_uint_eq(p2.stats.fdb_entries, 2);
+	ck_assert_uint_eq(p3.stats.fdb_entries, 1);
+	/* p1 floods new sources: each evicts one of p1's own */
+	for (uint32_t i = 100; i < 200; i++) {
+		mac_n(m, i);
+		ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p1, 30 + i), SN_FDB_LEARNED);
+	}
+	ck_assert_uint_eq(fdb.evicted, 101);
+	ck_assert_uint_eq(p1.stats.fdb_entries, 5);
+	ck_assert_ptr_eq(sn_fdb_lookup(&fdb, mac_a, 0, 300), &p2);
+	ck_assert_ptr_eq(sn_fdb_lookup(&fdb, mac_b, 0, 300), &p2);
+	ck_assert_ptr_eq(sn_fdb_lookup(&fdb, mac_c, 0, 300), &p3);
+	/* the newest of p1's stay */
+	mac_n(m, 199);
+	ck_assert_ptr_eq(sn_fdb_lookup(&fdb, m, 0, 300), &p1);
+	ck_assert_uint_eq(fdb.count, 8);
+	ck_assert_uint_eq(fdb.refused_table, 0);
+}
+END_TEST
+
+/* Static entries are never evicted, and a port at its own cap is refused, not made room for. */
+START_TEST(eviction_limits)
+{
+	uint8_t m[6];
+
+	reinit(4, 3, 300);
+	fdb.evict = true;
+	for (uint32_t i = 0; i < 3; i++) {
+		mac_n(m, i);
+		ck_assert_int_eq(sn_fdb_add_static(&fdb, m, 0, &p1), 0);
+	}
+	ck_assert_int_eq(sn_fdb_learn(&fdb, mac_a, 0, &p2, 1), SN_FDB_LEARNED);
+	/* full; p1's entries are all static and p2 is the heaviest learner: p2's goes */
+	ck_assert_int_eq(sn_fdb_learn(&fdb, mac_b, 0, &p3, 2), SN_FDB_LEARNED);
+	ck_assert_ptr_null(sn_fdb_lookup(&fdb, mac_a, 0, 2));
+	ck_assert_uint_eq(p1.stats.fdb_entries, 3);
+	/* p1 is at its cap of 3: refused for the port, nothing evicted */
+	ck_assert_int_eq(sn_fdb_learn(&fdb, mac_c, 0, &p1, 3), SN_FDB_REFUSED_PORT);
+	ck_assert_uint_eq(fdb.evicted, 1);
+	/* the heaviest learner is p3 now: its entry makes room for p2's */
+	ck_assert_int_eq(sn_fdb_learn(&fdb, mac_a, 0, &p2, 4), SN_FDB_LEARNED);
+	ck_assert_uint_eq(fdb.evicted, 2);
+	ck_assert_uint_eq(fdb.count, 4);
+}
+END_TEST
+
 int main(void)
 {
 	const struct sn_check_case cases[] = {
@@ -605,6 +699,9 @@ int main(void)
 		{"churn_big", churn_big},
 		{"churn_tiny_table", churn_tiny_table},
 		{"churn_wrap_delete", churn_wrap_delete},
+		{"full_refusal_no_scan", full_refusal_no_scan},
+		{"fair_eviction", fair_eviction},
+		{"eviction_limits", eviction_limits},
 	};
 
 	return sn_check_main("fdb", cases, SN_CHECK_N(cases), setup, teardown, 60);
