@@ -368,6 +368,23 @@ bool sn_vq_notify_enable(struct sn_vq *vq, bool enable)
 	return sn_vq_avail_count(vq) > 0;
 }
 
+bool sn_vq_notify_more(struct sn_vq *vq)
+{
+	uint16_t seen;
+
+	if (!sn_vq_usable(vq))
+		return false;
+	/* not last_avail as in sn_vq_notify_enable(): the driver's next addition lands past
+	 * entries we already saw and left, and only an event at its old index makes it kick */
+	seen = rd16(&vq->avail->idx);
+	if (vq->event_idx)
+		wr16(avail_event_p(vq), seen);
+	else
+		wr16(&vq->used->flags, 0);
+	atomic_thread_fence(memory_order_seq_cst);
+	return rd16(&vq->avail->idx) != seen;
+}
+
 /* ---- virtio-net ---- */
 
 size_t sn_vnet_hdr_len(uint64_t features)

@@ -14,6 +14,7 @@
  * CHANGES (after the first version of this file):
  * - struct sn_vq gained used_flushed (internal bookkeeping; no signature changed).
  * - sn_vq_rx_put(): -EMSGSIZE now consumes nothing (the buffer stays for a frame that fits).
+ * - sn_vq_notify_more() added: RX with too few buffers asks for a kick at the next one.
  */
 #ifndef SN_VIRTQ_H
 #define SN_VIRTQ_H
@@ -203,6 +204,15 @@ bool sn_vq_flush(struct sn_vq *vq);
  * caller must process them instead of waiting for a kick that will not come.
  */
 bool sn_vq_notify_enable(struct sn_vq *vq, bool enable);
+
+/**
+ * For a device that cannot use what is available (RX with too few buffers for the next frame):
+ * asks for a kick as soon as the driver adds any buffer beyond the ones there now (avail_event
+ * at the current avail index with EVENT_IDX, else VRING_USED_F_NO_NOTIFY cleared). Returns
+ * true when the avail index moved meanwhile, so the caller tries again instead of waiting for
+ * a kick that may not come; false when nothing moved or the queue is not usable.
+ */
+bool sn_vq_notify_more(struct sn_vq *vq);
 
 /* ---- virtio-net on top ---- */
 

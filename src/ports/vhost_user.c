@@ -25,6 +25,7 @@
 #define RX_RING 0
 #define TX_RING 1
 #define TX_BUDGET 256 /* chains per TX pass before other watchers get a turn */
+#define PASSES 4      /* rounds per TX or RX run before other watchers get a turn */
 
 /* What GET_FEATURES offers: everything the engine implements for virtio-net. */
 #define VU_FEATURES                                                                                \
@@ -41,6 +42,7 @@ struct vu_port {
 	char vq_name[SN_VU_NRINGS][SN_PORT_NAME_MAX + 16];
 	ev_io kick[SN_VU_NRINGS];
 	ev_idle tx_more;        /* TX budget ran out: continue on the next loop iteration */
+	ev_idle rx_more;        /* RX passes ran out while buffers kept coming: likewise */
 	size_t hdr_len;
 	bool mrg;
 };
@@ -80,8 +82,7 @@ static void ring_broken(struct vu_port *p, unsigned idx)
 	int fd = p->vu.rings[idx].err_fd;
 
 	ev_io_stop(sn_port_loop(&p->base), &p->kick[idx]);
-	if (idx == TX_RING)
-		ev_idle_stop(sn_port_loop(&p->base), &p->tx_more);
+	ev_idle_stop(sn_port_loop(&p->base), idx == TX_RING ? &p->tx_more : &p->rx_more);
 	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0)
 		sn_debug("port %s: ring %u err: %s", p->base.name, idx, strerror(errno));
 	update_state(p);
@@ -104,7 +105,7 @@ static void tx_process(struct vu_port *p)
 	struct sn_port *to = sn_vu_ring_enabled(&p->vu, TX_RING) ? &p->base : NULL;
 
 	sn_vq_notify_enable(vq, false);
-	for (int pass = 0; pass < 4; pass++) {
+	for (int pass = 0; pass < PASSES; pass++) {
 		bool notify = false;
 		int n = sn_vnet_tx(vq, to, p->hdr_len, TX_BUDGET, &notify);
 
@@ -151,7 +152,7 @@ static void vu_port_flush(struct sn_port *port)
 	/* not running or disabled: frames wait in the bounded queue like for a slow socket peer */
 	if (!ring_running(p, RX_RING) || !sn_vu_ring_enabled(&p->vu, RX_RING))
 		return;
-	for (int pass = 0; pass < 4; pass++) {
+	for (int pass = 0; pass < PASSES; pass++) {
 		bool notify = false;
 		int n = sn_vnet_rx(vq, port, p->hdr_len, p->mrg, &notify);
 
@@ -163,10 +164,22 @@ static void vu_port_flush(struct sn_port *port)
 		}
 		if (sn_txq_empty(&port->txq))
 			return;
-		/* out of buffers: ask for a kick when the driver posts more, unless it just did */
-		if (!sn_vq_notify_enable(vq, true))
+		/* Too few buffers for the next frame (with MRG_RXBUF maybe some, not enough): ask
+		 * for a kick when the driver posts more, and try again only if it just did. */
+		if (!sn_vq_notify_more(vq))
 			return;
 	}
+	/* the driver keeps posting a few at a time: go on after the other watchers had a turn */
+	ev_idle_start(sn_port_loop(port), &p->rx_more);
+}
+
+static void rx_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct vu_port *p = w->data;
+
+	ev_idle_stop(loop, w);
+	if (!sn_txq_empty(&p->base.txq))
+		vu_port_flush(&p->base);
 }
 
 static void rx_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -217,8 +230,7 @@ static uint16_t ring_stop(void *ctx, struct sn_vu *vu, unsigned idx)
 	uint16_t last = p->vq[idx].last_avail;
 
 	ev_io_stop(sn_port_loop(&p->base), &p->kick[idx]);
-	if (idx == TX_RING)
-		ev_idle_stop(sn_port_loop(&p->base), &p->tx_more);
+	ev_idle_stop(sn_port_loop(&p->base), idx == TX_RING ? &p->tx_more : &p->rx_more);
 	sn_vq_reset(&p->vq[idx]);
 	vu->rings[idx].started = false;
 	update_state(p);
@@ -255,6 +267,7 @@ static void vu_port_close(struct sn_port *port)
 
 	sn_vu_finish(&p->vu);
 	ev_idle_stop(sn_port_loop(port), &p->tx_more);
+	ev_idle_stop(sn_port_loop(port), &p->rx_more);
 	if (p->unlink_path[0])
 		unlink(p->unlink_path);
 }
@@ -342,6 +355,8 @@ static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct 
 	}
 	ev_idle_init(&p->tx_more, tx_more_cb);
 	p->tx_more.data = p;
+	ev_idle_init(&p->rx_more, rx_more_cb);
+	p->rx_more.data = p;
 	r = sn_port_register(&p->base);
 	if (r < 0) {
 		close(fd);

@@ -345,6 +345,49 @@ def test_hostile_ring_breaks_only_that_ring():
         assert "virtqueue broken" in d.stderr, d.stderr
 
 
+def test_mrg_rx_waits_for_enough_buffers():
+    """MRG_RXBUF with EVENT_IDX and one 512-byte RX buffer posted, then a 1500-byte frame for
+    the guest: it needs three buffers. The frame waits in the port's queue, and the back-end
+    asks for a kick at the driver's current avail index, so a driver that kicks only when asked
+    (as Linux does) kicks for its next buffers and the frame arrives, merged from three."""
+    with Daemon(PORTS) as d:
+        c = StreamClient(d.path("s.sock"))
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup(features=vf.F_VERSION_1 | vf.F_MRG_RXBUF | vf.F_EVENT_IDX, rx_buffers=0)
+        d.wait_ports(lambda p: p["vu"]["state"] == "up")
+        rx = fe.rings[vf.RX]
+
+        def post(n, length):
+            old = rx.avail_idx
+            for _ in range(n):
+                head = rx.avail_idx % rx.num
+                rx.set_desc(head, rx.buf(head), length, vf.DESC_F_WRITE)
+                rx.offer(head)
+            return rx.kick_if_asked(old)
+
+        post(1, 512)
+        frame = eth(BROADCAST, mac(2), (bytes(range(256)) * 6)[:1486])
+        c.send(frame)
+        d.wait_ports(lambda p: p["vu"]["stats"]["txq_depth"] == 1)
+        time.sleep(0.1)
+        assert rx.take_used() == [], "a frame went into too few buffers"
+        assert rx.avail_event() == rx.avail_idx, \
+            f"avail_event {rx.avail_event()}: the driver is not asked to kick for its next buffer ({rx.avail_idx})"
+        assert d.proc.poll() is None
+        assert post(3, 512), "the driver was not asked to kick"
+        used, end = [], time.monotonic() + 2
+        while len(used) < 3 and time.monotonic() < end:
+            used += rx.take_used()
+            time.sleep(0.005)
+        assert len(used) == 3, f"used entries {used}"
+        data = b"".join(rx.mem.read(rx.buf(head), length) for head, length in used)
+        assert struct.unpack_from("<H", data, 10)[0] == 3, "num_buffers"
+        assert data[vf.HDR_LEN:] == frame
+        st = d.ports()["vu"]["stats"]
+        assert st["txq_depth"] == 0 and st["tx_frames"] == 1, st
+        fe.close()
+
+
 def test_spec_errors():
     with Daemon(PORTS[:1]) as d:
         for spec, text in [("vhost-user", "exactly one of"),
@@ -365,5 +408,6 @@ if __name__ == "__main__":
         test_memory_table_change_keeps_running,
         test_inherited_fd,
         test_hostile_ring_breaks_only_that_ring,
+        test_mrg_rx_waits_for_enough_buffers,
         test_spec_errors,
     ])

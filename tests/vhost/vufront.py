@@ -112,6 +112,19 @@ class Ring:
     def do_kick(self):
         os.eventfd_write(self.kick, 1)
 
+    def avail_event(self):
+        """What the device asked for with EVENT_IDX: kick when the avail index passes this."""
+        return self.mem.u16(self.used + 4 + 8 * self.num)
+
+    def kick_if_asked(self, old):
+        """Kicks the way a Linux driver does with EVENT_IDX: only when the entries added since
+        avail index `old` cross avail_event. Returns True when it kicked."""
+        new, ev = self.avail_idx, self.avail_event()
+        if ((new - ev - 1) & 0xFFFF) < ((new - old) & 0xFFFF):
+            self.do_kick()
+            return True
+        return False
+
     def calls(self):
         """How many interrupts arrived (0 when none)."""
         try:
