@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../evfd.h"
 #include "../log.h"
 #include "../sock.h"
 #include "../spec.h"
@@ -407,8 +408,16 @@ static int vring_fd(struct sn_vu *vu, const struct vu_hdr *h, uint64_t v, unsign
 			return protocol_error(vu, "SET_VRING_KICK without a descriptor (polling is not supported)");
 		*ret_fd = -1;
 	} else {
+		char what[64];
+
 		if (vu->nfds != 1)
 			return protocol_error(vu, "%s came with %u file descriptors, want 1", name, vu->nfds);
+		/* A file is always readable (the loop would spin on it), and a socket may be the
+		 * front-end's own end of this connection (its end would never be seen): only an
+		 * eventfd behaves as a kick, call or error notifier must. */
+		if (sn_evfd_check(vu->fds[0], what, sizeof(what)) < 0)
+			return protocol_error(vu, "%s for ring %u: the descriptor is %s, not an eventfd", name,
+					      (unsigned)(v & SN_VU_VRING_IDX_MASK), what);
 		*ret_fd = vu->fds[0];
 		vu->nfds = 0;
 		sn_fd_nonblock(*ret_fd);

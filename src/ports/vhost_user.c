@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../backends/vhost_user.h"
+#include "../evfd.h"
 #include "../log.h"
 #include "../sock.h"
 #include "../switch.h"
@@ -41,6 +42,7 @@ struct vu_port {
 	struct sn_vq vq[SN_VU_NRINGS];
 	char vq_name[SN_VU_NRINGS][SN_PORT_NAME_MAX + 16];
 	ev_io kick[SN_VU_NRINGS];
+	unsigned idle_wakeups[SN_VU_NRINGS]; /* kick watcher woken with nothing to read, in a row */
 	ev_idle tx_more;        /* TX budget ran out: continue on the next loop iteration */
 	ev_idle rx_more;        /* RX passes ran out while buffers kept coming: likewise */
 	size_t hdr_len;
@@ -88,12 +90,23 @@ static void ring_broken(struct vu_port *p, unsigned idx)
 	update_state(p);
 }
 
-static void drain_kick(int fd)
+/* Takes ring @idx's kick. The back-end let only an eventfd in, but one that fails anyway (an
+ * error, or woken again and again with nothing to read) breaks the ring: its watcher stops
+ * rather than spin, and a new SET_VRING_KICK starts it afresh. */
+static bool kick_take(struct vu_port *p, unsigned idx, int fd)
 {
-	uint64_t v;
+	int r = sn_evfd_drain(fd);
 
-	while (read(fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
-		;
+	if (r > 0) {
+		p->idle_wakeups[idx] = 0;
+		return true;
+	}
+	if (r == 0 && ++p->idle_wakeups[idx] < SN_EVFD_IDLE_WAKEUPS_MAX)
+		return true;
+	sn_vq_break(&p->vq[idx], "kick fd %s", r == 0 ? "keeps waking the loop with nothing to read"
+					       : r == -EPIPE ? "reached end of file" : strerror(-r));
+	ring_broken(p, idx);
+	return false;
 }
 
 /* ---- TX: the guest's frames into the switch ---- */
@@ -128,8 +141,7 @@ static void tx_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct vu_port *p = w->data;
 
-	drain_kick(w->fd);
-	if (ring_running(p, TX_RING))
+	if (kick_take(p, TX_RING, w->fd) && ring_running(p, TX_RING))
 		tx_process(p);
 }
 
@@ -186,8 +198,7 @@ static void rx_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct vu_port *p = w->data;
 
-	drain_kick(w->fd);
-	if (!sn_txq_empty(&p->base.txq))
+	if (kick_take(p, RX_RING, w->fd) && !sn_txq_empty(&p->base.txq))
 		vu_port_flush(&p->base);
 }
 
@@ -213,6 +224,7 @@ static int ring_start(void *ctx, struct sn_vu *vu, unsigned idx, struct sn_error
 	p->vq[idx].name = p->vq_name[idx];
 	p->hdr_len = sn_vnet_hdr_len(vu->features);
 	p->mrg = vu->features & SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF);
+	p->idle_wakeups[idx] = 0;
 	ev_io_set(&p->kick[idx], r->kick_fd, EV_READ);
 	ev_io_start(sn_port_loop(&p->base), &p->kick[idx]);
 	sn_debug("port %s: ring %u started at avail %u (size %u)", p->base.name, idx, r->base, r->num);

@@ -17,6 +17,7 @@
 
 #include <squibnet/virtio.h>
 
+#include "../evfd.h"
 #include "../log.h"
 #include "../spec.h"
 #include "../switch.h"
@@ -35,6 +36,7 @@ struct sn_virtio_port {
 	bool mrg;
 	int kick_fd[2], call_fd[2];
 	ev_io kick_io[2];
+	unsigned idle_wakeups[2];    /* kick watcher woken with nothing to read, in a row */
 	ev_check more_check;         /* work left over: TX from a full budget, RX from RX_PASSES */
 	ev_idle more_idle;           /* keeps the loop from blocking while it is */
 	bool more[2];                /* which queue more_check continues */
@@ -164,10 +166,16 @@ static void kick_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct sn_virtio_port *vp = w->data;
 	enum sn_virtio_queue_index q = w == &vp->kick_io[SN_VIRTIO_TX] ? SN_VIRTIO_TX : SN_VIRTIO_RX;
-	uint64_t v;
+	int r = sn_evfd_drain(vp->kick_fd[q]);
 
-	if (read(vp->kick_fd[q], &v, sizeof(v)) < 0 && errno != EAGAIN && errno != EINTR) {
-		sn_warn("port %s: kick fd of queue %d: %s", vp->base.name, q, strerror(errno));
+	if (r > 0) {
+		vp->idle_wakeups[q] = 0;
+	} else if (r < 0 || ++vp->idle_wakeups[q] >= SN_EVFD_IDLE_WAKEUPS_MAX) {
+		/* a watcher that cannot read would only spin: stop it (sn_virtio_port_kick() still works) */
+		sn_warn("port %s: kick fd of the %s queue %s; no longer watched", vp->base.name,
+			q == SN_VIRTIO_TX ? "tx" : "rx",
+			r == 0 ? "keeps waking the loop with nothing to read" : r == -EPIPE ? "reached end of file"
+										: strerror(-r));
 		ev_io_stop(loop, w);
 		return;
 	}
@@ -229,6 +237,7 @@ static int setup_queue(struct sn_virtio_port *vp, enum sn_virtio_queue_index q,
 		       const struct sn_virtio_queue_config *qc, struct sn_error *err)
 {
 	const char *what = q == SN_VIRTIO_RX ? "rx" : "tx";
+	char kind[64];
 	int r;
 
 	vp->vq[q].name = vp->qname[q];
@@ -239,6 +248,11 @@ static int setup_queue(struct sn_virtio_port *vp, enum sn_virtio_queue_index q,
 				    what, qc->size, SN_VQ_SIZE_MAX);
 	if (r < 0)
 		return sn_error_set(err, r, "%s queue: a ring lies outside guest memory", what);
+	/* watched or written for the port's whole life: they must behave as eventfds do */
+	if (qc->kick_fd >= 0 && sn_evfd_check(qc->kick_fd, kind, sizeof(kind)) < 0)
+		return sn_error_set(err, -EINVAL, "%s queue: kick fd %d is %s, not an eventfd", what, qc->kick_fd, kind);
+	if (qc->call_fd >= 0 && sn_evfd_check(qc->call_fd, kind, sizeof(kind)) < 0)
+		return sn_error_set(err, -EINVAL, "%s queue: call fd %d is %s, not an eventfd", what, qc->call_fd, kind);
 	vp->kick_fd[q] = qc->kick_fd;
 	vp->call_fd[q] = qc->call_fd;
 	ev_io_init(&vp->kick_io[q], kick_cb, qc->kick_fd, EV_READ);

@@ -68,6 +68,7 @@ def hostile_cases(mem):
     small = os.memfd_create("small")
     os.ftruncate(small, 4096)
     ro = os.open(f"/proc/self/fd/{mem.fd}", os.O_RDONLY)
+    pipe_r, pipe_w = os.pipe()
     return [
         ("bad size", lambda fe: fe.send(vf.SET_FEATURES, b"\0" * 4), "SET_FEATURES with a 4-byte payload"),
         ("bad index", lambda fe: fe.state(vf.SET_VRING_NUM, 5, 256), "SET_VRING_NUM for ring 5"),
@@ -95,7 +96,13 @@ def hostile_cases(mem):
         ("features not offered", lambda fe: fe.set_u64(vf.SET_FEATURES, 1 << 63), "features not offered"),
         ("kick before the ring is set up", lambda fe: (fe.set_u64(vf.SET_VRING_KICK, 1, [fe_kick]),
                                                         os.eventfd_write(fe_kick, 1)), "kicked before"),
-    ], [small, ro]
+        ("a memfd as call fd", lambda fe: fe.set_u64(vf.SET_VRING_CALL, 0, [small]),
+         "SET_VRING_CALL for ring 0: the descriptor is a regular file, not an eventfd"),
+        ("a pipe as err fd", lambda fe: fe.set_u64(vf.SET_VRING_ERR, 1, [pipe_w]),
+         "SET_VRING_ERR for ring 1: the descriptor is a pipe, not an eventfd"),
+        ("a memfd as kick fd", lambda fe: fe.set_u64(vf.SET_VRING_KICK, 0, [small]),
+         "SET_VRING_KICK for ring 0: the descriptor is a regular file, not an eventfd"),
+    ], [small, ro, pipe_r, pipe_w]
 
 
 fe_kick = os.eventfd(0, os.EFD_CLOEXEC)
@@ -388,6 +395,71 @@ def test_mrg_rx_waits_for_enough_buffers():
         fe.close()
 
 
+def cpu_seconds(pid):
+    """utime + stime of process pid so far, in seconds (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_kick_fd_regular_file_refused():
+    """A regular file as kick fd is always readable: accepted, it kept the loop spinning at
+    100 % CPU. It must be refused like any bad message, and the daemon stay idle."""
+    with Daemon(PORTS) as d:
+        a, b = stream_pair(d)
+        path = d.path("not-an-eventfd")
+        with open(path, "wb") as f:
+            f.write(bytes(4096))
+        fd = os.open(path, os.O_RDWR)
+        fe = vf.Frontend(d.path("vu.sock"))
+        try:
+            try:
+                fe.setup(fds={(vf.SET_VRING_KICK, vf.TX): fd})
+                refused = False
+            except (EOFError, BrokenPipeError, ConnectionResetError):
+                refused = True
+            refused = refused or fe.closed_by_peer(0.5)
+            # a behaviour check, not a benchmark: a spinning loop burns the whole second
+            before = cpu_seconds(d.proc.pid)
+            time.sleep(1.0)
+            used = cpu_seconds(d.proc.pid) - before
+            assert used < 0.5, f"the daemon used {used:.2f} s of CPU in 1 s"
+            assert refused, "a regular file was accepted as kick fd"
+        finally:
+            fe.close()
+            os.close(fd)
+        check_forwarding(a, b, "a regular file as kick fd")
+        st = d.ports()["vu"]
+        assert "1 protocol errors" in st["peer"], st["peer"]
+        assert d.stop() == 0
+        assert "SET_VRING_KICK for ring 1: the descriptor is a regular file, not an eventfd" in d.stderr, d.stderr
+
+
+def test_kick_fd_own_socket_refused():
+    """The front-end's own socket as kick fd: accepted, the daemon held the front-end's end of
+    the connection, so the session never saw its end and every later front-end was refused."""
+    with Daemon(PORTS) as d:
+        c = StreamClient(d.path("s.sock"))
+        fe = vf.Frontend(d.path("vu.sock"))
+        assert fe.get_u64(vf.GET_FEATURES) & vf.F_PROTOCOL_FEATURES
+        fe.set_u64(vf.SET_VRING_KICK, vf.RX, [fe.sock.fileno()])
+        refused = fe.closed_by_peer()
+        fe.close()
+        assert refused, "the front-end's own socket was accepted as kick fd"
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        d.wait_ports(lambda p: p["vu"]["state"] == "up")
+        f = eth(BROADCAST, mac(1), b"after the refused socket")
+        fe.send_frame(f)
+        assert c.recv(2.0) == f
+        g = eth(mac(1), mac(2), b"and back")
+        c.send(g)
+        assert fe.recv_frames(1) == [g]
+        fe.close()
+        assert d.stop() == 0
+        assert "SET_VRING_KICK for ring 0: the descriptor is a socket, not an eventfd" in d.stderr, d.stderr
+
+
 def test_spec_errors():
     with Daemon(PORTS[:1]) as d:
         for spec, text in [("vhost-user", "exactly one of"),
@@ -409,5 +481,7 @@ if __name__ == "__main__":
         test_inherited_fd,
         test_hostile_ring_breaks_only_that_ring,
         test_mrg_rx_waits_for_enough_buffers,
+        test_kick_fd_regular_file_refused,
+        test_kick_fd_own_socket_refused,
         test_spec_errors,
     ])

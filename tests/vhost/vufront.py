@@ -226,8 +226,10 @@ class Frontend:
         """regions: (gpa, size, uaddr, offset) tuples."""
         return struct.pack("<II", len(regions), 0) + b"".join(struct.pack("<QQQQ", *r) for r in regions)
 
-    def setup(self, features=F_VERSION_1 | F_MRG_RXBUF, enable=True, rx_buffers=64):
-        """The handshake QEMU does at start, then RX buffers posted and both rings kicked."""
+    def setup(self, features=F_VERSION_1 | F_MRG_RXBUF, enable=True, rx_buffers=64, mem=None, fds=None):
+        """The handshake QEMU does at start, then RX buffers posted and both rings kicked.
+        `mem` replaces the default GuestMemory; `fds` maps (SET_VRING_KICK or _CALL, ring) to a
+        descriptor sent instead of that ring's eventfd."""
         offered = self.get_u64(GET_FEATURES)
         assert offered & F_PROTOCOL_FEATURES, f"{offered:#x}"
         assert features & ~offered == 0, f"back-end offers {offered:#x}, want {features:#x}"
@@ -238,7 +240,7 @@ class Frontend:
         self.set_u64(SET_PROTOCOL_FEATURES, PROTOCOL_F_REPLY_ACK | PROTOCOL_F_MQ)
         assert self.get_u64(GET_QUEUE_NUM) == 1
         self.send(SET_OWNER)
-        m = self.mem = GuestMemory()
+        m = self.mem = mem or GuestMemory()
         self.send(SET_MEM_TABLE, self.mem_table_payload([(m.gpa, m.size, m.uaddr, 0)]), [m.fd],
                   VERSION | NEED_REPLY)
         assert struct.unpack("<Q", self.reply(SET_MEM_TABLE))[0] == 0
@@ -249,8 +251,9 @@ class Frontend:
             self.state(SET_VRING_BASE, i, 0)
             self.send(SET_VRING_ADDR, struct.pack("<IIQQQQ", i, 0, m.to_user(r.desc), m.to_user(r.used),
                                                   m.to_user(r.avail), 0))
-            self.set_u64(SET_VRING_KICK, i, [r.kick])
-            self.set_u64(SET_VRING_CALL, i, [r.call])
+            fds = fds or {}
+            self.set_u64(SET_VRING_KICK, i, [fds.get((SET_VRING_KICK, i), r.kick)])
+            self.set_u64(SET_VRING_CALL, i, [fds.get((SET_VRING_CALL, i), r.call)])
         if enable:
             for i in (RX, TX):
                 self.state(SET_VRING_ENABLE, i, 1)

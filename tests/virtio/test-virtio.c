@@ -453,6 +453,24 @@ START_TEST(create_errors)
 	vmm_sim_port_config(&s, &cfg, &region);
 	cfg.nregions = 0;
 	ck_assert_int_eq(sn_virtio_port_create(sw, &cfg, &p, &err), -EINVAL);
+	/* kick and call descriptors must be eventfds: a pipe or a file would be watched for ever */
+	{
+		int pfd[2];
+
+		ck_assert_int_eq(pipe(pfd), 0);
+		vmm_sim_port_config(&s, &cfg, &region);
+		cfg.tx.kick_fd = pfd[0];
+		ck_assert_int_eq(sn_virtio_port_create(sw, &cfg, &p, &err), -EINVAL);
+		ck_assert_msg(strstr(err.msg, "tx queue: kick fd") && strstr(err.msg, "a pipe, not an eventfd"), "%s",
+			      err.msg);
+		vmm_sim_port_config(&s, &cfg, &region);
+		cfg.rx.call_fd = s.memfd;
+		ck_assert_int_eq(sn_virtio_port_create(sw, &cfg, &p, &err), -EINVAL);
+		ck_assert_msg(strstr(err.msg, "rx queue: call fd") && strstr(err.msg, "a regular file, not an eventfd"),
+			      "%s", err.msg);
+		close(pfd[0]);
+		close(pfd[1]);
+	}
 	vmm_sim_port_config(&s, &cfg, &region);
 	cfg.name = "x";
 	ck_assert_int_eq(sn_virtio_port_create(sw, &cfg, &p, &err), 0);
