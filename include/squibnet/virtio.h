@@ -9,6 +9,8 @@
  * it when the driver asked for an interrupt) or, with fd -1, through sn_virtio_port_kick() and
  * the notify callback. On device reset the VMM destroys the port and creates it again. The
  * guest memory and the eventfds must stay valid until the port is destroyed (or its switch).
+ * The memory is the VMM's own: squibnet does not guard it against SIGBUS (unlike vhost-user
+ * guest memory, which another process can shrink), so a file behind it must not shrink.
  *
  * Every address, length and index the guest wrote is checked. A queue that breaks the rules is
  * stopped with a logged warning (see sn_virtio_port_broken()); the switch and the other ports

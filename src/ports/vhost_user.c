@@ -77,16 +77,22 @@ static void update_state(struct vu_port *p)
 }
 
 /* A broken queue stays untouched until the front-end sets it up again; tell it through the
- * error eventfd when it gave us one. */
+ * error eventfd when it gave us one. Guest memory that shrank under the mapping is the memory
+ * of both rings: the other one stops too (a new memory table or session brings them back). */
 static void ring_broken(struct vu_port *p, unsigned idx)
 {
 	uint64_t one = 1;
 	int fd = p->vu.rings[idx].err_fd;
+	unsigned other = idx ^ 1;
 
 	ev_io_stop(sn_port_loop(&p->base), &p->kick[idx]);
 	ev_idle_stop(sn_port_loop(&p->base), idx == TX_RING ? &p->tx_more : &p->rx_more);
 	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0)
 		sn_debug("port %s: ring %u err: %s", p->base.name, idx, strerror(errno));
+	if (sn_vu_mem_faulted(&p->vu) && ring_running(p, other)) {
+		sn_vq_break(&p->vq[other], SN_VQ_SHRANK);
+		ring_broken(p, other);
+	}
 	update_state(p);
 }
 
@@ -233,6 +239,11 @@ static int ring_start(void *ctx, struct sn_vu *vu, unsigned idx, struct sn_error
 	update_state(p);
 	if (idx == RX_RING)
 		sn_vq_notify_enable(&p->vq[idx], true);
+	/* setting up read and wrote the rings: their memory may be gone already */
+	if (sn_vu_mem_faulted(vu)) {
+		sn_vq_break(&p->vq[idx], SN_VQ_SHRANK);
+		ring_broken(p, idx);
+	}
 	return 0;
 }
 
@@ -284,19 +295,38 @@ static void vu_port_close(struct sn_port *port)
 		unlink(p->unlink_path);
 }
 
+static const char *ring_word(const struct vu_port *p, unsigned idx)
+{
+	if (!p->vu.rings[idx].started)
+		return "stopped";
+	if (sn_vq_broken(&p->vq[idx]))
+		return "broken";
+	return sn_vu_ring_enabled(&p->vu, idx) ? "running" : "disabled";
+}
+
 static void vu_port_describe(struct sn_port *port, char *buf, size_t len)
 {
 	struct vu_port *p = (struct vu_port *)port;
+	const struct sn_vq *rx = &p->vq[RX_RING], *tx = &p->vq[TX_RING];
+	bool rxb = p->vu.rings[RX_RING].started && sn_vq_broken(rx);
+	bool txb = p->vu.rings[TX_RING].started && sn_vq_broken(tx);
+	int n;
 
-	if (!sn_vu_connected(&p->vu))
+	if (!sn_vu_connected(&p->vu)) {
 		snprintf(buf, len, "%s (no front-end; %u sessions, %" PRIu64 " protocol errors)", p->where,
 			 p->vu.sessions, p->vu.protocol_errors);
+		return;
+	}
+	n = snprintf(buf, len, "%s front-end: rx %s, tx %s", p->where, ring_word(p, RX_RING), ring_word(p, TX_RING));
+	if (n < 0 || (size_t)n >= len || !(rxb || txb))
+		return;
+	/* why, once when both rings broke for the same reason */
+	if (rxb && txb && !strcmp(rx->broken_reason, tx->broken_reason))
+		snprintf(buf + n, len - (size_t)n, " (%s)", rx->broken_reason);
+	else if (rxb && txb)
+		snprintf(buf + n, len - (size_t)n, " (rx: %s; tx: %s)", rx->broken_reason, tx->broken_reason);
 	else
-		snprintf(buf, len, "%s front-end: rx %s, tx %s", p->where,
-			 !p->vu.rings[RX_RING].started ? "stopped" : sn_vq_broken(&p->vq[RX_RING]) ? "broken"
-				 : sn_vu_ring_enabled(&p->vu, RX_RING) ? "running" : "disabled",
-			 !p->vu.rings[TX_RING].started ? "stopped" : sn_vq_broken(&p->vq[TX_RING]) ? "broken"
-				 : sn_vu_ring_enabled(&p->vu, TX_RING) ? "running" : "disabled");
+		snprintf(buf + n, len - (size_t)n, " (%s: %s)", rxb ? "rx" : "tx", rxb ? rx->broken_reason : tx->broken_reason);
 }
 
 static const struct sn_port_ops vu_port_ops = {
@@ -364,6 +394,7 @@ static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct 
 		snprintf(p->vq_name[i], sizeof(p->vq_name[i]), "port %s: %s", p->base.name, i == RX_RING ? "rx" : "tx");
 		ev_io_init(&p->kick[i], i == RX_RING ? rx_kick_cb : tx_kick_cb, -1, EV_READ);
 		p->kick[i].data = p;
+		p->vq[i].fault = &p->vu.mem_fault; /* kept by sn_vq_reset() */
 	}
 	ev_idle_init(&p->tx_more, tx_more_cb);
 	p->tx_more.data = p;

@@ -418,6 +418,33 @@ START_TEST(notify_more)
 }
 END_TEST
 
+/* The SIGBUS guard raised the memory's fault flag: the queue breaks with that reason at its next
+ * look, including a chain it is popping (the descriptors may be zeros that look valid), and a
+ * reset keeps the flag pointer. */
+START_TEST(memory_fault)
+{
+	atomic_uint fault = 0;
+	struct sn_vq_elem e;
+
+	vq.fault = &fault;
+	set_desc(0, BUF_GPA, 64, 0, 0);
+	make_avail(0);
+	make_avail(0);
+	ck_assert_int_eq(sn_vq_pop(&vq, &e), 1);
+	fault = 1;
+	ck_assert_int_eq(sn_vq_pop(&vq, &e), -EIO);
+	ck_assert(sn_vq_broken(&vq));
+	ck_assert_str_eq(vq.broken_reason, SN_VQ_SHRANK);
+	/* whatever a zeroed ring trips on, the reason is the shrink */
+	fault = 0;
+	ck_assert_int_eq(sn_vq_setup_addr(&vq, &vmem, QS, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 0), 0);
+	ck_assert_ptr_eq(vq.fault, &fault);
+	fault = 1;
+	sn_vq_break(&vq, "avail idx %u is far ahead", 9999);
+	ck_assert_str_eq(vq.broken_reason, SN_VQ_SHRANK);
+}
+END_TEST
+
 /* ---- hostile rings ---- */
 
 static void expect_broken(const char *why)
@@ -619,6 +646,7 @@ int main(void)
 		{"event_idx_suppression", event_idx_suppression},
 		{"no_interrupt_flag", no_interrupt_flag},
 		{"notify_more", notify_more},
+		{"memory_fault", memory_fault},
 		{"hostile_out_of_bounds", hostile_out_of_bounds},
 		{"hostile_below_region", hostile_below_region},
 		{"hostile_huge_length", hostile_huge_length},

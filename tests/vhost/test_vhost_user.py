@@ -5,6 +5,7 @@ stream port pair keeps forwarding; a well-formed session exchanges frames with a
 client both ways; GET_VRING_BASE, SET_VRING_ENABLE, REPLY_ACK, reconnect, a refused second
 front-end and an inherited descriptor (fd=N)."""
 
+import fcntl
 import os
 import socket
 import struct
@@ -460,6 +461,82 @@ def test_kick_fd_own_socket_refused():
         assert "SET_VRING_KICK for ring 0: the descriptor is a socket, not an eventfd" in d.stderr, d.stderr
 
 
+def test_guest_memory_shrink_survived():
+    """A front-end whose memfd cannot be sealed (no MFD_ALLOW_SEALING) shrinks it under
+    running rings and kicks both: reading the rings used to kill the daemon with SIGBUS. Now
+    only that port stops, both rings broken with the reason; the switch and two stream
+    stations carry on; a new session gets a working port again."""
+    with Daemon(PORTS) as d:
+        a, b = stream_pair(d)
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        d.wait_ports(lambda p: p["vu"]["state"] == "up")
+        seals = fcntl.fcntl(fe.mem.fd, fcntl.F_GET_SEALS)
+        assert seals & fcntl.F_SEAL_SEAL and not seals & fcntl.F_SEAL_SHRINK, f"seals {seals:#x}"
+        fe.send_frame(eth(BROADCAST, mac(1), b"before the shrink"))
+        assert a.recv(2.0)[14:] == b"before the shrink"
+        b.recv_all(0.2)
+        # a TX chain waits un-kicked; after the shrink the front-end must not touch its memory
+        fe.send_frame(eth(BROADCAST, mac(1), b"after the shrink"), kick=False)
+        os.ftruncate(fe.mem.fd, 4096)  # the rings and buffers lie past this
+        fe.rings[vf.TX].do_kick()
+        fe.rings[vf.RX].do_kick()
+        time.sleep(0.2)
+        assert d.proc.poll() is None, f"the daemon died: {d.proc.returncode}"
+        a.send(eth(BROADCAST, mac(101), b"to everyone, the guest too"))
+        assert b.recv(2.0)[14:] == b"to everyone, the guest too"
+        ports = d.wait_ports(lambda p: d.proc.poll() is not None or "tx broken" in p["vu"]["peer"]
+                             and "rx broken" in p["vu"]["peer"])
+        assert d.proc.poll() is None, f"the daemon died: {d.proc.returncode}"
+        vu = ports["vu"]
+        assert "guest memory shrank under the mapping" in vu["peer"], vu["peer"]
+        assert vu["state"] == "down", vu
+        check_forwarding(a, b, "the shrink")
+        assert a.recv_all(0.3) == [], "a frame read from vanished guest memory was forwarded"
+        fe.close()
+        # a new session maps afresh and the port works again
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        d.wait_ports(lambda p: p["vu"]["state"] == "up")
+        f = eth(BROADCAST, mac(1), b"a new session")
+        fe.send_frame(f)
+        assert a.recv(2.0) == f
+        assert b.recv(2.0) == f
+        g = eth(mac(1), mac(101), b"to the new session")
+        a.send(g)
+        assert fe.recv_frames(1) == [g]
+        fe.close()
+        check_forwarding(a, b, "the new session")
+        assert d.stop() == 0
+        assert "guest memory shrank under the mapping" in d.stderr, d.stderr
+
+
+def test_sealable_memfd_gets_shrink_seal():
+    """A memfd that still takes seals gets F_SEAL_SHRINK at SET_MEM_TABLE: the front-end can
+    no longer shrink it at all. Nothing else is sealed (it may still grow or be written)."""
+    with Daemon(PORTS, extra=["-v"]) as d:
+        fe = vf.Frontend(d.path("vu.sock"))
+        mem = vf.GuestMemory(sealing=True)
+        assert fcntl.fcntl(mem.fd, fcntl.F_GET_SEALS) == 0
+        fe.setup(mem=mem)
+        seals = fcntl.fcntl(mem.fd, fcntl.F_GET_SEALS)
+        assert seals == fcntl.F_SEAL_SHRINK, f"seals {seals:#x}"
+        try:
+            os.ftruncate(mem.fd, 4096)
+            raise AssertionError("the sealed memfd could still shrink")
+        except PermissionError:
+            pass
+        os.ftruncate(mem.fd, mem.size + 4096)  # growing is still allowed
+        c = StreamClient(d.path("s.sock"))
+        d.wait_ports(lambda p: p["vu"]["state"] == "up" and any(x["parent"] == "st" for x in p.values()))
+        f = eth(BROADCAST, mac(1), b"sealed")
+        fe.send_frame(f)
+        assert c.recv(2.0) == f
+        fe.close()
+        assert d.stop() == 0
+        assert "added F_SEAL_SHRINK" in d.stderr, d.stderr
+
+
 def test_spec_errors():
     with Daemon(PORTS[:1]) as d:
         for spec, text in [("vhost-user", "exactly one of"),
@@ -483,5 +560,7 @@ if __name__ == "__main__":
         test_mrg_rx_waits_for_enough_buffers,
         test_kick_fd_regular_file_refused,
         test_kick_fd_own_socket_refused,
+        test_guest_memory_shrink_survived,
+        test_sealable_memfd_gets_shrink_seal,
         test_spec_errors,
     ])

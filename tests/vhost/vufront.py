@@ -35,9 +35,11 @@ RX, TX = 0, 1
 class GuestMemory:
     """One memfd region: guest-physical base `gpa`, mapped by the "VMM" at user address `uaddr`."""
 
-    def __init__(self, size=4 << 20, gpa=0x40000000, uaddr=0x7F1200000000):
+    def __init__(self, size=4 << 20, gpa=0x40000000, uaddr=0x7F1200000000, sealing=False):
+        """`sealing`: created with MFD_ALLOW_SEALING (as QEMU's memfd backend does), so seals can
+        still be added; without it the memfd's seals are locked from the start."""
         self.size, self.gpa, self.uaddr = size, gpa, uaddr
-        self.fd = os.memfd_create("vufront-guest", os.MFD_CLOEXEC)
+        self.fd = os.memfd_create("vufront-guest", os.MFD_CLOEXEC | (os.MFD_ALLOW_SEALING if sealing else 0))
         os.ftruncate(self.fd, size)
         self.mm = mmap.mmap(self.fd, size)
 
@@ -270,7 +272,7 @@ class Frontend:
             rx.offer(head)
         rx.do_kick()
 
-    def send_frame(self, frame):
+    def send_frame(self, frame, kick=True):
         """Puts one frame (with a zero virtio-net header) on the TX ring and kicks."""
         tx = self.rings[TX]
         head = tx.avail_idx % tx.num
@@ -279,7 +281,8 @@ class Frontend:
         tx.mem.write(tx.buf(head), data)
         tx.set_desc(head, tx.buf(head), len(data), 0)
         tx.offer(head)
-        tx.do_kick()
+        if kick:
+            tx.do_kick()
 
     def recv_frames(self, want=1, timeout=2.0, repost=True):
         """Frames the back-end wrote into RX buffers (header stripped), until `want` arrived or
