@@ -94,6 +94,12 @@ static inline void desc_read(const struct sn_vring_desc *table, uint16_t i, stru
 	d->next = s->next;
 }
 
+/* The memory under the rings went away (vhost-user's SIGBUS guard): what was read since is zeros. */
+static inline bool faulted(const struct sn_vq *vq)
+{
+	return vq->fault && atomic_load_explicit(vq->fault, memory_order_relaxed);
+}
+
 static inline uint16_t *used_event_p(struct sn_vq *vq)
 {
 	return &vq->avail->ring[vq->size];
@@ -109,9 +115,11 @@ static inline uint16_t *avail_event_p(struct sn_vq *vq)
 void sn_vq_reset(struct sn_vq *vq)
 {
 	const char *name = vq->name;
+	const atomic_uint *fault = vq->fault;
 
 	memset(vq, 0, sizeof(*vq));
 	vq->name = name;
+	vq->fault = fault;
 }
 
 int sn_vq_setup(struct sn_vq *vq, const struct sn_vq_mem *mem, uint16_t size, void *desc, void *avail,
@@ -159,9 +167,14 @@ void sn_vq_break(struct sn_vq *vq, const char *fmt, ...)
 	if (vq->broken)
 		return;
 	vq->broken = true;
-	va_start(ap, fmt);
-	vsnprintf(vq->broken_reason, sizeof(vq->broken_reason), fmt, ap);
-	va_end(ap);
+	if (faulted(vq)) {
+		/* an index or descriptor that makes no sense is the zeros the guard mapped */
+		snprintf(vq->broken_reason, sizeof(vq->broken_reason), "%s", SN_VQ_SHRANK);
+	} else {
+		va_start(ap, fmt);
+		vsnprintf(vq->broken_reason, sizeof(vq->broken_reason), fmt, ap);
+		va_end(ap);
+	}
 	sn_warn("%s: virtqueue broken: %s", vq->name ? vq->name : "virtqueue", vq->broken_reason);
 }
 
@@ -231,6 +244,10 @@ int sn_vq_pop(struct sn_vq *vq, struct sn_vq_elem *e)
 
 	if (!sn_vq_usable(vq))
 		return vq->broken ? -EIO : 0;
+	if (sn_unlikely(faulted(vq))) {
+		sn_vq_break(vq, SN_VQ_SHRANK);
+		return -EIO;
+	}
 	if (sn_vq_avail_count(vq) == 0)
 		return vq->broken ? -EIO : 0;
 	head = rd16(&vq->avail->ring[vq->last_avail & (vq->size - 1)]);
@@ -300,6 +317,10 @@ int sn_vq_pop(struct sn_vq *vq, struct sn_vq_elem *e)
 			return -EIO;
 		}
 	}
+	if (sn_unlikely(faulted(vq))) { /* the chain may be zeros that looked valid */
+		sn_vq_break(vq, SN_VQ_SHRANK);
+		return -EIO;
+	}
 	vq->last_avail++;
 	return 1;
 }
@@ -366,6 +387,23 @@ bool sn_vq_notify_enable(struct sn_vq *vq, bool enable)
 		return false;
 	atomic_thread_fence(memory_order_seq_cst);
 	return sn_vq_avail_count(vq) > 0;
+}
+
+bool sn_vq_notify_more(struct sn_vq *vq)
+{
+	uint16_t seen;
+
+	if (!sn_vq_usable(vq))
+		return false;
+	/* not last_avail as in sn_vq_notify_enable(): the driver's next addition lands past
+	 * entries we already saw and left, and only an event at its old index makes it kick */
+	seen = rd16(&vq->avail->idx);
+	if (vq->event_idx)
+		wr16(avail_event_p(vq), seen);
+	else
+		wr16(&vq->used->flags, 0);
+	atomic_thread_fence(memory_order_seq_cst);
+	return rd16(&vq->avail->idx) != seen;
 }
 
 /* ---- virtio-net ---- */
@@ -509,6 +547,13 @@ int sn_vnet_tx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, unsigned 
 		f = sn_port_frame_get(port, len);
 		if (f) {
 			f->len = (uint32_t)sn_vq_elem_read(&e, hdr_len, f->data, len);
+			if (sn_unlikely(faulted(vq))) {
+				/* read from zeros the guard mapped: not a frame the guest sent */
+				sn_frame_unref(f);
+				sn_vq_break(vq, SN_VQ_SHRANK);
+				r = -EIO;
+				break;
+			}
 			batch[nb++] = f;
 		}
 		sn_vq_push(vq, e.head, 0);
@@ -536,6 +581,12 @@ int sn_vnet_rx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, bool mrg,
 		struct sn_frame *f = sn_txq_peek(q, ok);
 
 		r = sn_vq_rx_put(vq, hdr_len, mrg, f->data, f->len);
+		if (sn_unlikely(faulted(vq))) {
+			/* written into zeros the guard mapped: the guest never sees it */
+			sn_vq_break(vq, SN_VQ_SHRANK);
+			r = -EIO;
+			break;
+		}
 		if (r == 1) {
 			done++;
 			ok++;

@@ -14,10 +14,14 @@
  * CHANGES (after the first version of this file):
  * - struct sn_vq gained used_flushed (internal bookkeeping; no signature changed).
  * - sn_vq_rx_put(): -EMSGSIZE now consumes nothing (the buffer stays for a frame that fits).
+ * - sn_vq_notify_more() added: RX with too few buffers asks for a kick at the next one.
+ * - struct sn_vq gained fault (NULL unless the owner guards the memory against SIGBUS; kept by
+ *   sn_vq_reset() like name).
  */
 #ifndef SN_VIRTQ_H
 #define SN_VIRTQ_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -141,9 +145,16 @@ struct sn_vq {
 	bool event_idx, indirect;
 	char broken_reason[96];
 	const char *name;        /* for the log: "port x: rx", may be NULL */
+	/* May be NULL. Nonzero when the guest memory shrank under its mapping (vhost-user's
+	 * SIGBUS guard sets it; that memory now reads as zeros): the queue breaks at its next
+	 * look, and nothing read from the memory after the fault reaches the switch. */
+	const atomic_uint *fault;
 };
 
-/** Forgets the rings: the queue is not ready and not broken. */
+/* The reason a queue breaks with once *fault is set. */
+#define SN_VQ_SHRANK "guest memory shrank under the mapping"
+
+/** Forgets the rings: the queue is not ready and not broken (name and fault stay). */
 void sn_vq_reset(struct sn_vq *vq);
 
 /**
@@ -163,7 +174,8 @@ int sn_vq_setup(struct sn_vq *vq, const struct sn_vq_mem *mem, uint16_t size, vo
 int sn_vq_setup_addr(struct sn_vq *vq, const struct sn_vq_mem *mem, uint16_t size, uint64_t desc,
 		     uint64_t avail, uint64_t used, uint64_t features, uint16_t last_avail);
 
-/** Marks @vq broken with a reason (printf format), logged once as a warning. */
+/** Marks @vq broken with a reason (printf format), logged once as a warning. When the memory
+ * faulted (see fault) the reason is SN_VQ_SHRANK, whatever zeros the queue tripped on. */
 void sn_vq_break(struct sn_vq *vq, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static inline bool sn_vq_broken(const struct sn_vq *vq) { return vq->broken; }
@@ -203,6 +215,15 @@ bool sn_vq_flush(struct sn_vq *vq);
  * caller must process them instead of waiting for a kick that will not come.
  */
 bool sn_vq_notify_enable(struct sn_vq *vq, bool enable);
+
+/**
+ * For a device that cannot use what is available (RX with too few buffers for the next frame):
+ * asks for a kick as soon as the driver adds any buffer beyond the ones there now (avail_event
+ * at the current avail index with EVENT_IDX, else VRING_USED_F_NO_NOTIFY cleared). Returns
+ * true when the avail index moved meanwhile, so the caller tries again instead of waiting for
+ * a kick that may not come; false when nothing moved or the queue is not usable.
+ */
+bool sn_vq_notify_more(struct sn_vq *vq);
 
 /* ---- virtio-net on top ---- */
 

@@ -224,10 +224,15 @@ static bool kick_if_asked(struct vmm_sim *s, int q)
 
 int vmm_sim_rx_post(struct vmm_sim *s)
 {
+	return vmm_sim_rx_post_n(s, -1);
+}
+
+int vmm_sim_rx_post_n(struct vmm_sim *s, int max)
+{
 	struct vmm_queue *vq = &s->q[SN_VIRTIO_RX];
 	int n = 0;
 
-	while (vq->nfree) {
+	while (vq->nfree && n != max) {
 		uint16_t id = vq->free_ids[--vq->nfree];
 
 		vq->desc[id] = (struct vmm_ring_desc){

@@ -76,6 +76,9 @@ void vmm_sim_port_config(struct vmm_sim *s, struct sn_virtio_net_config *cfg, st
 /** Posts every free RX buffer; kicks the RX queue when the device asks. Returns buffers posted. */
 int vmm_sim_rx_post(struct vmm_sim *s);
 
+/** Same, but posts at most @max buffers (all free ones when @max is negative). */
+int vmm_sim_rx_post_n(struct vmm_sim *s, int max);
+
 /** Queues one frame on TX (no kick). 1 queued, 0 ring full, -1 frame too big. */
 int vmm_sim_tx_queue(struct vmm_sim *s, const void *frame, uint32_t len);
 

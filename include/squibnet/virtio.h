@@ -9,6 +9,8 @@
  * it when the driver asked for an interrupt) or, with fd -1, through sn_virtio_port_kick() and
  * the notify callback. On device reset the VMM destroys the port and creates it again. The
  * guest memory and the eventfds must stay valid until the port is destroyed (or its switch).
+ * The memory is the VMM's own: squibnet does not guard it against SIGBUS (unlike vhost-user
+ * guest memory, which another process can shrink), so a file behind it must not shrink.
  *
  * Every address, length and index the guest wrote is checked. A queue that breaks the rules is
  * stopped with a logged warning (see sn_virtio_port_broken()); the switch and the other ports
@@ -62,9 +64,12 @@ struct sn_virtio_queue_config {
 	uint64_t used;       /**< ... of the used ring */
 	uint16_t last_avail; /**< first available entry to consume (0 for a fresh queue) */
 	int kick_fd;         /**< eventfd the VMM signals when the driver notifies; -1: use
-			      *   sn_virtio_port_kick(). The caller keeps ownership. */
+			      *   sn_virtio_port_kick(). The caller keeps ownership. Anything but
+			      *   an eventfd (a pipe, file or socket) is refused with -EINVAL;
+			      *   where there are no eventfds (not Linux), a pipe. */
 	int call_fd;         /**< eventfd written when the driver wants an interrupt; -1: use the
-			      *   notify callback. The caller keeps ownership. */
+			      *   notify callback. The caller keeps ownership. Checked like
+			      *   kick_fd. */
 };
 
 /** Everything the port needs; the arrays are copied, the memory they describe must stay mapped
@@ -84,9 +89,11 @@ struct sn_virtio_net_config {
 /**
  * Adds a virtio-net port to @sw and starts serving its queues (it is UP at once and drains
  * anything the driver already queued on TX). Returns 0 and sets *@ret_port, or
- * -EINVAL (bad queue size, region, name; @err says which), -EFAULT (a ring outside the
- * regions), -ENOTSUP (a feature bit this port does not implement), -EEXIST (name taken),
- * -ENOMEM.
+ * -EINVAL (bad queue size, region, name, a kick or call fd that is not an eventfd; @err says
+ * which), -EFAULT (a ring outside the regions), -ENOTSUP (a feature bit this port does not
+ * implement), -EEXIST (name taken), -ENOMEM. A kick fd that later fails to read (an error, or
+ * readable again and again with nothing to read) stops being watched, with a warning;
+ * sn_virtio_port_kick() still works.
  */
 int sn_virtio_port_create(struct sn_switch *sw, const struct sn_virtio_net_config *cfg,
 			  struct sn_virtio_port **ret_port, struct sn_error *err);

@@ -16,12 +16,15 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
+#include "../evfd.h"
 #include "../log.h"
 #include "../sock.h"
 #include "../spec.h"
 #include "../util.h"
+#include "memguard.h"
 #include "vhost_user.h"
 
 /* Protocol features we implement: one queue pair (MQ, for GET_QUEUE_NUM) and REPLY_ACK. */
@@ -94,11 +97,58 @@ const char *sn_vu_request_name(uint32_t request)
 
 /* ---- memory ---- */
 
+#define HUGETLBFS_MAGIC 0x958458f6 /* linux/magic.h */
+
+/* Unguards and unmaps @n regions (guard first: the range must not match a later mapping). */
+static void unmap_regions(struct sn_vu_region *r, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		sn_memguard_remove(r[i].guard);
+		munmap(r[i].map, r[i].map_len);
+	}
+}
+
 static void unmap_all(struct sn_vu *vu)
 {
-	for (unsigned i = 0; i < vu->nregions; i++)
-		munmap(vu->regions[i].map, vu->regions[i].map_len);
+	unmap_regions(vu->regions, vu->nregions);
 	vu->nregions = 0;
+	atomic_store(&vu->mem_fault, 0);
+}
+
+/* A front-end that shrinks the file under our mapping would make the next access raise
+ * SIGBUS (the guard absorbs that, but the port is lost): where the file still takes seals,
+ * forbid shrinking. QEMU's memfd backend seals by itself; hugetlbfs and ordinary files
+ * cannot be sealed, nor a memfd made without MFD_ALLOW_SEALING. */
+static void seal_shrink(struct sn_vu *vu, unsigned i, int fd)
+{
+#ifdef F_ADD_SEALS
+	int seals = fcntl(fd, F_GET_SEALS);
+
+	if (seals < 0)
+		sn_debug("port %s: guest memory region %u cannot be sealed (%s): a shrink would be survived, "
+			 "not prevented", vu->name, i, strerror(errno));
+	else if (seals & F_SEAL_SHRINK)
+		sn_debug("port %s: guest memory region %u is sealed against shrinking already", vu->name, i);
+	else if (seals & F_SEAL_SEAL)
+		sn_debug("port %s: guest memory region %u is not sealed against shrinking and takes no more "
+			 "seals: a shrink would be survived, not prevented", vu->name, i);
+	else if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		sn_debug("port %s: guest memory region %u: adding F_SEAL_SHRINK: %s", vu->name, i, strerror(errno));
+	else
+		sn_debug("port %s: guest memory region %u: added F_SEAL_SHRINK, the front-end can no longer "
+			 "shrink it", vu->name, i);
+#endif
+}
+
+/* The page size of a mapping of @fd: a huge page on hugetlbfs. */
+static size_t map_page_size(int fd)
+{
+	struct statfs sfs;
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (fstatfs(fd, &sfs) == 0 && (unsigned long)sfs.f_type == HUGETLBFS_MAGIC && sfs.f_bsize > page)
+		return (size_t)sfs.f_bsize;
+	return page > 0 ? (size_t)page : 4096;
 }
 
 /* The guest-physical address of front-end user address @ua, when [@ua, @ua + @len) is
@@ -342,13 +392,15 @@ static int handle_mem_table(struct sn_vu *vu, const struct vu_hdr *h, const uint
 	}
 	for (unsigned i = 0; i < n; i++) {
 		struct stat st;
-		size_t len = (size_t)(want[i].offset + want[i].size);
+		size_t len = (size_t)(want[i].offset + want[i].size), page;
 		void *p;
+		int guard;
 
-		/* Touching a page past the end of the file would kill us with SIGBUS. */
+		/* Seal first, then check the size: a shrink between the two is no longer possible. */
+		seal_shrink(vu, i, vu->fds[i]);
+		/* Touching a page past the end of the file raises SIGBUS: refuse what is short now. */
 		if (fstat(vu->fds[i], &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size < want[i].offset + want[i].size) {
-			for (unsigned j = 0; j < i; j++)
-				munmap(got[j].map, got[j].map_len);
+			unmap_regions(got, i);
 			return protocol_error(vu, "SET_MEM_TABLE region %u: the file is not a regular file of at least "
 					      "0x%" PRIx64 " bytes", i, want[i].offset + want[i].size);
 		}
@@ -356,17 +408,23 @@ static int handle_mem_table(struct sn_vu *vu, const struct vu_hdr *h, const uint
 		if (p == MAP_FAILED) {
 			int e = errno;
 
-			for (unsigned j = 0; j < i; j++)
-				munmap(got[j].map, got[j].map_len);
+			unmap_regions(got, i);
 			return protocol_error(vu, "SET_MEM_TABLE region %u: mmap of 0x%zx bytes: %s", i, len, strerror(e));
 		}
-#ifdef F_GET_SEALS
-		if (!(fcntl(vu->fds[i], F_GET_SEALS) & F_SEAL_SHRINK))
-			sn_debug("port %s: guest memory region %u is not sealed against shrinking", vu->name, i);
-#endif
+		/* ...and one that shrinks later is survived: the guard turns the SIGBUS into zeros
+		 * and a flag the port checks (its rings stop, the switch carries on) */
+		page = map_page_size(vu->fds[i]);
+		guard = sn_memguard_add(p, (len + page - 1) & ~(page - 1), page, &vu->mem_fault);
+		if (guard < 0) {
+			munmap(p, len);
+			unmap_regions(got, i);
+			return protocol_error(vu, "SET_MEM_TABLE region %u: %s", i,
+					      guard == -ENOSPC ? "too many guest memory regions mapped in this process"
+							       : strerror(-guard));
+		}
 		got[i] = (struct sn_vu_region){
 			.gpa = want[i].gpa, .size = want[i].size, .uaddr = want[i].uaddr, .offset = want[i].offset,
-			.host = (uint8_t *)p + want[i].offset, .map = p, .map_len = len,
+			.host = (uint8_t *)p + want[i].offset, .map = p, .map_len = len, .guard = guard,
 		};
 	}
 	/* Running rings hold pointers into the old mapping: stop them, swap, restart at the same
@@ -407,8 +465,16 @@ static int vring_fd(struct sn_vu *vu, const struct vu_hdr *h, uint64_t v, unsign
 			return protocol_error(vu, "SET_VRING_KICK without a descriptor (polling is not supported)");
 		*ret_fd = -1;
 	} else {
+		char what[64];
+
 		if (vu->nfds != 1)
 			return protocol_error(vu, "%s came with %u file descriptors, want 1", name, vu->nfds);
+		/* A file is always readable (the loop would spin on it), and a socket may be the
+		 * front-end's own end of this connection (its end would never be seen): only an
+		 * eventfd behaves as a kick, call or error notifier must. */
+		if (sn_evfd_check(vu->fds[0], what, sizeof(what)) < 0)
+			return protocol_error(vu, "%s for ring %u: the descriptor is %s, not an eventfd", name,
+					      (unsigned)(v & SN_VU_VRING_IDX_MASK), what);
 		*ret_fd = vu->fds[0];
 		vu->nfds = 0;
 		sn_fd_nonblock(*ret_fd);

@@ -6,6 +6,7 @@
 #define SN_BACKENDS_VHOST_USER_H
 
 #include <ev.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +65,7 @@ struct sn_vu_region {
 	uint8_t *host;     /**< gpa maps to this pointer */
 	void *map;         /**< what mmap() returned, for munmap() */
 	size_t map_len;
+	int guard;         /**< its slot in the SIGBUS guard (backends/memguard.h) */
 };
 
 /** What the front-end configured for one ring. Addresses are guest-physical (translated from
@@ -115,6 +117,9 @@ struct sn_vu {
 	bool owned;
 	unsigned nregions;
 	struct sn_vu_region regions[SN_VU_MAX_REGIONS];
+	/* Set (from the SIGBUS handler) when a region's file shrank under its mapping: that part
+	 * now reads as zeros. Cleared when a new memory table replaces the mappings. */
+	atomic_uint mem_fault;
 	struct sn_vu_ring rings[SN_VU_NRINGS];
 	unsigned sessions;            /* connections accepted so far */
 	uint64_t protocol_errors;     /* connections closed for a malformed message */
@@ -144,6 +149,13 @@ void sn_vu_finish(struct sn_vu *vu);
 /** Closes the current front-end connection with @why logged; a listener accepts the next one.
  * The owner may call it from its own callbacks, e.g. when a ring turns out to be broken. */
 void sn_vu_disconnect(struct sn_vu *vu, const char *why);
+
+/** True when guest memory shrank under its mapping since the current memory table was set:
+ * whatever was read from it since may be zeros, and the rings must stop. */
+static inline bool sn_vu_mem_faulted(const struct sn_vu *vu)
+{
+	return atomic_load_explicit(&vu->mem_fault, memory_order_relaxed) != 0;
+}
 
 /** True when a front-end is connected. */
 static inline bool sn_vu_connected(const struct sn_vu *vu)

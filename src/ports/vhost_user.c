@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../backends/vhost_user.h"
+#include "../evfd.h"
 #include "../log.h"
 #include "../sock.h"
 #include "../switch.h"
@@ -25,6 +26,7 @@
 #define RX_RING 0
 #define TX_RING 1
 #define TX_BUDGET 256 /* chains per TX pass before other watchers get a turn */
+#define PASSES 4      /* rounds per TX or RX run before other watchers get a turn */
 
 /* What GET_FEATURES offers: everything the engine implements for virtio-net. */
 #define VU_FEATURES                                                                                \
@@ -40,7 +42,9 @@ struct vu_port {
 	struct sn_vq vq[SN_VU_NRINGS];
 	char vq_name[SN_VU_NRINGS][SN_PORT_NAME_MAX + 16];
 	ev_io kick[SN_VU_NRINGS];
+	unsigned idle_wakeups[SN_VU_NRINGS]; /* kick watcher woken with nothing to read, in a row */
 	ev_idle tx_more;        /* TX budget ran out: continue on the next loop iteration */
+	ev_idle rx_more;        /* RX passes ran out while buffers kept coming: likewise */
 	size_t hdr_len;
 	bool mrg;
 };
@@ -73,26 +77,42 @@ static void update_state(struct vu_port *p)
 }
 
 /* A broken queue stays untouched until the front-end sets it up again; tell it through the
- * error eventfd when it gave us one. */
+ * error eventfd when it gave us one. Guest memory that shrank under the mapping is the memory
+ * of both rings: the other one stops too (a new memory table or session brings them back). */
 static void ring_broken(struct vu_port *p, unsigned idx)
 {
 	uint64_t one = 1;
 	int fd = p->vu.rings[idx].err_fd;
+	unsigned other = idx ^ 1;
 
 	ev_io_stop(sn_port_loop(&p->base), &p->kick[idx]);
-	if (idx == TX_RING)
-		ev_idle_stop(sn_port_loop(&p->base), &p->tx_more);
+	ev_idle_stop(sn_port_loop(&p->base), idx == TX_RING ? &p->tx_more : &p->rx_more);
 	if (fd >= 0 && write(fd, &one, sizeof(one)) < 0)
 		sn_debug("port %s: ring %u err: %s", p->base.name, idx, strerror(errno));
+	if (sn_vu_mem_faulted(&p->vu) && ring_running(p, other)) {
+		sn_vq_break(&p->vq[other], SN_VQ_SHRANK);
+		ring_broken(p, other);
+	}
 	update_state(p);
 }
 
-static void drain_kick(int fd)
+/* Takes ring @idx's kick. The back-end let only an eventfd in, but one that fails anyway (an
+ * error, or woken again and again with nothing to read) breaks the ring: its watcher stops
+ * rather than spin, and a new SET_VRING_KICK starts it afresh. */
+static bool kick_take(struct vu_port *p, unsigned idx, int fd)
 {
-	uint64_t v;
+	int r = sn_evfd_drain(fd);
 
-	while (read(fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
-		;
+	if (r > 0) {
+		p->idle_wakeups[idx] = 0;
+		return true;
+	}
+	if (r == 0 && ++p->idle_wakeups[idx] < SN_EVFD_IDLE_WAKEUPS_MAX)
+		return true;
+	sn_vq_break(&p->vq[idx], "kick fd %s", r == 0 ? "keeps waking the loop with nothing to read"
+					       : r == -EPIPE ? "reached end of file" : strerror(-r));
+	ring_broken(p, idx);
+	return false;
 }
 
 /* ---- TX: the guest's frames into the switch ---- */
@@ -104,7 +124,7 @@ static void tx_process(struct vu_port *p)
 	struct sn_port *to = sn_vu_ring_enabled(&p->vu, TX_RING) ? &p->base : NULL;
 
 	sn_vq_notify_enable(vq, false);
-	for (int pass = 0; pass < 4; pass++) {
+	for (int pass = 0; pass < PASSES; pass++) {
 		bool notify = false;
 		int n = sn_vnet_tx(vq, to, p->hdr_len, TX_BUDGET, &notify);
 
@@ -130,8 +150,7 @@ static void tx_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct vu_port *p = w->data;
 
-	drain_kick(w->fd);
-	if (ring_running(p, TX_RING) && !sn_port_rx_paused(&p->base))
+	if (kick_take(p, TX_RING, w->fd) && ring_running(p, TX_RING) && !sn_port_rx_paused(&p->base))
 		tx_process(p);
 }
 
@@ -162,7 +181,7 @@ static void vu_port_flush(struct sn_port *port)
 	/* not running or disabled: frames wait in the bounded queue like for a slow socket peer */
 	if (!ring_running(p, RX_RING) || !sn_vu_ring_enabled(&p->vu, RX_RING))
 		return;
-	for (int pass = 0; pass < 4; pass++) {
+	for (int pass = 0; pass < PASSES; pass++) {
 		bool notify = false;
 		int n = sn_vnet_rx(vq, port, p->hdr_len, p->mrg, &notify);
 
@@ -174,18 +193,29 @@ static void vu_port_flush(struct sn_port *port)
 		}
 		if (sn_txq_empty(&port->txq))
 			return;
-		/* out of buffers: ask for a kick when the driver posts more, unless it just did */
-		if (!sn_vq_notify_enable(vq, true))
+		/* Too few buffers for the next frame (with MRG_RXBUF maybe some, not enough): ask
+		 * for a kick when the driver posts more, and try again only if it just did. */
+		if (!sn_vq_notify_more(vq))
 			return;
 	}
+	/* the driver keeps posting a few at a time: go on after the other watchers had a turn */
+	ev_idle_start(sn_port_loop(port), &p->rx_more);
+}
+
+static void rx_more_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+	struct vu_port *p = w->data;
+
+	ev_idle_stop(loop, w);
+	if (!sn_txq_empty(&p->base.txq))
+		vu_port_flush(&p->base);
 }
 
 static void rx_kick_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct vu_port *p = w->data;
 
-	drain_kick(w->fd);
-	if (!sn_txq_empty(&p->base.txq))
+	if (kick_take(p, RX_RING, w->fd) && !sn_txq_empty(&p->base.txq))
 		vu_port_flush(&p->base);
 }
 
@@ -211,6 +241,7 @@ static int ring_start(void *ctx, struct sn_vu *vu, unsigned idx, struct sn_error
 	p->vq[idx].name = p->vq_name[idx];
 	p->hdr_len = sn_vnet_hdr_len(vu->features);
 	p->mrg = vu->features & SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF);
+	p->idle_wakeups[idx] = 0;
 	ev_io_set(&p->kick[idx], r->kick_fd, EV_READ);
 	ev_io_start(sn_port_loop(&p->base), &p->kick[idx]);
 	sn_debug("port %s: ring %u started at avail %u (size %u)", p->base.name, idx, r->base, r->num);
@@ -219,6 +250,11 @@ static int ring_start(void *ctx, struct sn_vu *vu, unsigned idx, struct sn_error
 	update_state(p);
 	if (idx == RX_RING)
 		sn_vq_notify_enable(&p->vq[idx], true);
+	/* setting up read and wrote the rings: their memory may be gone already */
+	if (sn_vu_mem_faulted(vu)) {
+		sn_vq_break(&p->vq[idx], SN_VQ_SHRANK);
+		ring_broken(p, idx);
+	}
 	return 0;
 }
 
@@ -228,8 +264,7 @@ static uint16_t ring_stop(void *ctx, struct sn_vu *vu, unsigned idx)
 	uint16_t last = p->vq[idx].last_avail;
 
 	ev_io_stop(sn_port_loop(&p->base), &p->kick[idx]);
-	if (idx == TX_RING)
-		ev_idle_stop(sn_port_loop(&p->base), &p->tx_more);
+	ev_idle_stop(sn_port_loop(&p->base), idx == TX_RING ? &p->tx_more : &p->rx_more);
 	sn_vq_reset(&p->vq[idx]);
 	vu->rings[idx].started = false;
 	update_state(p);
@@ -266,23 +301,43 @@ static void vu_port_close(struct sn_port *port)
 
 	sn_vu_finish(&p->vu);
 	ev_idle_stop(sn_port_loop(port), &p->tx_more);
+	ev_idle_stop(sn_port_loop(port), &p->rx_more);
 	if (p->unlink_path[0])
 		unlink(p->unlink_path);
+}
+
+static const char *ring_word(const struct vu_port *p, unsigned idx)
+{
+	if (!p->vu.rings[idx].started)
+		return "stopped";
+	if (sn_vq_broken(&p->vq[idx]))
+		return "broken";
+	return sn_vu_ring_enabled(&p->vu, idx) ? "running" : "disabled";
 }
 
 static void vu_port_describe(struct sn_port *port, char *buf, size_t len)
 {
 	struct vu_port *p = (struct vu_port *)port;
+	const struct sn_vq *rx = &p->vq[RX_RING], *tx = &p->vq[TX_RING];
+	bool rxb = p->vu.rings[RX_RING].started && sn_vq_broken(rx);
+	bool txb = p->vu.rings[TX_RING].started && sn_vq_broken(tx);
+	int n;
 
-	if (!sn_vu_connected(&p->vu))
+	if (!sn_vu_connected(&p->vu)) {
 		snprintf(buf, len, "%s (no front-end; %u sessions, %" PRIu64 " protocol errors)", p->where,
 			 p->vu.sessions, p->vu.protocol_errors);
+		return;
+	}
+	n = snprintf(buf, len, "%s front-end: rx %s, tx %s", p->where, ring_word(p, RX_RING), ring_word(p, TX_RING));
+	if (n < 0 || (size_t)n >= len || !(rxb || txb))
+		return;
+	/* why, once when both rings broke for the same reason */
+	if (rxb && txb && !strcmp(rx->broken_reason, tx->broken_reason))
+		snprintf(buf + n, len - (size_t)n, " (%s)", rx->broken_reason);
+	else if (rxb && txb)
+		snprintf(buf + n, len - (size_t)n, " (rx: %s; tx: %s)", rx->broken_reason, tx->broken_reason);
 	else
-		snprintf(buf, len, "%s front-end: rx %s, tx %s", p->where,
-			 !p->vu.rings[RX_RING].started ? "stopped" : sn_vq_broken(&p->vq[RX_RING]) ? "broken"
-				 : sn_vu_ring_enabled(&p->vu, RX_RING) ? "running" : "disabled",
-			 !p->vu.rings[TX_RING].started ? "stopped" : sn_vq_broken(&p->vq[TX_RING]) ? "broken"
-				 : sn_vu_ring_enabled(&p->vu, TX_RING) ? "running" : "disabled");
+		snprintf(buf + n, len - (size_t)n, " (%s: %s)", rxb ? "rx" : "tx", rxb ? rx->broken_reason : tx->broken_reason);
 }
 
 static const struct sn_port_ops vu_port_ops = {
@@ -351,9 +406,12 @@ static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct 
 		snprintf(p->vq_name[i], sizeof(p->vq_name[i]), "port %s: %s", p->base.name, i == RX_RING ? "rx" : "tx");
 		ev_io_init(&p->kick[i], i == RX_RING ? rx_kick_cb : tx_kick_cb, -1, EV_READ);
 		p->kick[i].data = p;
+		p->vq[i].fault = &p->vu.mem_fault; /* kept by sn_vq_reset() */
 	}
 	ev_idle_init(&p->tx_more, tx_more_cb);
 	p->tx_more.data = p;
+	ev_idle_init(&p->rx_more, rx_more_cb);
+	p->rx_more.data = p;
 	r = sn_port_register(&p->base);
 	if (r < 0) {
 		close(fd);

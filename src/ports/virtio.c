@@ -5,8 +5,10 @@
  * chains are drained with kicks suppressed, in rounds of TX_BUDGET so one busy guest cannot
  * hold the loop, and a ring still holding work resumes from an ev_check on the next loop
  * iteration. RX is the port's flush op: queued frames go into the buffers the driver posted;
- * when it posted none they wait in the egress queue (bounded, dropped and counted when full)
- * and the driver's next RX kick retries them. The ring work itself is src/virtq.c. */
+ * when it posted none, or too few for the next frame, they wait in the egress queue (bounded,
+ * dropped and counted when full), the port asks for a kick at the next buffer, and that kick
+ * retries them. Neither direction loops for longer than a fixed budget, whatever the driver
+ * writes. The ring work itself is src/virtq.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +17,7 @@
 
 #include <squibnet/virtio.h>
 
+#include "../evfd.h"
 #include "../log.h"
 #include "../spec.h"
 #include "../switch.h"
@@ -22,6 +25,7 @@
 #include "../virtq.h"
 
 #define TX_BUDGET 256
+#define RX_PASSES 4 /* RX attempts per flush while the driver keeps adding too few buffers */
 
 struct sn_virtio_port {
 	struct sn_port base;
@@ -32,8 +36,10 @@ struct sn_virtio_port {
 	bool mrg;
 	int kick_fd[2], call_fd[2];
 	ev_io kick_io[2];
-	ev_check more_check;         /* TX work left over from a full budget */
+	unsigned idle_wakeups[2];    /* kick watcher woken with nothing to read, in a row */
+	ev_check more_check;         /* work left over: TX from a full budget, RX from RX_PASSES */
 	ev_idle more_idle;           /* keeps the loop from blocking while it is */
+	bool more[2];                /* which queue more_check continues */
 	void (*notify)(struct sn_virtio_port *, enum sn_virtio_queue_index, void *);
 	void *opaque;
 	char qname[2][SN_PORT_NAME_MAX + 16];
@@ -55,8 +61,19 @@ static void stop_more(struct sn_virtio_port *vp)
 {
 	struct ev_loop *loop = sn_port_loop(&vp->base);
 
+	vp->more[SN_VIRTIO_RX] = vp->more[SN_VIRTIO_TX] = false;
 	ev_check_stop(loop, &vp->more_check);
 	ev_idle_stop(loop, &vp->more_idle);
+}
+
+/* Queue @q has work left: continue on the next loop iteration, after the other ports. */
+static void want_more(struct sn_virtio_port *vp, enum sn_virtio_queue_index q)
+{
+	struct ev_loop *loop = sn_port_loop(&vp->base);
+
+	vp->more[q] = true;
+	ev_check_start(loop, &vp->more_check);
+	ev_idle_start(loop, &vp->more_idle);
 }
 
 /* A queue broke: the port stops carrying frames until the VMM resets the device. */
@@ -78,6 +95,8 @@ static void tx_run(struct sn_virtio_port *vp)
 
 	if (vp->base.closed || !sn_vq_usable(vq) || sn_port_rx_paused(&vp->base))
 		return;
+	/* Ends: every round either consumes a chain, or finds none and stops, or finds that some
+	 * arrived after the pop (the next round pops at least one of them); TX_BUDGET caps it. */
 	for (;;) {
 		bool n;
 		int r;
@@ -90,21 +109,15 @@ static void tx_run(struct sn_virtio_port *vp)
 			break;
 		}
 		total += r;
-		if (sn_port_rx_paused(&vp->base)) {
-			/* kicks stay off: virtio_resume() runs the ring again */
-			stop_more(vp);
+		/* back-pressure: kicks stay off, virtio_resume() runs the ring again */
+		if (sn_port_rx_paused(&vp->base))
 			break;
-		}
 		if (total >= TX_BUDGET) {
-			/* more next iteration, after the other ports had their turn */
-			ev_check_start(sn_port_loop(&vp->base), &vp->more_check);
-			ev_idle_start(sn_port_loop(&vp->base), &vp->more_idle);
+			want_more(vp, SN_VIRTIO_TX);
 			break;
 		}
-		if (!sn_vq_notify_enable(vq, true)) {
-			stop_more(vp);
+		if (!sn_vq_notify_enable(vq, true))
 			break;
-		}
 	}
 	if (notify)
 		signal_queue(vp, SN_VIRTIO_TX);
@@ -116,7 +129,7 @@ static void virtio_flush(struct sn_port *port)
 	struct sn_vq *vq = &vp->vq[SN_VIRTIO_RX];
 	bool notify = false;
 
-	for (;;) {
+	for (int pass = 0;; pass++) {
 		bool n;
 		int r = sn_vnet_rx(vq, port, vp->hdr_len, vp->mrg, &n);
 
@@ -125,9 +138,18 @@ static void virtio_flush(struct sn_port *port)
 			went_broken(vp);
 			break;
 		}
-		/* frames left means no buffers: ask for a kick, unless some came in meanwhile */
-		if (sn_txq_empty(&port->txq) || !sn_vq_notify_enable(vq, true))
+		if (sn_txq_empty(&port->txq))
 			break;
+		/* Frames left: the driver posted too few buffers for the next one (with MRG_RXBUF,
+		 * maybe some, but not enough). Ask for a kick when it posts more; when it posted
+		 * some meanwhile, try again, but only RX_PASSES times in one go: a driver that
+		 * keeps adding a few at a time must not hold the loop. */
+		if (!sn_vq_notify_more(vq))
+			break;
+		if (pass == RX_PASSES - 1) {
+			want_more(vp, SN_VIRTIO_RX);
+			break;
+		}
 	}
 	if (notify)
 		signal_queue(vp, SN_VIRTIO_RX);
@@ -147,10 +169,16 @@ static void kick_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct sn_virtio_port *vp = w->data;
 	enum sn_virtio_queue_index q = w == &vp->kick_io[SN_VIRTIO_TX] ? SN_VIRTIO_TX : SN_VIRTIO_RX;
-	uint64_t v;
+	int r = sn_evfd_drain(vp->kick_fd[q]);
 
-	if (read(vp->kick_fd[q], &v, sizeof(v)) < 0 && errno != EAGAIN && errno != EINTR) {
-		sn_warn("port %s: kick fd of queue %d: %s", vp->base.name, q, strerror(errno));
+	if (r > 0) {
+		vp->idle_wakeups[q] = 0;
+	} else if (r < 0 || ++vp->idle_wakeups[q] >= SN_EVFD_IDLE_WAKEUPS_MAX) {
+		/* a watcher that cannot read would only spin: stop it (sn_virtio_port_kick() still works) */
+		sn_warn("port %s: kick fd of the %s queue %s; no longer watched", vp->base.name,
+			q == SN_VIRTIO_TX ? "tx" : "rx",
+			r == 0 ? "keeps waking the loop with nothing to read" : r == -EPIPE ? "reached end of file"
+										: strerror(-r));
 		ev_io_stop(loop, w);
 		return;
 	}
@@ -159,7 +187,14 @@ static void kick_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void more_cb(struct ev_loop *loop, ev_check *w, int revents)
 {
-	tx_run(w->data);
+	struct sn_virtio_port *vp = w->data;
+	bool rx = vp->more[SN_VIRTIO_RX], tx = vp->more[SN_VIRTIO_TX];
+
+	stop_more(vp); /* started again by whichever queue still has work */
+	if (tx)
+		tx_run(vp);
+	if (rx && !vp->base.closed && !sn_txq_empty(&vp->base.txq))
+		virtio_flush(&vp->base);
 }
 
 static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
@@ -211,6 +246,7 @@ static int setup_queue(struct sn_virtio_port *vp, enum sn_virtio_queue_index q,
 		       const struct sn_virtio_queue_config *qc, struct sn_error *err)
 {
 	const char *what = q == SN_VIRTIO_RX ? "rx" : "tx";
+	char kind[64];
 	int r;
 
 	vp->vq[q].name = vp->qname[q];
@@ -221,6 +257,11 @@ static int setup_queue(struct sn_virtio_port *vp, enum sn_virtio_queue_index q,
 				    what, qc->size, SN_VQ_SIZE_MAX);
 	if (r < 0)
 		return sn_error_set(err, r, "%s queue: a ring lies outside guest memory", what);
+	/* watched or written for the port's whole life: they must behave as eventfds do */
+	if (qc->kick_fd >= 0 && sn_evfd_check(qc->kick_fd, kind, sizeof(kind)) < 0)
+		return sn_error_set(err, -EINVAL, "%s queue: kick fd %d is %s, not an eventfd", what, qc->kick_fd, kind);
+	if (qc->call_fd >= 0 && sn_evfd_check(qc->call_fd, kind, sizeof(kind)) < 0)
+		return sn_error_set(err, -EINVAL, "%s queue: call fd %d is %s, not an eventfd", what, qc->call_fd, kind);
 	vp->kick_fd[q] = qc->kick_fd;
 	vp->call_fd[q] = qc->call_fd;
 	ev_io_init(&vp->kick_io[q], kick_cb, qc->kick_fd, EV_READ);

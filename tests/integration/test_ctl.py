@@ -218,7 +218,8 @@ def main():
         rc, doc, err = ctl.json("stats")
         swst = (doc or {}).get("switch", {})
         check(rc == 0 and set(swst) == {"unicast", "flooded", "filtered", "fdb_refused_table", "fdb_refused_port",
-                                        "fdb_moves", "fdb_entries", "fdb_max", "pool_free", "pool_total", "ports"},
+                                        "fdb_moves", "fdb_evicted", "fdb_entries", "fdb_max", "pool_free", "pool_total",
+                                        "ports"},
               "stats --json switch keys")
         check(swst.get("flooded") == 2 and swst.get("fdb_entries") == 2 and swst.get("ports") == 3,
               "stats counts 2 floods, 2 entries, 3 ports: %s" % swst)

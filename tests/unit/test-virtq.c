@@ -389,6 +389,62 @@ START_TEST(no_interrupt_flag)
 }
 END_TEST
 
+/* Too few buffers for a merged frame: the device asks for a kick at the driver's avail index,
+ * not at last_avail (the driver only kicks when its additions cross the event index, and the
+ * entries it already added are behind it). */
+START_TEST(notify_more)
+{
+	uint8_t frame[1500] = {0};
+
+	teardown();
+	setup_features(SN_VIRTIO_BIT(SN_VIRTIO_F_VERSION_1) | SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF) |
+			       SN_VIRTIO_BIT(SN_VIRTIO_F_EVENT_IDX), 0);
+	post_rx(1, 512);
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, true, frame, sizeof(frame)), 0);
+	ck_assert(sn_vq_notify_enable(&vq, true)); /* "work is there", though it cannot be used */
+	ck_assert_uint_eq(*avail_event(), 0);
+	ck_assert(!sn_vq_notify_more(&vq));        /* nothing new: wait for the kick */
+	ck_assert_uint_eq(*avail_event(), 1);
+	/* without EVENT_IDX it is the NO_NOTIFY flag, cleared */
+	teardown();
+	setup_features(SN_VIRTIO_BIT(SN_VIRTIO_F_VERSION_1) | SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF), 0);
+	post_rx(1, 512);
+	sn_vq_notify_enable(&vq, false);
+	ck_assert(!sn_vq_notify_more(&vq));
+	ck_assert_uint_eq(used->flags, 0);
+	/* a broken queue is left alone */
+	sn_vq_break(&vq, "test");
+	ck_assert(!sn_vq_notify_more(&vq));
+}
+END_TEST
+
+/* The SIGBUS guard raised the memory's fault flag: the queue breaks with that reason at its next
+ * look, including a chain it is popping (the descriptors may be zeros that look valid), and a
+ * reset keeps the flag pointer. */
+START_TEST(memory_fault)
+{
+	atomic_uint fault = 0;
+	struct sn_vq_elem e;
+
+	vq.fault = &fault;
+	set_desc(0, BUF_GPA, 64, 0, 0);
+	make_avail(0);
+	make_avail(0);
+	ck_assert_int_eq(sn_vq_pop(&vq, &e), 1);
+	fault = 1;
+	ck_assert_int_eq(sn_vq_pop(&vq, &e), -EIO);
+	ck_assert(sn_vq_broken(&vq));
+	ck_assert_str_eq(vq.broken_reason, SN_VQ_SHRANK);
+	/* whatever a zeroed ring trips on, the reason is the shrink */
+	fault = 0;
+	ck_assert_int_eq(sn_vq_setup_addr(&vq, &vmem, QS, DESC_GPA, AVAIL_GPA, USED_GPA, 0, 0), 0);
+	ck_assert_ptr_eq(vq.fault, &fault);
+	fault = 1;
+	sn_vq_break(&vq, "avail idx %u is far ahead", 9999);
+	ck_assert_str_eq(vq.broken_reason, SN_VQ_SHRANK);
+}
+END_TEST
+
 /* ---- hostile rings ---- */
 
 static void expect_broken(const char *why)
@@ -589,6 +645,8 @@ int main(void)
 		{"rx_mergeable", rx_mergeable},
 		{"event_idx_suppression", event_idx_suppression},
 		{"no_interrupt_flag", no_interrupt_flag},
+		{"notify_more", notify_more},
+		{"memory_fault", memory_fault},
 		{"hostile_out_of_bounds", hostile_out_of_bounds},
 		{"hostile_below_region", hostile_below_region},
 		{"hostile_huge_length", hostile_huge_length},

@@ -5,6 +5,7 @@ stream port pair keeps forwarding; a well-formed session exchanges frames with a
 client both ways; GET_VRING_BASE, SET_VRING_ENABLE, REPLY_ACK, reconnect, a refused second
 front-end and an inherited descriptor (fd=N)."""
 
+import fcntl
 import os
 import socket
 import struct
@@ -68,6 +69,7 @@ def hostile_cases(mem):
     small = os.memfd_create("small")
     os.ftruncate(small, 4096)
     ro = os.open(f"/proc/self/fd/{mem.fd}", os.O_RDONLY)
+    pipe_r, pipe_w = os.pipe()
     return [
         ("bad size", lambda fe: fe.send(vf.SET_FEATURES, b"\0" * 4), "SET_FEATURES with a 4-byte payload"),
         ("bad index", lambda fe: fe.state(vf.SET_VRING_NUM, 5, 256), "SET_VRING_NUM for ring 5"),
@@ -95,7 +97,13 @@ def hostile_cases(mem):
         ("features not offered", lambda fe: fe.set_u64(vf.SET_FEATURES, 1 << 63), "features not offered"),
         ("kick before the ring is set up", lambda fe: (fe.set_u64(vf.SET_VRING_KICK, 1, [fe_kick]),
                                                         os.eventfd_write(fe_kick, 1)), "kicked before"),
-    ], [small, ro]
+        ("a memfd as call fd", lambda fe: fe.set_u64(vf.SET_VRING_CALL, 0, [small]),
+         "SET_VRING_CALL for ring 0: the descriptor is a regular file, not an eventfd"),
+        ("a pipe as err fd", lambda fe: fe.set_u64(vf.SET_VRING_ERR, 1, [pipe_w]),
+         "SET_VRING_ERR for ring 1: the descriptor is a pipe, not an eventfd"),
+        ("a memfd as kick fd", lambda fe: fe.set_u64(vf.SET_VRING_KICK, 0, [small]),
+         "SET_VRING_KICK for ring 0: the descriptor is a regular file, not an eventfd"),
+    ], [small, ro, pipe_r, pipe_w]
 
 
 fe_kick = os.eventfd(0, os.EFD_CLOEXEC)
@@ -345,6 +353,190 @@ def test_hostile_ring_breaks_only_that_ring():
         assert "virtqueue broken" in d.stderr, d.stderr
 
 
+def test_mrg_rx_waits_for_enough_buffers():
+    """MRG_RXBUF with EVENT_IDX and one 512-byte RX buffer posted, then a 1500-byte frame for
+    the guest: it needs three buffers. The frame waits in the port's queue, and the back-end
+    asks for a kick at the driver's current avail index, so a driver that kicks only when asked
+    (as Linux does) kicks for its next buffers and the frame arrives, merged from three."""
+    with Daemon(PORTS) as d:
+        c = StreamClient(d.path("s.sock"))
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup(features=vf.F_VERSION_1 | vf.F_MRG_RXBUF | vf.F_EVENT_IDX, rx_buffers=0)
+        d.wait_ports(lambda p: p["vu"]["state"] == "up")
+        rx = fe.rings[vf.RX]
+
+        def post(n, length):
+            old = rx.avail_idx
+            for _ in range(n):
+                head = rx.avail_idx % rx.num
+                rx.set_desc(head, rx.buf(head), length, vf.DESC_F_WRITE)
+                rx.offer(head)
+            return rx.kick_if_asked(old)
+
+        post(1, 512)
+        frame = eth(BROADCAST, mac(2), (bytes(range(256)) * 6)[:1486])
+        c.send(frame)
+        d.wait_ports(lambda p: p["vu"]["stats"]["txq_depth"] == 1)
+        time.sleep(0.1)
+        assert rx.take_used() == [], "a frame went into too few buffers"
+        assert rx.avail_event() == rx.avail_idx, \
+            f"avail_event {rx.avail_event()}: the driver is not asked to kick for its next buffer ({rx.avail_idx})"
+        assert d.proc.poll() is None
+        assert post(3, 512), "the driver was not asked to kick"
+        used, end = [], time.monotonic() + 2
+        while len(used) < 3 and time.monotonic() < end:
+            used += rx.take_used()
+            time.sleep(0.005)
+        assert len(used) == 3, f"used entries {used}"
+        data = b"".join(rx.mem.read(rx.buf(head), length) for head, length in used)
+        assert struct.unpack_from("<H", data, 10)[0] == 3, "num_buffers"
+        assert data[vf.HDR_LEN:] == frame
+        st = d.ports()["vu"]["stats"]
+        assert st["txq_depth"] == 0 and st["tx_frames"] == 1, st
+        fe.close()
+
+
+def cpu_seconds(pid):
+    """utime + stime of process pid so far, in seconds (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_kick_fd_regular_file_refused():
+    """A regular file as kick fd is always readable: accepted, it kept the loop spinning at
+    100 % CPU. It must be refused like any bad message, and the daemon stay idle."""
+    with Daemon(PORTS) as d:
+        a, b = stream_pair(d)
+        path = d.path("not-an-eventfd")
+        with open(path, "wb") as f:
+            f.write(bytes(4096))
+        fd = os.open(path, os.O_RDWR)
+        fe = vf.Frontend(d.path("vu.sock"))
+        try:
+            try:
+                fe.setup(fds={(vf.SET_VRING_KICK, vf.TX): fd})
+                refused = False
+            except (EOFError, BrokenPipeError, ConnectionResetError):
+                refused = True
+            refused = refused or fe.closed_by_peer(0.5)
+            # a behaviour check, not a benchmark: a spinning loop burns the whole second
+            before = cpu_seconds(d.proc.pid)
+            time.sleep(1.0)
+            used = cpu_seconds(d.proc.pid) - before
+            assert used < 0.5, f"the daemon used {used:.2f} s of CPU in 1 s"
+            assert refused, "a regular file was accepted as kick fd"
+        finally:
+            fe.close()
+            os.close(fd)
+        check_forwarding(a, b, "a regular file as kick fd")
+        st = d.ports()["vu"]
+        assert "1 protocol errors" in st["peer"], st["peer"]
+        assert d.stop() == 0
+        assert "SET_VRING_KICK for ring 1: the descriptor is a regular file, not an eventfd" in d.stderr, d.stderr
+
+
+def test_kick_fd_own_socket_refused():
+    """The front-end's own socket as kick fd: accepted, the daemon held the front-end's end of
+    the connection, so the session never saw its end and every later front-end was refused."""
+    with Daemon(PORTS) as d:
+        c = StreamClient(d.path("s.sock"))
+        fe = vf.Frontend(d.path("vu.sock"))
+        assert fe.get_u64(vf.GET_FEATURES) & vf.F_PROTOCOL_FEATURES
+        fe.set_u64(vf.SET_VRING_KICK, vf.RX, [fe.sock.fileno()])
+        refused = fe.closed_by_peer()
+        fe.close()
+        assert refused, "the front-end's own socket was accepted as kick fd"
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        d.wait_ports(lambda p: p["vu"]["state"] == "up")
+        f = eth(BROADCAST, mac(1), b"after the refused socket")
+        fe.send_frame(f)
+        assert c.recv(2.0) == f
+        g = eth(mac(1), mac(2), b"and back")
+        c.send(g)
+        assert fe.recv_frames(1) == [g]
+        fe.close()
+        assert d.stop() == 0
+        assert "SET_VRING_KICK for ring 0: the descriptor is a socket, not an eventfd" in d.stderr, d.stderr
+
+
+def test_guest_memory_shrink_survived():
+    """A front-end whose memfd cannot be sealed (no MFD_ALLOW_SEALING) shrinks it under
+    running rings and kicks both: reading the rings used to kill the daemon with SIGBUS. Now
+    only that port stops, both rings broken with the reason; the switch and two stream
+    stations carry on; a new session gets a working port again."""
+    with Daemon(PORTS) as d:
+        a, b = stream_pair(d)
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        d.wait_ports(lambda p: p["vu"]["state"] == "up")
+        seals = fcntl.fcntl(fe.mem.fd, fcntl.F_GET_SEALS)
+        assert seals & fcntl.F_SEAL_SEAL and not seals & fcntl.F_SEAL_SHRINK, f"seals {seals:#x}"
+        fe.send_frame(eth(BROADCAST, mac(1), b"before the shrink"))
+        assert a.recv(2.0)[14:] == b"before the shrink"
+        b.recv_all(0.2)
+        # a TX chain waits un-kicked; after the shrink the front-end must not touch its memory
+        fe.send_frame(eth(BROADCAST, mac(1), b"after the shrink"), kick=False)
+        os.ftruncate(fe.mem.fd, 4096)  # the rings and buffers lie past this
+        fe.rings[vf.TX].do_kick()
+        fe.rings[vf.RX].do_kick()
+        time.sleep(0.2)
+        assert d.proc.poll() is None, f"the daemon died: {d.proc.returncode}"
+        a.send(eth(BROADCAST, mac(101), b"to everyone, the guest too"))
+        assert b.recv(2.0)[14:] == b"to everyone, the guest too"
+        ports = d.wait_ports(lambda p: d.proc.poll() is not None or "tx broken" in p["vu"]["peer"]
+                             and "rx broken" in p["vu"]["peer"])
+        assert d.proc.poll() is None, f"the daemon died: {d.proc.returncode}"
+        vu = ports["vu"]
+        assert "guest memory shrank under the mapping" in vu["peer"], vu["peer"]
+        assert vu["state"] == "down", vu
+        check_forwarding(a, b, "the shrink")
+        assert a.recv_all(0.3) == [], "a frame read from vanished guest memory was forwarded"
+        fe.close()
+        # a new session maps afresh and the port works again
+        fe = vf.Frontend(d.path("vu.sock"))
+        fe.setup()
+        d.wait_ports(lambda p: p["vu"]["state"] == "up")
+        f = eth(BROADCAST, mac(1), b"a new session")
+        fe.send_frame(f)
+        assert a.recv(2.0) == f
+        assert b.recv(2.0) == f
+        g = eth(mac(1), mac(101), b"to the new session")
+        a.send(g)
+        assert fe.recv_frames(1) == [g]
+        fe.close()
+        check_forwarding(a, b, "the new session")
+        assert d.stop() == 0
+        assert "guest memory shrank under the mapping" in d.stderr, d.stderr
+
+
+def test_sealable_memfd_gets_shrink_seal():
+    """A memfd that still takes seals gets F_SEAL_SHRINK at SET_MEM_TABLE: the front-end can
+    no longer shrink it at all. Nothing else is sealed (it may still grow or be written)."""
+    with Daemon(PORTS, extra=["-v"]) as d:
+        fe = vf.Frontend(d.path("vu.sock"))
+        mem = vf.GuestMemory(sealing=True)
+        assert fcntl.fcntl(mem.fd, fcntl.F_GET_SEALS) == 0
+        fe.setup(mem=mem)
+        seals = fcntl.fcntl(mem.fd, fcntl.F_GET_SEALS)
+        assert seals == fcntl.F_SEAL_SHRINK, f"seals {seals:#x}"
+        try:
+            os.ftruncate(mem.fd, 4096)
+            raise AssertionError("the sealed memfd could still shrink")
+        except PermissionError:
+            pass
+        os.ftruncate(mem.fd, mem.size + 4096)  # growing is still allowed
+        c = StreamClient(d.path("s.sock"))
+        d.wait_ports(lambda p: p["vu"]["state"] == "up" and any(x["parent"] == "st" for x in p.values()))
+        f = eth(BROADCAST, mac(1), b"sealed")
+        fe.send_frame(f)
+        assert c.recv(2.0) == f
+        fe.close()
+        assert d.stop() == 0
+        assert "added F_SEAL_SHRINK" in d.stderr, d.stderr
+
+
 def test_spec_errors():
     with Daemon(PORTS[:1]) as d:
         for spec, text in [("vhost-user", "exactly one of"),
@@ -365,5 +557,10 @@ if __name__ == "__main__":
         test_memory_table_change_keeps_running,
         test_inherited_fd,
         test_hostile_ring_breaks_only_that_ring,
+        test_mrg_rx_waits_for_enough_buffers,
+        test_kick_fd_regular_file_refused,
+        test_kick_fd_own_socket_refused,
+        test_guest_memory_shrink_survived,
+        test_sealable_memfd_gets_shrink_seal,
         test_spec_errors,
     ])

@@ -35,9 +35,11 @@ RX, TX = 0, 1
 class GuestMemory:
     """One memfd region: guest-physical base `gpa`, mapped by the "VMM" at user address `uaddr`."""
 
-    def __init__(self, size=4 << 20, gpa=0x40000000, uaddr=0x7F1200000000):
+    def __init__(self, size=4 << 20, gpa=0x40000000, uaddr=0x7F1200000000, sealing=False):
+        """`sealing`: created with MFD_ALLOW_SEALING (as QEMU's memfd backend does), so seals can
+        still be added; without it the memfd's seals are locked from the start."""
         self.size, self.gpa, self.uaddr = size, gpa, uaddr
-        self.fd = os.memfd_create("vufront-guest", os.MFD_CLOEXEC)
+        self.fd = os.memfd_create("vufront-guest", os.MFD_CLOEXEC | (os.MFD_ALLOW_SEALING if sealing else 0))
         os.ftruncate(self.fd, size)
         self.mm = mmap.mmap(self.fd, size)
 
@@ -111,6 +113,19 @@ class Ring:
 
     def do_kick(self):
         os.eventfd_write(self.kick, 1)
+
+    def avail_event(self):
+        """What the device asked for with EVENT_IDX: kick when the avail index passes this."""
+        return self.mem.u16(self.used + 4 + 8 * self.num)
+
+    def kick_if_asked(self, old):
+        """Kicks the way a Linux driver does with EVENT_IDX: only when the entries added since
+        avail index `old` cross avail_event. Returns True when it kicked."""
+        new, ev = self.avail_idx, self.avail_event()
+        if ((new - ev - 1) & 0xFFFF) < ((new - old) & 0xFFFF):
+            self.do_kick()
+            return True
+        return False
 
     def calls(self):
         """How many interrupts arrived (0 when none)."""
@@ -213,8 +228,10 @@ class Frontend:
         """regions: (gpa, size, uaddr, offset) tuples."""
         return struct.pack("<II", len(regions), 0) + b"".join(struct.pack("<QQQQ", *r) for r in regions)
 
-    def setup(self, features=F_VERSION_1 | F_MRG_RXBUF, enable=True, rx_buffers=64):
-        """The handshake QEMU does at start, then RX buffers posted and both rings kicked."""
+    def setup(self, features=F_VERSION_1 | F_MRG_RXBUF, enable=True, rx_buffers=64, mem=None, fds=None):
+        """The handshake QEMU does at start, then RX buffers posted and both rings kicked.
+        `mem` replaces the default GuestMemory; `fds` maps (SET_VRING_KICK or _CALL, ring) to a
+        descriptor sent instead of that ring's eventfd."""
         offered = self.get_u64(GET_FEATURES)
         assert offered & F_PROTOCOL_FEATURES, f"{offered:#x}"
         assert features & ~offered == 0, f"back-end offers {offered:#x}, want {features:#x}"
@@ -225,7 +242,7 @@ class Frontend:
         self.set_u64(SET_PROTOCOL_FEATURES, PROTOCOL_F_REPLY_ACK | PROTOCOL_F_MQ)
         assert self.get_u64(GET_QUEUE_NUM) == 1
         self.send(SET_OWNER)
-        m = self.mem = GuestMemory()
+        m = self.mem = mem or GuestMemory()
         self.send(SET_MEM_TABLE, self.mem_table_payload([(m.gpa, m.size, m.uaddr, 0)]), [m.fd],
                   VERSION | NEED_REPLY)
         assert struct.unpack("<Q", self.reply(SET_MEM_TABLE))[0] == 0
@@ -236,8 +253,9 @@ class Frontend:
             self.state(SET_VRING_BASE, i, 0)
             self.send(SET_VRING_ADDR, struct.pack("<IIQQQQ", i, 0, m.to_user(r.desc), m.to_user(r.used),
                                                   m.to_user(r.avail), 0))
-            self.set_u64(SET_VRING_KICK, i, [r.kick])
-            self.set_u64(SET_VRING_CALL, i, [r.call])
+            fds = fds or {}
+            self.set_u64(SET_VRING_KICK, i, [fds.get((SET_VRING_KICK, i), r.kick)])
+            self.set_u64(SET_VRING_CALL, i, [fds.get((SET_VRING_CALL, i), r.call)])
         if enable:
             for i in (RX, TX):
                 self.state(SET_VRING_ENABLE, i, 1)
@@ -254,7 +272,7 @@ class Frontend:
             rx.offer(head)
         rx.do_kick()
 
-    def send_frame(self, frame):
+    def send_frame(self, frame, kick=True):
         """Puts one frame (with a zero virtio-net header) on the TX ring and kicks."""
         tx = self.rings[TX]
         head = tx.avail_idx % tx.num
@@ -263,7 +281,8 @@ class Frontend:
         tx.mem.write(tx.buf(head), data)
         tx.set_desc(head, tx.buf(head), len(data), 0)
         tx.offer(head)
-        tx.do_kick()
+        if kick:
+            tx.do_kick()
 
     def recv_frames(self, want=1, timeout=2.0, repost=True):
         """Frames the back-end wrote into RX buffers (header stripped), until `want` arrived or
