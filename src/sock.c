@@ -59,10 +59,13 @@ int sn_sockaddr_unix(const char *path, struct sn_sockaddr *ret)
 	return 0;
 }
 
+/* -ERANGE for a port that is not 1 to 65535 in plain decimal digits, -EADDRNOTAVAIL for a host
+ * that does not resolve, -EINVAL for anything else wrong. */
 static int parse_tcp(const char *hostport, struct sn_sockaddr *ret)
 {
-	char host[256];
+	char host[256], service[8];
 	const char *port;
+	unsigned num;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
 	int r;
 
@@ -83,9 +86,11 @@ static int parse_tcp(const char *hostport, struct sn_sockaddr *ret)
 		host[colon - hostport] = '\0';
 		port = colon + 1;
 	}
-	if (!*port || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535)
-		return -EINVAL;
-	r = getaddrinfo(*host ? host : NULL, port, &hints, &res);
+	/* getaddrinfo() would take "+80" or " 80", and wrap 4294967297 to 1 */
+	if (sn_parse_uint(port, 1, 65535, &num) < 0)
+		return -ERANGE;
+	snprintf(service, sizeof(service), "%u", num);
+	r = getaddrinfo(*host ? host : NULL, service, &hints, &res);
 	if (r != 0)
 		return -EADDRNOTAVAIL;
 	memcpy(&ret->u.ss, res->ai_addr, res->ai_addrlen);
@@ -112,6 +117,8 @@ int sn_sockaddr_parse(const char *text, const char *key, bool bare_path, struct 
 	if (r == -ENAMETOOLONG)
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': path longer than %zu bytes", text,
 				    key, sizeof(ret->u.un.sun_path) - 1);
+	if (r == -ERANGE)
+		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': port must be 1 to 65535", text, key);
 	if (r == -EADDRNOTAVAIL)
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': host not found", text, key);
 	if (r < 0)
