@@ -1111,7 +1111,6 @@ SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct s
 	struct sn_control *ctl;
 	struct sn_sockaddr a;
 	struct stat st;
-	mode_t mask;
 	int fd, r;
 
 	if (err)
@@ -1124,16 +1123,13 @@ SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct s
 	ctl = calloc(1, sizeof(*ctl));
 	if (!ctl)
 		return sn_error_set(err, -ENOMEM, "out of memory");
-	/* Born 0600, so no other user can connect between bind() and chmod(). umask is per
-	 * process: another thread creating a file right now would get a stricter mode. */
-	mask = umask(0177);
-	fd = sn_sock_listen(&a, SOCK_STREAM, err);
-	umask(mask);
+	/* 0600 from birth: sn_sock_listen() binds under a strict umask */
+	fd = sn_sock_listen(&a, SOCK_STREAM, NULL, err);
 	if (fd < 0) {
 		free(ctl);
 		return fd;
 	}
-	if (chmod(path, 0600) < 0 || lstat(path, &st) < 0) {
+	if (lstat(path, &st) < 0) {
 		r = -errno;
 		close(fd);
 		unlink(path);

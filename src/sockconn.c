@@ -75,9 +75,9 @@ static void listener_cb(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const struct sn_listener_ops *lops,
-		     const struct sn_sockaddr *addr, struct sn_error *err)
+		     const struct sn_sockaddr *addr, const struct sn_sock_perm *perm, struct sn_error *err)
 {
-	int fd = sn_sock_listen(addr, lops->type, err), r;
+	int fd = sn_sock_listen(addr, lops->type, perm, err), r;
 
 	if (fd < 0)
 		return fd;

@@ -44,11 +44,12 @@ struct sn_listener {
 /**
  * Binds @addr (and listens, for connection-oriented types) and registers @l, zeroed memory the
  * caller allocated, as a LISTENING port whose common part is copied from @tmpl with @lops->ops.
- * Returns 0, or -errno with @err set (bind/listen) or not (registration); on failure the caller
- * frees @l and nothing else is left behind.
+ * A unix socket file gets @perm (NULL: 0600; see sn_sock_listen()). Returns 0, or -errno with
+ * @err set (bind/listen) or not (registration); on failure the caller frees @l and nothing else
+ * is left behind.
  */
 int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const struct sn_listener_ops *lops,
-		     const struct sn_sockaddr *addr, struct sn_error *err);
+		     const struct sn_sockaddr *addr, const struct sn_sock_perm *perm, struct sn_error *err);
 
 /** Names @child LISTENER.N after @l, initialises its common part with @ops and @l's MTU, and makes
  * @l its parent (so closing @l closes it). Does not register it. */

@@ -34,7 +34,7 @@ static void usage(FILE *f)
 		"  pcap,dev=IFNAME[,filter=EXPR][,promisc=on|off]           a host interface through libpcap\n"
 		"  tap,ifname=NAME[,create=on]                              a TAP device (Linux)\n"
 		"  vmnet,mode=shared|host|bridged[,iface=IF]...             vmnet.framework (macOS)\n"
-		"  every kind: name=NAME, mtu=N\n"
+		"  every kind: name=NAME, mtu=N;  socket files (listen=, local=): mode=0600, group=GROUP\n"
 		"\n"
 		"With no --port: a stream listener at $XDG_RUNTIME_DIR/squibnet/switch.sock.\n"
 		"  --control PATH      control socket for squibnetctl (default: beside the default listener)\n"

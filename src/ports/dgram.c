@@ -409,7 +409,7 @@ static int unix_addr(const char *text, const char *key, struct sn_sockaddr *ret,
 }
 
 static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, const struct sn_sockaddr *addr,
-			   struct sn_port **ret_port, struct sn_error *err)
+			   const struct sn_sock_perm *perm, struct sn_port **ret_port, struct sn_error *err)
 {
 	struct dgram_listener *l = calloc(1, sizeof(*l));
 	int r;
@@ -422,7 +422,7 @@ static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, cons
 		free(l);
 		return -ENOMEM;
 	}
-	r = sn_listener_open(&l->lis, tmp, &dgram_listener_lops, addr, err);
+	r = sn_listener_open(&l->lis, tmp, &dgram_listener_lops, addr, perm, err);
 	if (r < 0) {
 		free(l);
 		return r;
@@ -432,7 +432,8 @@ static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, cons
 }
 
 static int client_create(struct sn_switch *sw, const struct sn_port *tmp, const struct sn_sockaddr *remote,
-			 const struct sn_sockaddr *local, bool hello, struct sn_port **ret_port, struct sn_error *err)
+			 const struct sn_sockaddr *local, const struct sn_sock_perm *perm, bool hello,
+			 struct sn_port **ret_port, struct sn_error *err)
 {
 	struct dgram_port *dp = dgram_port_new();
 	char to[128];
@@ -446,7 +447,7 @@ static int client_create(struct sn_switch *sw, const struct sn_port *tmp, const 
 	dp->to = *remote;
 	dp->local = *local;
 	dp->hello = hello;
-	dp->fd = sn_sock_listen(local, SOCK_DGRAM, err);
+	dp->fd = sn_sock_listen(local, SOCK_DGRAM, perm, err);
 	if (dp->fd < 0) {
 		r = dp->fd;
 		dgram_port_free(&dp->base);
@@ -481,6 +482,7 @@ static int dgram_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 	const char *local = sn_spec_get(spec, "local");
 	const char *hello = sn_spec_get(spec, "hello");
 	struct sn_sockaddr addr, local_addr = {.len = 0};
+	struct sn_sock_perm perm;
 	struct sn_port tmp = {0};
 	int r;
 
@@ -500,12 +502,16 @@ static int dgram_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 		return r;
 	if (hello && strcmp(hello, "vfkit"))
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key 'hello': want vfkit", hello);
+	/* the socket file this port creates: the listener's, or the bound local= one */
+	r = sn_sock_perm_from_spec(spec, listen ? &addr : &local_addr, listen ? "listen" : "local", &perm, err);
+	if (r < 0)
+		return r;
 	r = sn_spec_check_unused(spec, err);
 	if (r < 0)
 		return r;
 	if (listen)
-		return listener_create(sw, &tmp, &addr, ret_port, err);
-	return client_create(sw, &tmp, &addr, &local_addr, hello != NULL, ret_port, err);
+		return listener_create(sw, &tmp, &addr, &perm, ret_port, err);
+	return client_create(sw, &tmp, &addr, &local_addr, &perm, hello != NULL, ret_port, err);
 }
 
 const struct sn_port_kind sn_port_kind_dgram = {
