@@ -43,6 +43,7 @@
 #include "json.h"
 #include "log.h"
 #include "sock.h"
+#include "sockconn.h"
 #include "switch.h"
 #include "util.h"
 
@@ -54,7 +55,6 @@
 #define STREAM_BUF_MAX (4 * 1024 * 1024) /* unsent bytes a streaming reply may queue */
 #define IDLE_TIMEOUT 30.0                 /* seconds without progress on a request or reply */
 #define LINGER_TIMEOUT 2.0
-#define ACCEPT_PAUSE 1.0                  /* after EMFILE: the backlog would wake us forever */
 
 
 enum phase {
@@ -72,7 +72,7 @@ struct sn_control {
 	struct ev_loop *loop;
 	int fd;
 	ev_io accept_io;
-	ev_timer pause;
+	struct sn_accept_pause pause;  /* accept() failed: the backlog would wake us forever */
 	bool accepting;
 	bool closing;
 	dev_t dev;
@@ -1022,7 +1022,7 @@ static void client_free(struct sn_ctl_client *c)
 	sn_buf_finish(&c->in);
 	sn_buf_finish(&c->out);
 	free(c);
-	if (!ctl->closing && !ctl->accepting && !ev_is_active(&ctl->pause))
+	if (!ctl->closing && !ctl->accepting && !sn_accept_paused(&ctl->pause))
 		accept_on(ctl);
 }
 
@@ -1047,12 +1047,10 @@ static void accept_off(struct sn_control *ctl)
 	ctl->accepting = false;
 }
 
-static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void accept_resume(struct sn_accept_pause *p)
 {
-	struct sn_control *ctl = w->data;
+	struct sn_control *ctl = p->data;
 
-	ev_ref(loop);
-	ev_timer_stop(loop, w);
 	if (ctl->nclients < CLIENTS_MAX)
 		accept_on(ctl);
 }
@@ -1066,15 +1064,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		int fd = accept(ctl->fd, NULL, NULL);
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				sn_warn("control: accept: %s; pausing", strerror(errno));
+			if (sn_accept_failed(&ctl->pause, errno))
 				accept_off(ctl);
-				ev_timer_set(&ctl->pause, ACCEPT_PAUSE, 0);
-				ev_timer_start(loop, &ctl->pause);
-				ev_unref(loop);
-			}
 			return;
 		}
+		sn_accept_ok(&ctl->pause);
 		c = calloc(1, sizeof(*c));
 		if (!c || sn_fd_nonblock(fd) < 0) {
 			free(c);
@@ -1144,8 +1138,8 @@ SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct s
 	sn_strlcpy(ctl->path, path, sizeof(ctl->path));
 	ev_io_init(&ctl->accept_io, accept_cb, fd, EV_READ);
 	ctl->accept_io.data = ctl;
-	ev_init(&ctl->pause, pause_cb);
-	ctl->pause.data = ctl;
+	sn_accept_pause_init(&ctl->pause, ctl->loop, "", "control", accept_resume, ctl);
+	ctl->pause.weak = true; /* like the socket itself */
 	accept_on(ctl);
 	*ret_ctl = ctl;
 	return 0;
@@ -1161,10 +1155,7 @@ SN_EXPORT void sn_control_destroy(struct sn_control *ctl)
 	while (ctl->clients)
 		client_free(ctl->clients);
 	accept_off(ctl);
-	if (ev_is_active(&ctl->pause)) {
-		ev_ref(ctl->loop);
-		ev_timer_stop(ctl->loop, &ctl->pause);
-	}
+	sn_accept_pause_stop(&ctl->pause);
 	close(ctl->fd);
 	/* only our own socket: someone may have replaced the file since */
 	if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)

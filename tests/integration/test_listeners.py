@@ -5,12 +5,17 @@ control socket that idle clients must not lock.
 
 Needs SQUIBNET and SQUIBNETCTL (see sntest.py); exits 77 when they are missing."""
 
+import errno
 import grp
 import os
+import resource
 import socket
 import stat
+import sys
+import tempfile
+import time
 
-from sntest import BROADCAST, Daemon, StreamClient, eth, mac, run_tests
+from sntest import BROADCAST, SKIP, Daemon, StreamClient, eth, mac, run_tests
 
 
 def assert_refused(spec, *words):
@@ -124,8 +129,115 @@ def test_bad_mode_and_group_refused():
     assert_refused("seqpacket,connect=@s.sock,group=0", "'group'")
 
 
+# ---- the descriptor limit ----
+
+FD_LIMIT = 48
+
+
+def cpu_seconds(pid):
+    """utime + stime of @pid so far (/proc/PID/stat fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def low_fd_limit():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def knock(addr, family=socket.AF_UNIX, kind=socket.SOCK_STREAM):
+    """Starts a connection to @addr without waiting for it: the backlog may be full."""
+    s = socket.socket(family, kind)
+    s.setblocking(False)
+    e = s.connect_ex(addr)
+    assert e in (0, errno.EINPROGRESS, errno.EAGAIN), os.strerror(e)
+    return s
+
+
+def wait_log(log, text, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log.seek(0)
+        if text in log.read():
+            return
+        time.sleep(0.05)
+    log.seek(0)
+    raise AssertionError(f"the log never said {text!r}: {log.read()[-2000:]!r}")
+
+
+def check_no_spin(d, log, fill, knocks):
+    """Fills the daemon's descriptors with connections to @fill, then for one second keeps
+    connecting to each of @knocks; every one is a knock() argument tuple. The daemon must not
+    spin or flood its log meanwhile. Closes every connection it made."""
+    clients = [knock(*fill) for _ in range(FD_LIMIT + 8)]  # the rest wait in the backlog
+    try:
+        wait_log(log, "Too many open files")
+        time.sleep(0.2)
+        cpu0, size0, t0 = cpu_seconds(d.proc.pid), os.path.getsize(log.name), time.monotonic()
+        while time.monotonic() - t0 < 1.0:
+            clients += [knock(*k) for k in knocks]
+            time.sleep(0.02)
+        wall = time.monotonic() - t0
+        cpu = cpu_seconds(d.proc.pid) - cpu0
+        grown = os.path.getsize(log.name) - size0
+        log.seek(size0)
+        assert cpu < 0.3 * wall, f"the daemon used {cpu:.2f} s of CPU in {wall:.2f} s at the descriptor limit"
+        assert grown < 2048, f"the log grew by {grown} bytes in {wall:.2f} s: {log.read(500)!r}"
+        assert d.proc.poll() is None, "the daemon died at the descriptor limit"
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_descriptor_limit_tcp_listener():
+    port = free_tcp_port()
+    addr = ("127.0.0.1", port)
+    with tempfile.TemporaryFile("w+") as log, \
+            Daemon([f"stream,listen=tcp:127.0.0.1:{port},name=tcp"], stderr=log, preexec_fn=low_fd_limit) as d:
+        # the control socket meets the limit too
+        check_no_spin(d, log, (addr, socket.AF_INET), [(addr, socket.AF_INET), (d.control,)])
+        # every client is gone: the listener takes new ones again, and they forward
+        d.wait_ports(lambda ps: set(ps) == {"tcp"}, timeout=10)
+        a = StreamClient(addr, family=socket.AF_INET)
+        b = StreamClient(addr, family=socket.AF_INET)
+        ps = d.wait_ports(lambda ps: len(ps) == 3, timeout=5)
+        assert all(p["state"] == "up" for n, p in ps.items() if n != "tcp"), ps
+        a.send(eth(BROADCAST, mac(1), b"after the limit"))
+        assert b.recv() == eth(BROADCAST, mac(1), b"after the limit")
+        b.send(eth(mac(1), mac(2), b"and back"))
+        assert a.recv() == eth(mac(1), mac(2), b"and back")
+
+
+def test_descriptor_limit_unix_listeners():
+    # seqpacket and vhost-user listeners meet the same limit
+    with tempfile.TemporaryFile("w+") as log, \
+            Daemon(["stream,listen=unix:@st.sock,name=st", "seqpacket,listen=@sq.sock,name=sq"],
+                   stderr=log, preexec_fn=low_fd_limit) as d:
+        knocks = [(d.path("sq.sock"), socket.AF_UNIX, socket.SOCK_SEQPACKET)]
+        if has_vhost_user(d):
+            d.ctl("port", "add", f"vhost-user,listen={d.path('vu.sock')},name=vu")
+            knocks.append((d.path("vu.sock"),))
+        check_no_spin(d, log, (d.path("st.sock"),), knocks)
+        d.wait_ports(lambda ps: not any(p["parent"] for p in ps.values()), timeout=10)
+        a, b = StreamClient(d.path("st.sock")), StreamClient(d.path("st.sock"))
+        d.wait_ports(lambda ps: sum(1 for p in ps.values() if p["parent"] == "st") == 2, timeout=5)
+        a.send(eth(BROADCAST, mac(1), b"after the limit"))
+        assert b.recv() == eth(BROADCAST, mac(1), b"after the limit")
+
+
 if __name__ == "__main__":
+    if not os.path.exists("/proc/self/stat"):
+        print("skip: no /proc to read the daemon's CPU time from", file=sys.stderr)
+        sys.exit(SKIP)
     run_tests([
+        test_descriptor_limit_tcp_listener,
+        test_descriptor_limit_unix_listeners,
         test_tcp_ports_out_of_range_refused,
         test_socket_files_0600_under_umask_000,
         test_mode_and_group_keys,
