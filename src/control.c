@@ -28,7 +28,10 @@
  *
  * Every client is a small state machine on non-blocking descriptors (request, deferred, reply,
  * linger, or stream), bounded in size and time, so a slow or hostile client costs only its own
- * connection. A deferred reply goes through the same code as an immediate one, so the bytes
+ * connection. A request must be whole within 10 s of connecting. At most 64 clients are served
+ * at once; when all slots are taken, a new client closes the one idle longest (waiting for its
+ * request, or lingering after its reply) rather than wait, so idle connections cannot lock the
+ * next squibnetctl out; streams, deferred commands and replies on their way are never idle. A deferred reply goes through the same code as an immediate one, so the bytes
  * are the same. The commands are the table at the bottom: one entry and one handler each. */
 #include <errno.h>
 #include <stdarg.h>
@@ -53,7 +56,8 @@
 #define ARGS_MAX 64
 #define CLIENTS_MAX 64
 #define STREAM_BUF_MAX (4 * 1024 * 1024) /* unsent bytes a streaming reply may queue */
-#define IDLE_TIMEOUT 30.0                 /* seconds without progress on a request or reply */
+#define REQUEST_TIMEOUT 10.0              /* seconds from connecting to a whole request */
+#define IDLE_TIMEOUT 30.0                 /* seconds without progress on a reply or a deferred one */
 #define LINGER_TIMEOUT 2.0
 
 
@@ -650,6 +654,8 @@ static void client_reply_start(struct sn_ctl_client *c, enum phase phase)
 	if (phase == PHASE_REPLY) {
 		/* stop reading: a client may shut down its side once the request is out */
 		ev_io_stop(loop, &c->rio);
+		c->timer.repeat = IDLE_TIMEOUT;
+		ev_timer_again(loop, &c->timer);
 	} else {
 		/* streaming has no deadline; reading on only to notice the hang-up */
 		ev_timer_stop(loop, &c->timer);
@@ -741,6 +747,8 @@ static void reply_close(struct sn_ctl_client *c, struct sn_ctl_ctx *ctx, int r)
 	if (r == SN_CTL_DEFER) {
 		/* read on, only to notice a client that leaves; the idle timer bounds the wait */
 		c->phase = PHASE_DEFER;
+		c->timer.repeat = IDLE_TIMEOUT;
+		ev_timer_again(c->ctl->loop, &c->timer);
 		sn_buf_finish(body);
 		return;
 	}
@@ -929,8 +937,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			client_fail(c, -ENOMEM, "out of memory reading the request");
 			return;
 		}
-		ev_timer_again(loop, &c->timer);
-		request_try(c);
+		request_try(c); /* no new deadline: the request has REQUEST_TIMEOUT from connecting, whole */
 		if (c->phase == PHASE_REPLY)
 			return;
 	}
@@ -985,14 +992,29 @@ static void client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		client_linger(c);
 }
 
+/* A status line for a client about to be closed that never sent a whole request: one try, no
+ * waiting, since a client that does not read must cost nothing more. */
+static void client_last_word(struct sn_ctl_client *c, const char *line)
+{
+	if (send(c->fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		sn_debug("control: could not tell a client why it is closed: %s", strerror(errno));
+}
+
 static void client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sn_ctl_client *c = w->data;
 
-	if (c->phase == PHASE_DEFER)
+	if (c->phase == PHASE_DEFER) {
 		sn_debug("control: a deferred command did not answer within %.0f s", IDLE_TIMEOUT);
-	else if (c->phase != PHASE_LINGER)
+	} else if (c->phase == PHASE_REQUEST) {
+		sn_debug("control: no whole request within %.0f s; closing", REQUEST_TIMEOUT);
+		char line[80];
+
+		snprintf(line, sizeof(line), "ERR ETIMEDOUT no whole request within %.0f s\n", REQUEST_TIMEOUT);
+		client_last_word(c, line);
+	} else if (c->phase != PHASE_LINGER) {
 		sn_debug("control: client timed out");
+	}
 	client_free(c);
 }
 
@@ -1049,26 +1071,49 @@ static void accept_off(struct sn_control *ctl)
 
 static void accept_resume(struct sn_accept_pause *p)
 {
-	struct sn_control *ctl = p->data;
+	accept_on(p->data); /* accept_cb() turns it off again if every client is busy */
+}
 
-	if (ctl->nclients < CLIENTS_MAX)
-		accept_on(ctl);
+/* The client that has been idle longest: waiting for its request or, its reply sent, for its
+ * hang-up. A client with a reply on its way, a stream or a deferred command is not idle. The
+ * list holds the newest first. NULL when every client is busy. */
+static struct sn_ctl_client *oldest_idle(struct sn_control *ctl)
+{
+	struct sn_ctl_client *old = NULL;
+
+	for (struct sn_ctl_client *c = ctl->clients; c; c = c->next)
+		if (c->phase == PHASE_REQUEST || c->phase == PHASE_LINGER)
+			old = c;
+	return old;
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct sn_control *ctl = w->data;
 
-	for (int i = 0; i < 16 && ctl->nclients < CLIENTS_MAX; i++) {
-		struct sn_ctl_client *c;
-		int fd = accept(ctl->fd, NULL, NULL);
+	for (int i = 0; i < 16; i++) {
+		struct sn_ctl_client *c, *idle = NULL;
+		int fd;
 
+		/* Full: an idle client makes room for the new one, which may be the one with
+		 * something to say. With every client busy, the rest wait in the backlog. */
+		if (ctl->nclients >= CLIENTS_MAX && !(idle = oldest_idle(ctl))) {
+			accept_off(ctl);
+			return;
+		}
+		fd = accept(ctl->fd, NULL, NULL);
 		if (fd < 0) {
 			if (sn_accept_failed(&ctl->pause, errno))
 				accept_off(ctl);
 			return;
 		}
 		sn_accept_ok(&ctl->pause);
+		if (idle) {
+			sn_debug("control: %d clients: closing the longest idle one for a new one", CLIENTS_MAX);
+			if (idle->phase == PHASE_REQUEST)
+				client_last_word(idle, "ERR EBUSY closed to make room: too many control clients, and this one sent no request\n");
+			client_free(idle);
+		}
 		c = calloc(1, sizeof(*c));
 		if (!c || sn_fd_nonblock(fd) < 0) {
 			free(c);
@@ -1085,7 +1130,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->wio.data = c;
 		ev_init(&c->timer, client_timer_cb);
 		c->timer.data = c;
-		c->timer.repeat = IDLE_TIMEOUT;
+		c->timer.repeat = REQUEST_TIMEOUT;
 		ev_timer_again(loop, &c->timer);
 		ev_io_start(loop, &c->rio);
 		c->next = ctl->clients;
@@ -1094,9 +1139,6 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ctl->clients = c;
 		ctl->nclients++;
 	}
-	/* full: leave the rest in the backlog until a slot frees */
-	if (ctl->nclients >= CLIENTS_MAX)
-		accept_off(ctl);
 }
 
 SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct sn_control **ret_ctl,

@@ -11,6 +11,7 @@ import os
 import resource
 import socket
 import stat
+import subprocess
 import sys
 import tempfile
 import time
@@ -231,6 +232,85 @@ def test_descriptor_limit_unix_listeners():
         assert b.recv() == eth(BROADCAST, mac(1), b"after the limit")
 
 
+# ---- the control socket's clients ----
+
+CONTROL_CLIENTS_MAX = 64
+
+
+def closed_by_peer(s, timeout):
+    """What the switch sent @s before closing it, or None when it is still open after @timeout."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+    except socket.timeout:
+        return None
+
+
+def test_idle_control_clients_do_not_lock_out():
+    with Daemon(["stream,listen=unix:@s.sock,name=st"]) as d:
+        # a live capture streams to its client for as long as it runs: never idle
+        live = subprocess.Popen([d.ctl_bin, "--control", d.control, "capture", "-w", "-"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 5
+            while not d.ctl("capture", "list")["captures"]:
+                assert time.monotonic() < deadline and live.poll() is None, "the live capture did not start"
+                time.sleep(0.02)
+            # more idle connections than the server takes clients, some with half a request
+            idle = []
+            for i in range(CONTROL_CLIENTS_MAX + 4):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(d.control)
+                if i % 2:
+                    s.sendall(b"SQUIBNET-CONTROL 1\nports\n")
+                idle.append(s)
+            time.sleep(0.2)
+            # squibnetctl gets its answer at once (ctl() gives up after 10 s; the lock-out was 30 s)
+            assert "st" in d.ports()
+            assert d.ctl_text("ports").returncode == 0
+            # to make room, the oldest idle clients were told and closed; the newest are still open
+            said = [closed_by_peer(s, 0.05) for s in idle]
+            evicted = [i for i, x in enumerate(said) if x is not None]
+            assert evicted and evicted == list(range(len(evicted))), f"evicted {evicted}"
+            assert all(x.startswith(b"ERR EBUSY ") for x in said if x is not None), said
+            assert said[-1] is None
+            # the capture was not taken for an idle client, and still delivers
+            assert live.poll() is None, live.stderr.read()
+            assert len(d.ctl("capture", "list")["captures"]) == 1
+            a, b = StreamClient(d.path("s.sock")), StreamClient(d.path("s.sock"))
+            d.wait_ports(lambda ps: "st.2" in ps)
+            a.send(eth(BROADCAST, mac(1), b"captured"))
+            assert b.recv() == eth(BROADCAST, mac(1), b"captured")
+            assert len(live.stdout.read(24)) == 24  # the pcap file header, then the frame
+            for s in idle:
+                s.close()
+        finally:
+            live.kill()
+            live.wait()
+
+
+def test_idle_control_client_times_out():
+    with Daemon(["stream,listen=unix:@s.sock,name=st"]) as d:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(d.control)
+        # a request trickled in byte by byte does not keep the connection either
+        t0 = time.monotonic()
+        for c in b"SQUIBNET-CONTROL 1\nports\n":
+            s.send(bytes([c]))
+            time.sleep(0.3)
+        said = closed_by_peer(s, 20 - (time.monotonic() - t0))
+        assert said is not None, "an idle control client was not closed within 20 s"
+        assert said.startswith(b"ERR ETIMEDOUT "), said
+        assert "st" in d.ports()
+
+
 if __name__ == "__main__":
     if not os.path.exists("/proc/self/stat"):
         print("skip: no /proc to read the daemon's CPU time from", file=sys.stderr)
@@ -238,6 +318,8 @@ if __name__ == "__main__":
     run_tests([
         test_descriptor_limit_tcp_listener,
         test_descriptor_limit_unix_listeners,
+        test_idle_control_clients_do_not_lock_out,
+        test_idle_control_client_times_out,
         test_tcp_ports_out_of_range_refused,
         test_socket_files_0600_under_umask_000,
         test_mode_and_group_keys,
