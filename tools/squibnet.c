@@ -28,6 +28,7 @@ static void usage(FILE *f)
 		"  stream,connect=unix:PATH | stream,connect=tcp:HOST:PORT  dial out, reconnect with backoff\n"
 		"      framing=qemu|hyperkit|vde (default qemu: 4-byte big-endian length)\n"
 		"  dgram,listen=PATH | dgram,connect=PATH,local=PATH        QEMU -netdev dgram, vfkit\n"
+		"      max-peers=N (default 256), peer-timeout=SECONDS (default 300) on a listener\n"
 		"  seqpacket,listen=PATH | seqpacket,connect=PATH           gvproxy -listen-bess\n"
 		"  gvproxy[,path=BIN][,ssh-port=N|-1][,args=\"...\"][,restart=off]  NAT, DHCP, DNS via a gvproxy child\n"
 		"  vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)\n"
