@@ -31,8 +31,9 @@
  * connection. A request must be whole within 10 s of connecting. At most 64 clients are served
  * at once; when all slots are taken, a new client closes the one idle longest (waiting for its
  * request, or lingering after its reply) rather than wait, so idle connections cannot lock the
- * next squibnetctl out; streams, deferred commands and replies on their way are never idle. A deferred reply goes through the same code as an immediate one, so the bytes
- * are the same. The commands are the table at the bottom: one entry and one handler each. */
+ * next squibnetctl out; streams, deferred commands and replies on their way are never idle. A
+ * deferred reply goes through the same code as an immediate one, so the bytes are the same.
+ * The commands are the table at the bottom: one entry and one handler each. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1007,9 +1008,9 @@ static void client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if (c->phase == PHASE_DEFER) {
 		sn_debug("control: a deferred command did not answer within %.0f s", IDLE_TIMEOUT);
 	} else if (c->phase == PHASE_REQUEST) {
-		sn_debug("control: no whole request within %.0f s; closing", REQUEST_TIMEOUT);
 		char line[80];
 
+		sn_debug("control: no whole request within %.0f s; closing", REQUEST_TIMEOUT);
 		snprintf(line, sizeof(line), "ERR ETIMEDOUT no whole request within %.0f s\n", REQUEST_TIMEOUT);
 		client_last_word(c, line);
 	} else if (c->phase != PHASE_LINGER) {
@@ -1111,7 +1112,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (idle) {
 			sn_debug("control: %d clients: closing the longest idle one for a new one", CLIENTS_MAX);
 			if (idle->phase == PHASE_REQUEST)
-				client_last_word(idle, "ERR EBUSY closed to make room: too many control clients, and this one sent no request\n");
+				client_last_word(idle, "ERR EBUSY closed to make room: too many control clients, "
+						       "and this one sent no request\n");
 			client_free(idle);
 		}
 		c = calloc(1, sizeof(*c));

@@ -236,15 +236,15 @@ int sn_sock_perm_from_spec(struct sn_spec *spec, const struct sn_sockaddr *bound
 		return 0;
 	}
 	if (!bound)
-		return sn_error_set(err, -EINVAL, "key '%s' is for a unix socket file the port creates, and this one creates none",
-				    key);
+		return sn_error_set(err, -EINVAL,
+				    "key '%s' is for a unix socket file the port creates, and this one creates none", key);
 	if (!sn_sockaddr_is_unix(bound))
 		return sn_error_set(err, -EINVAL, "key '%s' is for unix socket files, and '%s' is a TCP address", key,
 				    bound_key);
 	if (mode && parse_mode(mode, &p.mode) < 0)
 		return sn_error_set(err, -EINVAL,
-				    "bad value '%s' for key 'mode': want octal permissions up to 0777 that keep read and write for the owner, e.g. 0660",
-				    mode);
+				    "bad value '%s' for key 'mode': want octal permissions up to 0777 that keep read "
+				    "and write for the owner, e.g. 0660", mode);
 	if (group) {
 		r = parse_group(group, &p.gid);
 		if (r == -ENOENT)

@@ -8,8 +8,10 @@
  * max-peers (256) at once, datagrams from further addresses refused and counted; a peer silent
  * for peer-timeout seconds (300) is closed by one timer per listener, making room. Peers are
  * found by a hash of their address (with a per-listener random key; chains are bounded by
- * max-peers whatever the names), and the previous datagram's peer is tried first. connect=PATH,local=PATH binds local, sends to PATH and takes what arrives at local:
- * one port, up from the start, because a datagram peer such as QEMU may appear later; until it
+ * max-peers whatever the names), and the previous datagram's peer is tried first.
+ *
+ * connect=PATH,local=PATH binds local, sends to PATH and takes what arrives at local: one
+ * port, up from the start, because a datagram peer such as QEMU may appear later; until it
  * does, what the port sends is dropped. The socket is deliberately never connect()ed: a
  * connected unix datagram socket refuses datagrams from any other socket, so a restarted peer
  * could not reach the switch until a send of ours happened to fail. vfkit greets with a 4-byte
@@ -421,8 +423,9 @@ static struct dgram_port *peer_find(struct dgram_listener *l, const struct socka
 			memcpy(&a.u.un, from, len);
 			addr_format(&a, where, sizeof(where));
 			if (held)
-				sn_warn("port %s: refusing datagrams from %s: max-peers=%u peers already (%lu more refused since the last message)",
-					l->lis.base.name, where, l->max_peers, held);
+				sn_warn("port %s: refusing datagrams from %s: max-peers=%u peers already "
+					"(%lu more refused since the last message)", l->lis.base.name, where,
+					l->max_peers, held);
 			else
 				sn_warn("port %s: refusing datagrams from %s: max-peers=%u peers already", l->lis.base.name,
 					where, l->max_peers);
