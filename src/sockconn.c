@@ -51,8 +51,27 @@ bool sn_accept_failed(struct sn_accept_pause *p, int e)
 {
 	unsigned long held;
 
-	if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR || e == ECONNABORTED)
+	switch (e) {
+	case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+	case EWOULDBLOCK:
+#endif
+	case EINTR:
+	case ECONNABORTED:
+	/* Linux hands a new connection's pending network error to accept(), and that connection
+	 * is gone from the backlog: try the next one as usual (accept(2), "Error handling") */
+	case EPROTO:
+	case ENOPROTOOPT:
+	case EHOSTDOWN:
+	case EHOSTUNREACH:
+	case ENETDOWN:
+	case ENETUNREACH:
+	case EOPNOTSUPP:
+#ifdef ENONET
+	case ENONET:
+#endif
 		return false;
+	}
 	if (sn_ratelimit_ok(&p->log, ev_now(p->loop), &held)) {
 		if (held)
 			sn_warn("%s%s: accept: %s; pausing for %.1f s (%lu more failures since the last message)",

@@ -39,8 +39,8 @@ void sn_accept_pause_init(struct sn_accept_pause *p, struct ev_loop *loop, const
 
 /**
  * accept() failed with @e (an errno value). Returns false for what needs nothing done (no
- * connection pending, interrupted, a connection aborted before it was taken): try again when
- * the socket is next readable. Otherwise logs (rate-limited), starts the pause and returns true:
+ * connection pending, interrupted, a connection that failed or was aborted before it was
+ * taken, which leaves the backlog): try again when the socket is next readable. Otherwise logs (rate-limited), starts the pause and returns true:
  * the caller stops its accept watcher and leaves restarting it to @resume.
  */
 bool sn_accept_failed(struct sn_accept_pause *p, int e);
