@@ -255,13 +255,19 @@ def closed_by_peer(s, timeout):
 
 def test_idle_control_clients_do_not_lock_out():
     with Daemon(["stream,listen=unix:@s.sock,name=st"]) as d:
-        # a live capture streams to its client for as long as it runs: never idle
+        # a live capture streams to its client for as long as it runs: never idle (a build
+        # without libpcap has no captures, and this part is left out)
         live = subprocess.Popen([d.ctl_bin, "--control", d.control, "capture", "-w", "-"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 5
             while not d.ctl("capture", "list")["captures"]:
-                assert time.monotonic() < deadline and live.poll() is None, "the live capture did not start"
+                if live.poll() is not None:
+                    err = live.stderr.read()
+                    assert b"no libpcap" in err, err
+                    live = None
+                    break
+                assert time.monotonic() < deadline, "the live capture did not start"
                 time.sleep(0.02)
             # more idle connections than the server takes clients, some with half a request
             idle = []
@@ -282,18 +288,20 @@ def test_idle_control_clients_do_not_lock_out():
             assert all(x.startswith(b"ERR EBUSY ") for x in said if x is not None), said
             assert said[-1] is None
             # the capture was not taken for an idle client, and still delivers
-            assert live.poll() is None, live.stderr.read()
-            assert len(d.ctl("capture", "list")["captures"]) == 1
             a, b = StreamClient(d.path("s.sock")), StreamClient(d.path("s.sock"))
             d.wait_ports(lambda ps: "st.2" in ps)
             a.send(eth(BROADCAST, mac(1), b"captured"))
             assert b.recv() == eth(BROADCAST, mac(1), b"captured")
-            assert len(live.stdout.read(24)) == 24  # the pcap file header, then the frame
+            if live:
+                assert live.poll() is None, live.stderr.read()
+                assert len(d.ctl("capture", "list")["captures"]) == 1
+                assert len(live.stdout.read(24)) == 24  # the pcap file header, then the frame
             for s in idle:
                 s.close()
         finally:
-            live.kill()
-            live.wait()
+            if live:
+                live.kill()
+                live.wait()
 
 
 def test_idle_control_client_times_out():
