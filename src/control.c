@@ -28,8 +28,12 @@
  *
  * Every client is a small state machine on non-blocking descriptors (request, deferred, reply,
  * linger, or stream), bounded in size and time, so a slow or hostile client costs only its own
- * connection. A deferred reply goes through the same code as an immediate one, so the bytes
- * are the same. The commands are the table at the bottom: one entry and one handler each. */
+ * connection. A request must be whole within 10 s of connecting. At most 64 clients are served
+ * at once; when all slots are taken, a new client closes the one idle longest (waiting for its
+ * request, or lingering after its reply) rather than wait, so idle connections cannot lock the
+ * next squibnetctl out; streams, deferred commands and replies on their way are never idle. A
+ * deferred reply goes through the same code as an immediate one, so the bytes are the same.
+ * The commands are the table at the bottom: one entry and one handler each. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +47,7 @@
 #include "json.h"
 #include "log.h"
 #include "sock.h"
+#include "sockconn.h"
 #include "switch.h"
 #include "util.h"
 
@@ -52,9 +57,9 @@
 #define ARGS_MAX 64
 #define CLIENTS_MAX 64
 #define STREAM_BUF_MAX (4 * 1024 * 1024) /* unsent bytes a streaming reply may queue */
-#define IDLE_TIMEOUT 30.0                 /* seconds without progress on a request or reply */
+#define REQUEST_TIMEOUT 10.0              /* seconds from connecting to a whole request */
+#define IDLE_TIMEOUT 30.0                 /* seconds without progress on a reply or a deferred one */
 #define LINGER_TIMEOUT 2.0
-#define ACCEPT_PAUSE 1.0                  /* after EMFILE: the backlog would wake us forever */
 
 
 enum phase {
@@ -72,7 +77,7 @@ struct sn_control {
 	struct ev_loop *loop;
 	int fd;
 	ev_io accept_io;
-	ev_timer pause;
+	struct sn_accept_pause pause;  /* accept() failed: the backlog would wake us forever */
 	bool accepting;
 	bool closing;
 	dev_t dev;
@@ -659,6 +664,8 @@ static void client_reply_start(struct sn_ctl_client *c, enum phase phase)
 	if (phase == PHASE_REPLY) {
 		/* stop reading: a client may shut down its side once the request is out */
 		ev_io_stop(loop, &c->rio);
+		c->timer.repeat = IDLE_TIMEOUT;
+		ev_timer_again(loop, &c->timer);
 	} else {
 		/* streaming has no deadline; reading on only to notice the hang-up */
 		ev_timer_stop(loop, &c->timer);
@@ -750,6 +757,8 @@ static void reply_close(struct sn_ctl_client *c, struct sn_ctl_ctx *ctx, int r)
 	if (r == SN_CTL_DEFER) {
 		/* read on, only to notice a client that leaves; the idle timer bounds the wait */
 		c->phase = PHASE_DEFER;
+		c->timer.repeat = IDLE_TIMEOUT;
+		ev_timer_again(c->ctl->loop, &c->timer);
 		sn_buf_finish(body);
 		return;
 	}
@@ -938,8 +947,7 @@ static void client_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			client_fail(c, -ENOMEM, "out of memory reading the request");
 			return;
 		}
-		ev_timer_again(loop, &c->timer);
-		request_try(c);
+		request_try(c); /* no new deadline: the request has REQUEST_TIMEOUT from connecting, whole */
 		if (c->phase == PHASE_REPLY)
 			return;
 	}
@@ -994,14 +1002,29 @@ static void client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		client_linger(c);
 }
 
+/* A status line for a client about to be closed that never sent a whole request: one try, no
+ * waiting, since a client that does not read must cost nothing more. */
+static void client_last_word(struct sn_ctl_client *c, const char *line)
+{
+	if (send(c->fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		sn_debug("control: could not tell a client why it is closed: %s", strerror(errno));
+}
+
 static void client_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sn_ctl_client *c = w->data;
 
-	if (c->phase == PHASE_DEFER)
+	if (c->phase == PHASE_DEFER) {
 		sn_debug("control: a deferred command did not answer within %.0f s", IDLE_TIMEOUT);
-	else if (c->phase != PHASE_LINGER)
+	} else if (c->phase == PHASE_REQUEST) {
+		char line[80];
+
+		sn_debug("control: no whole request within %.0f s; closing", REQUEST_TIMEOUT);
+		snprintf(line, sizeof(line), "ERR ETIMEDOUT no whole request within %.0f s\n", REQUEST_TIMEOUT);
+		client_last_word(c, line);
+	} else if (c->phase != PHASE_LINGER) {
 		sn_debug("control: client timed out");
+	}
 	client_free(c);
 }
 
@@ -1031,7 +1054,7 @@ static void client_free(struct sn_ctl_client *c)
 	sn_buf_finish(&c->in);
 	sn_buf_finish(&c->out);
 	free(c);
-	if (!ctl->closing && !ctl->accepting && !ev_is_active(&ctl->pause))
+	if (!ctl->closing && !ctl->accepting && !sn_accept_paused(&ctl->pause))
 		accept_on(ctl);
 }
 
@@ -1056,33 +1079,51 @@ static void accept_off(struct sn_control *ctl)
 	ctl->accepting = false;
 }
 
-static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void accept_resume(struct sn_accept_pause *p)
 {
-	struct sn_control *ctl = w->data;
+	accept_on(p->data); /* accept_cb() turns it off again if every client is busy */
+}
 
-	ev_ref(loop);
-	ev_timer_stop(loop, w);
-	if (ctl->nclients < CLIENTS_MAX)
-		accept_on(ctl);
+/* The client that has been idle longest: waiting for its request or, its reply sent, for its
+ * hang-up. A client with a reply on its way, a stream or a deferred command is not idle. The
+ * list holds the newest first. NULL when every client is busy. */
+static struct sn_ctl_client *oldest_idle(struct sn_control *ctl)
+{
+	struct sn_ctl_client *old = NULL;
+
+	for (struct sn_ctl_client *c = ctl->clients; c; c = c->next)
+		if (c->phase == PHASE_REQUEST || c->phase == PHASE_LINGER)
+			old = c;
+	return old;
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct sn_control *ctl = w->data;
 
-	for (int i = 0; i < 16 && ctl->nclients < CLIENTS_MAX; i++) {
-		struct sn_ctl_client *c;
-		int fd = accept(ctl->fd, NULL, NULL);
+	for (int i = 0; i < 16; i++) {
+		struct sn_ctl_client *c, *idle = NULL;
+		int fd;
 
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				sn_warn("control: accept: %s; pausing", strerror(errno));
-				accept_off(ctl);
-				ev_timer_set(&ctl->pause, ACCEPT_PAUSE, 0);
-				ev_timer_start(loop, &ctl->pause);
-				ev_unref(loop);
-			}
+		/* Full: an idle client makes room for the new one, which may be the one with
+		 * something to say. With every client busy, the rest wait in the backlog. */
+		if (ctl->nclients >= CLIENTS_MAX && !(idle = oldest_idle(ctl))) {
+			accept_off(ctl);
 			return;
+		}
+		fd = accept(ctl->fd, NULL, NULL);
+		if (fd < 0) {
+			if (sn_accept_failed(&ctl->pause, errno))
+				accept_off(ctl);
+			return;
+		}
+		sn_accept_ok(&ctl->pause);
+		if (idle) {
+			sn_debug("control: %d clients: closing the longest idle one for a new one", CLIENTS_MAX);
+			if (idle->phase == PHASE_REQUEST)
+				client_last_word(idle, "ERR EBUSY closed to make room: too many control clients, "
+						       "and this one sent no request\n");
+			client_free(idle);
 		}
 		c = calloc(1, sizeof(*c));
 		if (!c || sn_fd_nonblock(fd) < 0) {
@@ -1100,7 +1141,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		c->wio.data = c;
 		ev_init(&c->timer, client_timer_cb);
 		c->timer.data = c;
-		c->timer.repeat = IDLE_TIMEOUT;
+		c->timer.repeat = REQUEST_TIMEOUT;
 		ev_timer_again(loop, &c->timer);
 		ev_io_start(loop, &c->rio);
 		c->next = ctl->clients;
@@ -1109,9 +1150,6 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		ctl->clients = c;
 		ctl->nclients++;
 	}
-	/* full: leave the rest in the backlog until a slot frees */
-	if (ctl->nclients >= CLIENTS_MAX)
-		accept_off(ctl);
 }
 
 SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct sn_control **ret_ctl,
@@ -1120,7 +1158,6 @@ SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct s
 	struct sn_control *ctl;
 	struct sn_sockaddr a;
 	struct stat st;
-	mode_t mask;
 	int fd, r;
 
 	if (err)
@@ -1133,16 +1170,13 @@ SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct s
 	ctl = calloc(1, sizeof(*ctl));
 	if (!ctl)
 		return sn_error_set(err, -ENOMEM, "out of memory");
-	/* Born 0600, so no other user can connect between bind() and chmod(). umask is per
-	 * process: another thread creating a file right now would get a stricter mode. */
-	mask = umask(0177);
-	fd = sn_sock_listen(&a, SOCK_STREAM, err);
-	umask(mask);
+	/* 0600 from birth: sn_sock_listen() binds under a strict umask */
+	fd = sn_sock_listen(&a, SOCK_STREAM, NULL, err);
 	if (fd < 0) {
 		free(ctl);
 		return fd;
 	}
-	if (chmod(path, 0600) < 0 || lstat(path, &st) < 0) {
+	if (lstat(path, &st) < 0) {
 		r = -errno;
 		close(fd);
 		unlink(path);
@@ -1157,8 +1191,8 @@ SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct s
 	sn_strlcpy(ctl->path, path, sizeof(ctl->path));
 	ev_io_init(&ctl->accept_io, accept_cb, fd, EV_READ);
 	ctl->accept_io.data = ctl;
-	ev_init(&ctl->pause, pause_cb);
-	ctl->pause.data = ctl;
+	sn_accept_pause_init(&ctl->pause, ctl->loop, "", "control", accept_resume, ctl);
+	ctl->pause.weak = true; /* like the socket itself */
 	accept_on(ctl);
 	*ret_ctl = ctl;
 	return 0;
@@ -1174,10 +1208,7 @@ SN_EXPORT void sn_control_destroy(struct sn_control *ctl)
 	while (ctl->clients)
 		client_free(ctl->clients);
 	accept_off(ctl);
-	if (ev_is_active(&ctl->pause)) {
-		ev_ref(ctl->loop);
-		ev_timer_stop(ctl->loop, &ctl->pause);
-	}
+	sn_accept_pause_stop(&ctl->pause);
 	close(ctl->fd);
 	/* only our own socket: someone may have replaced the file since */
 	if (lstat(ctl->path, &st) == 0 && st.st_dev == ctl->dev && st.st_ino == ctl->ino)

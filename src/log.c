@@ -28,6 +28,18 @@ SN_EXPORT void sn_log_stderr(enum sn_log_level level, const char *fmt, va_list a
 	fputc('\n', stderr);
 }
 
+bool sn_ratelimit_ok(struct sn_ratelimit *rl, double now, unsigned long *ret_suppressed)
+{
+	if (rl->last >= 0 && now - rl->last < rl->interval) {
+		rl->suppressed++;
+		return false;
+	}
+	rl->last = now;
+	*ret_suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	return true;
+}
+
 void sn_logf(enum sn_log_level level, const char *fmt, ...)
 {
 	va_list ap;

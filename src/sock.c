@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -59,10 +60,13 @@ int sn_sockaddr_unix(const char *path, struct sn_sockaddr *ret)
 	return 0;
 }
 
+/* -ERANGE for a port that is not 1 to 65535 in plain decimal digits, -EADDRNOTAVAIL for a host
+ * that does not resolve, -EINVAL for anything else wrong. */
 static int parse_tcp(const char *hostport, struct sn_sockaddr *ret)
 {
-	char host[256];
+	char host[256], service[8];
 	const char *port;
+	unsigned num;
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res;
 	int r;
 
@@ -83,9 +87,11 @@ static int parse_tcp(const char *hostport, struct sn_sockaddr *ret)
 		host[colon - hostport] = '\0';
 		port = colon + 1;
 	}
-	if (!*port || strspn(port, "0123456789") != strlen(port) || atoi(port) > 65535)
-		return -EINVAL;
-	r = getaddrinfo(*host ? host : NULL, port, &hints, &res);
+	/* getaddrinfo() would take "+80" or " 80", and wrap 4294967297 to 1 */
+	if (sn_parse_uint(port, 1, 65535, &num) < 0)
+		return -ERANGE;
+	snprintf(service, sizeof(service), "%u", num);
+	r = getaddrinfo(*host ? host : NULL, service, &hints, &res);
 	if (r != 0)
 		return -EADDRNOTAVAIL;
 	memcpy(&ret->u.ss, res->ai_addr, res->ai_addrlen);
@@ -112,6 +118,8 @@ int sn_sockaddr_parse(const char *text, const char *key, bool bare_path, struct 
 	if (r == -ENAMETOOLONG)
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': path longer than %zu bytes", text,
 				    key, sizeof(ret->u.un.sun_path) - 1);
+	if (r == -ERANGE)
+		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': port must be 1 to 65535", text, key);
 	if (r == -EADDRNOTAVAIL)
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': host not found", text, key);
 	if (r < 0)
@@ -163,6 +171,150 @@ static int new_socket(int family, int type)
 	return fd;
 }
 
+/* ---- socket file permissions ---- */
+
+static int parse_mode(const char *v, unsigned *ret)
+{
+	size_t n = strlen(v);
+	unsigned long m;
+
+	if (n == 0 || n > 4 || strspn(v, "01234567") != n)
+		return -EINVAL;
+	m = strtoul(v, NULL, 8);
+	if (m > 0777 || (m & 0600) != 0600)
+		return -EINVAL;
+	*ret = (unsigned)m;
+	return 0;
+}
+
+/* -EINVAL for a malformed value, -ENOENT for a name no group has. */
+static int parse_group(const char *v, gid_t *ret)
+{
+	struct group gr, *found = NULL;
+	size_t size = 1024;
+	unsigned n;
+	int r;
+
+	if (*v >= '0' && *v <= '9') {
+		/* (gid_t)-1 tells chown() to leave the group alone */
+		if (sn_parse_uint(v, 0, (unsigned)(gid_t)-1 - 1, &n) < 0)
+			return -EINVAL;
+		*ret = (gid_t)n;
+		return 0;
+	}
+	if (!*v)
+		return -EINVAL;
+	for (;;) {
+		char *buf = malloc(size);
+
+		if (!buf)
+			return -ENOMEM;
+		r = getgrnam_r(v, &gr, buf, size, &found);
+		if (r == 0 && found)
+			*ret = gr.gr_gid;
+		free(buf);
+		if (r != ERANGE || size >= (1u << 20))
+			break;
+		size *= 4;
+	}
+	if (r == 0 && !found)
+		return -ENOENT;
+	return r ? -r : 0;
+}
+
+int sn_sock_perm_from_spec(struct sn_spec *spec, const struct sn_sockaddr *bound, const char *bound_key,
+			   struct sn_sock_perm *ret, struct sn_error *err)
+{
+	const char *mode = sn_spec_get(spec, "mode");
+	const char *group = sn_spec_get(spec, "group");
+	const char *key = mode ? "mode" : "group";
+	struct sn_sock_perm p = {.mode = SN_SOCK_MODE_DEFAULT};
+	int r;
+
+	if (!mode && !group) {
+		*ret = p;
+		return 0;
+	}
+	if (!bound)
+		return sn_error_set(err, -EINVAL,
+				    "key '%s' is for a unix socket file the port creates, and this one creates none", key);
+	if (!sn_sockaddr_is_unix(bound))
+		return sn_error_set(err, -EINVAL, "key '%s' is for unix socket files, and '%s' is a TCP address", key,
+				    bound_key);
+	if (mode && parse_mode(mode, &p.mode) < 0)
+		return sn_error_set(err, -EINVAL,
+				    "bad value '%s' for key 'mode': want octal permissions up to 0777 that keep read "
+				    "and write for the owner, e.g. 0660", mode);
+	if (group) {
+		r = parse_group(group, &p.gid);
+		if (r == -ENOENT)
+			return sn_error_set(err, -EINVAL, "bad value '%s' for key 'group': no such group", group);
+		if (r < 0)
+			return sn_error_set(err, -EINVAL, "bad value '%s' for key 'group': want a group name or number%s%s",
+					    group, r == -EINVAL ? "" : ": ", r == -EINVAL ? "" : strerror(-r));
+		p.set_gid = true;
+	}
+	*ret = p;
+	return 0;
+}
+
+/* chmod() without following a symbolic link that someone put in the socket's place. */
+static int chmod_nofollow(const char *path, mode_t mode)
+{
+	struct stat st;
+
+	if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	if (errno != ENOTSUP && errno != EOPNOTSUPP && errno != ENOSYS)
+		return -errno;
+	/* glibc refuses symbolic links this way, and without /proc everything: look first */
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -ELOOP;
+	return chmod(path, mode) < 0 ? -errno : 0;
+}
+
+/* Gives the socket file at @path its group, then its mode: in this order, so the group it
+ * had by default never gets the wider mode. */
+static int set_perm(const char *path, const struct sn_sock_perm *perm, struct sn_error *err)
+{
+	mode_t mode = perm ? perm->mode : SN_SOCK_MODE_DEFAULT;
+	int r;
+
+	if (perm && perm->set_gid && fchownat(AT_FDCWD, path, (uid_t)-1, perm->gid, AT_SYMLINK_NOFOLLOW) < 0)
+		return sn_error_set(err, -errno, "cannot give %s to group %u: %s", path, (unsigned)perm->gid,
+				    strerror(errno));
+	r = chmod_nofollow(path, mode);
+	if (r < 0)
+		return sn_error_set(err, r, "cannot set mode %04o on %s: %s", (unsigned)mode, path, strerror(-r));
+	return 0;
+}
+
+/* bind() for a unix socket: the file it creates is born at most 0600.
+ *
+ * bind() creates the file with 0777 minus the umask, and Linux has no way to set a socket
+ * file's mode before that (fchmod() on the descriptor changes the socket's inode, not the
+ * file). Binding in a private directory and renaming the file into place would be free of
+ * the umask, but a bound unix socket keeps the name it was bound with: datagram peers would
+ * see our frames come from a path that no longer exists and could not answer (gvproxy's
+ * vfkit listener answers the address the hello came from). So the umask is made at least 0177
+ * around bind() alone. The umask belongs to the process: a file another thread creates in that
+ * moment gets a stricter mode than it asked for, never a wider one. The switch's own threads
+ * (vmnet's callbacks) create no files; an embedder that creates files from other threads while
+ * it adds ports should know. */
+static int bind_private(int fd, const struct sn_sockaddr *a)
+{
+	mode_t old = umask(0177);
+	int r;
+
+	if ((old | 0177) != 0177)
+		umask(old | 0177); /* keep whatever the old mask took away too */
+	r = bind(fd, &a->u.sa, a->len) < 0 ? -errno : 0;
+	umask(old);
+	return r;
+}
+
 /* Decides what to do with an existing file at a unix socket path before binding it. */
 static int clear_stale(const struct sn_sockaddr *a, int type, struct sn_error *err)
 {
@@ -188,7 +340,7 @@ static int clear_stale(const struct sn_sockaddr *a, int type, struct sn_error *e
 	return 0;
 }
 
-int sn_sock_listen(const struct sn_sockaddr *a, int type, struct sn_error *err)
+int sn_sock_listen(const struct sn_sockaddr *a, int type, const struct sn_sock_perm *perm, struct sn_error *err)
 {
 	int fd, r, one = 1;
 	char where[160];
@@ -204,10 +356,15 @@ int sn_sock_listen(const struct sn_sockaddr *a, int type, struct sn_error *err)
 	if (!sn_sockaddr_is_unix(a))
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	sn_sockaddr_format(a, where, sizeof(where));
-	if (bind(fd, &a->u.sa, a->len) < 0) {
-		r = -errno;
+	r = sn_sockaddr_is_unix(a) ? bind_private(fd, a) : bind(fd, &a->u.sa, a->len) < 0 ? -errno : 0;
+	if (r < 0) {
 		close(fd);
 		return sn_error_set(err, r, "cannot bind %s: %s", where, strerror(-r));
+	}
+	if (sn_sockaddr_is_unix(a) && (r = set_perm(a->u.un.sun_path, perm, err)) < 0) {
+		close(fd);
+		unlink(a->u.un.sun_path);
+		return r;
 	}
 	if (type != SOCK_DGRAM && listen(fd, 128) < 0) {
 		r = -errno;

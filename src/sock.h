@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #include <squibnet/switch.h>
@@ -39,10 +40,31 @@ static inline bool sn_sockaddr_is_unix(const struct sn_sockaddr *a)
 /* "unix:PATH", "tcp:1.2.3.4:5" or "tcp:[::1]:5". */
 void sn_sockaddr_format(const struct sn_sockaddr *a, char *buf, size_t len);
 
+/* Who may use a unix socket file the switch creates: connecting to it, or sending to it, takes
+ * write permission on the file. */
+struct sn_sock_perm {
+	unsigned mode;      /* permission bits: 0600 unless a SPEC says mode= */
+	gid_t gid;          /* group= */
+	bool set_gid;       /* false: the group the file gets by default */
+};
+
+#define SN_SOCK_MODE_DEFAULT 0600
+
+struct sn_spec;
+
+/* Reads mode= (octal, at most 0777, read and write for the owner) and group= (a name or a
+ * number) of @spec into @ret, the default 0600 and the process's group when absent. @bound is
+ * the address the port will create and @bound_key the key that gave it; NULL when the port
+ * creates no socket file. -EINVAL with @err naming the key for a bad value, or for either key
+ * on a port that creates no unix socket file; @ret is untouched then. */
+int sn_sock_perm_from_spec(struct sn_spec *spec, const struct sn_sockaddr *bound, const char *bound_key,
+			   struct sn_sock_perm *ret, struct sn_error *err);
+
 /* A bound (and, for stream and seqpacket, listening) non-blocking socket. A unix path left by
  * a dead process is replaced; one a live process listens on is -EADDRINUSE; a path that is
- * not a socket is -EEXIST. Returns the descriptor or -errno. */
-int sn_sock_listen(const struct sn_sockaddr *a, int type, struct sn_error *err);
+ * not a socket is -EEXIST. A unix socket file is born 0600, whatever the umask, and gets
+ * @perm (NULL: 0600, the default group) before it listens. Returns the descriptor or -errno. */
+int sn_sock_listen(const struct sn_sockaddr *a, int type, const struct sn_sock_perm *perm, struct sn_error *err);
 
 /* A non-blocking socket with connect() started: returns the descriptor (the connection may
  * still be in progress) or -errno. */

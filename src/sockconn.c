@@ -17,6 +17,86 @@
 #define ACCEPT_BATCH 64
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 5.0
+#define ACCEPT_PAUSE_MIN 0.1
+#define ACCEPT_PAUSE_MAX 1.0
+#define ACCEPT_LOG_INTERVAL 10.0
+
+/* ---- pausing accept() ---- */
+
+static void accept_pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sn_accept_pause *p = w->data;
+
+	if (p->weak)
+		ev_ref(loop); /* the one-shot timer has stopped: give back what starting it took */
+	p->resume(p);
+}
+
+void sn_accept_pause_init(struct sn_accept_pause *p, struct ev_loop *loop, const char *prefix, const char *name,
+			  void (*resume)(struct sn_accept_pause *p), void *data)
+{
+	p->loop = loop;
+	p->delay = ACCEPT_PAUSE_MIN;
+	p->weak = false;
+	p->prefix = prefix;
+	p->name = name;
+	p->log = SN_RATELIMIT_INIT(ACCEPT_LOG_INTERVAL);
+	p->resume = resume;
+	p->data = data;
+	ev_init(&p->timer, accept_pause_cb);
+	p->timer.data = p;
+}
+
+bool sn_accept_failed(struct sn_accept_pause *p, int e)
+{
+	unsigned long held;
+
+	switch (e) {
+	case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+	case EWOULDBLOCK:
+#endif
+	case EINTR:
+	case ECONNABORTED:
+	/* Linux hands a new connection's pending network error to accept(), and that connection
+	 * is gone from the backlog: try the next one as usual (accept(2), "Error handling") */
+	case EPROTO:
+	case ENOPROTOOPT:
+	case EHOSTDOWN:
+	case EHOSTUNREACH:
+	case ENETDOWN:
+	case ENETUNREACH:
+	case EOPNOTSUPP:
+#ifdef ENONET
+	case ENONET:
+#endif
+		return false;
+	}
+	if (sn_ratelimit_ok(&p->log, ev_now(p->loop), &held)) {
+		if (held)
+			sn_warn("%s%s: accept: %s; pausing for %.1f s (%lu more failures since the last message)",
+				p->prefix, p->name, strerror(e), p->delay, held);
+		else
+			sn_warn("%s%s: accept: %s; pausing for %.1f s", p->prefix, p->name, strerror(e), p->delay);
+	}
+	if (!ev_is_active(&p->timer)) {
+		ev_timer_set(&p->timer, p->delay, 0);
+		ev_timer_start(p->loop, &p->timer);
+		if (p->weak)
+			ev_unref(p->loop);
+	}
+	p->delay = SN_MIN(p->delay * 2, ACCEPT_PAUSE_MAX);
+	return true;
+}
+
+void sn_accept_pause_stop(struct sn_accept_pause *p)
+{
+	if (!ev_is_active(&p->timer))
+		return;
+	if (p->weak)
+		ev_ref(p->loop);
+	ev_timer_stop(p->loop, &p->timer);
+}
 
 /* ---- listener ---- */
 
@@ -39,10 +119,11 @@ static void accept_some(struct sn_listener *l)
 		int fd = accept(l->fd, &peer.u.sa, &peer.len);
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-				sn_warn("port %s: accept: %s", l->base.name, strerror(errno));
+			if (sn_accept_failed(&l->pause, errno))
+				ev_io_stop(sn_port_loop(&l->base), &l->io);
 			return;
 		}
+		sn_accept_ok(&l->pause);
 		child = sn_fd_nonblock(fd) < 0 ? NULL : lops->child_new(l, &peer);
 		if (!child) {
 			sn_warn("port %s: refusing a client: out of memory", l->base.name);
@@ -74,10 +155,17 @@ static void listener_cb(struct ev_loop *loop, ev_io *w, int revents)
 		accept_some(l);
 }
 
-int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const struct sn_listener_ops *lops,
-		     const struct sn_sockaddr *addr, struct sn_error *err)
+static void listener_resume(struct sn_accept_pause *p)
 {
-	int fd = sn_sock_listen(addr, lops->type, err), r;
+	struct sn_listener *l = p->data;
+
+	ev_io_start(sn_port_loop(&l->base), &l->io);
+}
+
+int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const struct sn_listener_ops *lops,
+		     const struct sn_sockaddr *addr, const struct sn_sock_perm *perm, struct sn_error *err)
+{
+	int fd = sn_sock_listen(addr, lops->type, perm, err), r;
 
 	if (fd < 0)
 		return fd;
@@ -89,6 +177,8 @@ int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const st
 	l->fd = fd;
 	ev_io_init(&l->io, listener_cb, fd, EV_READ);
 	l->io.data = l;
+	/* the name is the port's own array, which lives as long as the listener */
+	sn_accept_pause_init(&l->pause, sn_port_loop(&l->base), "port ", l->base.name, listener_resume, l);
 	r = sn_port_register(&l->base);
 	if (r < 0) {
 		sn_listener_close(&l->base);
@@ -103,6 +193,7 @@ void sn_listener_close(struct sn_port *port)
 	struct sn_listener *l = (struct sn_listener *)port;
 
 	ev_io_stop(sn_port_loop(port), &l->io);
+	sn_accept_pause_stop(&l->pause);
 	close(l->fd);
 	if (sn_sockaddr_is_unix(&l->addr))
 		unlink(l->addr.u.un.sun_path);

@@ -9,10 +9,56 @@
 #include <ev.h>
 #include <stdbool.h>
 
+#include "log.h"
 #include "port.h"
 #include "sock.h"
 
 struct sn_listener;
+
+/* What a listening socket does when accept() fails for a reason that leaves the connection in
+ * the backlog (no descriptor: EMFILE, ENFILE; no memory: ENOBUFS, ENOMEM; or anything else
+ * unexpected): the socket stays readable, so accepting again at once would spin and log
+ * without end. Its owner stops the accept watcher instead, and @resume restarts it after a
+ * pause of 0.1 s, doubling to 1 s while accept() keeps failing and back to 0.1 s once one
+ * succeeds. The log line comes at most once every 10 s, with a count of those held back.
+ * Every accept() in the library goes through this: listeners, the control socket, vhost-user. */
+struct sn_accept_pause {
+	struct ev_loop *loop;
+	ev_timer timer;
+	double delay;                /* the next pause */
+	bool weak;                   /* the pause does not keep the loop running (the control socket) */
+	const char *prefix, *name;   /* log lines start "PREFIXNAME: accept: ", kept by reference */
+	struct sn_ratelimit log;
+	void (*resume)(struct sn_accept_pause *p);
+	void *data;                  /* the owner's, for @resume */
+};
+
+/** Sets up @p, not paused. */
+void sn_accept_pause_init(struct sn_accept_pause *p, struct ev_loop *loop, const char *prefix, const char *name,
+			  void (*resume)(struct sn_accept_pause *p), void *data);
+
+/**
+ * accept() failed with @e (an errno value). Returns false for what needs nothing done (no
+ * connection pending, interrupted, a connection that failed or was aborted before it was
+ * taken, which leaves the backlog): try again when the socket is next readable. Otherwise logs (rate-limited), starts the pause and returns true:
+ * the caller stops its accept watcher and leaves restarting it to @resume.
+ */
+bool sn_accept_failed(struct sn_accept_pause *p, int e);
+
+/** accept() succeeded: the next pause is the shortest again. */
+static inline void sn_accept_ok(struct sn_accept_pause *p)
+{
+	p->delay = 0.1;
+}
+
+/** True while paused (@resume is due). */
+static inline bool sn_accept_paused(const struct sn_accept_pause *p)
+{
+	return ev_is_active(&p->timer);
+}
+
+/** Cancels a pause without calling @resume: for the owner's close. */
+void sn_accept_pause_stop(struct sn_accept_pause *p);
 
 /* Hands the connected, non-blocking @fd to @port, which from then on owns it, and brings the port
  * UP. The callback a kind gives both its listener (accepted clients) and its dialer. */
@@ -39,16 +85,18 @@ struct sn_listener {
 	struct sn_sockaddr addr;
 	int fd;
 	ev_io io;
+	struct sn_accept_pause pause;
 };
 
 /**
  * Binds @addr (and listens, for connection-oriented types) and registers @l, zeroed memory the
  * caller allocated, as a LISTENING port whose common part is copied from @tmpl with @lops->ops.
- * Returns 0, or -errno with @err set (bind/listen) or not (registration); on failure the caller
- * frees @l and nothing else is left behind.
+ * A unix socket file gets @perm (NULL: 0600; see sn_sock_listen()). Returns 0, or -errno with
+ * @err set (bind/listen) or not (registration); on failure the caller frees @l and nothing else
+ * is left behind.
  */
 int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const struct sn_listener_ops *lops,
-		     const struct sn_sockaddr *addr, struct sn_error *err);
+		     const struct sn_sockaddr *addr, const struct sn_sock_perm *perm, struct sn_error *err);
 
 /** Names @child LISTENER.N after @l, initialises its common part with @ops and @l's MTU, and makes
  * @l its parent (so closing @l closes it). Does not register it. */

@@ -300,7 +300,7 @@ static int attach(struct station *st)
 			return bad("%s", err.msg);
 		if (!sn_sockaddr_is_unix(&local))
 			return bad("--local: '%s' is not a unix path", st->local);
-		r = sn_sock_listen(&local, SOCK_DGRAM, &err);
+		r = sn_sock_listen(&local, SOCK_DGRAM, NULL, &err);
 		if (r < 0)
 			return bad("--local: %s", err.msg);
 		st->fd = r;

@@ -831,10 +831,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		int fd = accept4(vu->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-				sn_warn("port %s: accept: %s", vu->name, strerror(errno));
+			if (sn_accept_failed(&vu->accept_pause, errno))
+				ev_io_stop(loop, w);
 			return;
 		}
+		sn_accept_ok(&vu->accept_pause);
 		/* A front-end that reconnects may be faster than our noticing its old connection's
 		 * end: read what the old one has left (up to its EOF) before judging. */
 		if (vu->fd >= 0)
@@ -848,6 +849,13 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		sn_info("port %s: vhost-user front-end connected", vu->name);
 		start_session(vu, fd);
 	}
+}
+
+static void accept_resume(struct sn_accept_pause *p)
+{
+	struct sn_vu *vu = p->data;
+
+	ev_io_start(vu->loop, &vu->listen_io);
 }
 
 int sn_vu_init(struct sn_vu *vu, struct ev_loop *loop, int fd, uint64_t device_features,
@@ -869,6 +877,7 @@ int sn_vu_init(struct sn_vu *vu, struct ev_loop *loop, int fd, uint64_t device_f
 	vu->io.data = vu;
 	ev_io_init(&vu->listen_io, accept_cb, -1, EV_READ);
 	vu->listen_io.data = vu;
+	sn_accept_pause_init(&vu->accept_pause, loop, "port ", name, accept_resume, vu);
 	for (unsigned i = 0; i < SN_VU_NRINGS; i++) {
 		struct sn_vu_ring *r = &vu->rings[i];
 
@@ -908,6 +917,7 @@ void sn_vu_finish(struct sn_vu *vu)
 	if (vu->fd >= 0)
 		session_close(vu); /* no link callback: the port is going away */
 	session_reset(vu);
+	sn_accept_pause_stop(&vu->accept_pause);
 	if (vu->listen_fd >= 0) {
 		ev_io_stop(vu->loop, &vu->listen_io);
 		close(vu->listen_fd);

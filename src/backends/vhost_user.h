@@ -13,6 +13,8 @@
 
 #include <squibnet/switch.h>
 
+#include "../sockconn.h"
+
 /* Request codes of docs/interop/vhost-user.rst (front-end to back-end). */
 enum sn_vu_request {
 	SN_VU_GET_FEATURES = 1,
@@ -111,6 +113,7 @@ struct sn_vu {
 	int listen_fd;                /* -1 when serving one inherited connection */
 	int fd;                       /* the front-end, -1 when none */
 	ev_io listen_io, io;
+	struct sn_accept_pause accept_pause; /* after accept() ran out of descriptors */
 	bool once;                    /* inherited connection: no reconnect after it ends */
 	uint64_t features;            /* SET_FEATURES */
 	uint64_t protocol_features;   /* SET_PROTOCOL_FEATURES */

@@ -4,8 +4,14 @@
  * listen=PATH binds PATH and makes a listener owning that socket. Each address that sends to it
  * becomes a port of its own, LISTENER.N, created by its first datagram; frames for it leave
  * through the listener's socket, addressed to it, and a peer whose address stops existing is
- * closed. connect=PATH,local=PATH binds local, sends to PATH and takes what arrives at local:
- * one port, up from the start, because a datagram peer such as QEMU may appear later; until it
+ * closed. Anyone who can send to the socket can make peers, so they are bounded: at most
+ * max-peers (256) at once, datagrams from further addresses refused and counted; a peer silent
+ * for peer-timeout seconds (300) is closed by one timer per listener, making room. Peers are
+ * found by a hash of their address (with a per-listener random key; chains are bounded by
+ * max-peers whatever the names), and the previous datagram's peer is tried first.
+ *
+ * connect=PATH,local=PATH binds local, sends to PATH and takes what arrives at local: one
+ * port, up from the start, because a datagram peer such as QEMU may appear later; until it
  * does, what the port sends is dropped. The socket is deliberately never connect()ed: a
  * connected unix datagram socket refuses datagrams from any other socket, so a restarted peer
  * could not reach the switch until a send of ours happened to fail. vfkit greets with a 4-byte
@@ -16,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "../log.h"
@@ -33,6 +41,10 @@
  * so a peer that stopped reading costs a few wake-ups a second, not a thousand. */
 #define RETRY_MIN 0.001
 #define RETRY_MAX 0.128
+#define MAX_PEERS_DEFAULT 256
+#define MAX_PEERS_LIMIT 16384
+#define PEER_TIMEOUT_DEFAULT 300
+#define REFUSE_LOG_INTERVAL 10.0
 
 struct dgram_listener;
 
@@ -40,7 +52,9 @@ struct dgram_listener;
 struct dgram_port {
 	struct sn_port base;
 	struct dgram_listener *l;    /* the listener whose socket a peer shares; NULL in connect mode */
-	struct dgram_port *next;     /* the listener's other peers */
+	struct dgram_port *hnext;    /* the next peer in its hash bucket */
+	uint64_t hash;               /* of @to */
+	double last_rx;              /* loop time of its latest datagram, for peer-timeout */
 	struct sn_sockaddr to;       /* where egress goes */
 	struct sn_sockaddr local;    /* connect mode: the bound address, unlinked on close */
 	int fd;                      /* connect mode: owned; a peer: the listener's */
@@ -57,7 +71,14 @@ struct dgram_port {
 
 struct dgram_listener {
 	struct sn_listener lis;      /* the socket, which the peers share */
-	struct dgram_port *peers;
+	struct dgram_port **buckets; /* the peers by hash of their address */
+	uint32_t mask;               /* buckets - 1, a power of two minus one */
+	uint64_t key;                /* random: names chosen to collide do not know it */
+	unsigned npeers, max_peers;
+	double peer_timeout;         /* seconds; 0: never */
+	ev_timer ager;               /* closes silent peers; one for all of them */
+	uint64_t refused;            /* datagrams from new addresses while full */
+	struct sn_ratelimit refuse_log;
 	struct dgram_port *last;     /* where the previous datagram came from: usually the next one too */
 	bool told_unnamed;
 	struct sn_msgio_rx rx;
@@ -75,6 +96,22 @@ static bool addr_named(socklen_t len)
 static bool addr_equal(const struct sn_sockaddr *a, const struct sockaddr_un *b, socklen_t blen)
 {
 	return a->len == blen && !memcmp(&a->u.un, b, blen);
+}
+
+static uint64_t addr_hash(const struct dgram_listener *l, const struct sockaddr_un *a, socklen_t len)
+{
+	const uint8_t *p = (const uint8_t *)a;
+	uint64_t h = l->key ^ len;
+
+	/* 8 bytes at a time, multiplied and folded: cheap, and keyed */
+	for (socklen_t i = 0; i < len; i += 8) {
+		uint64_t w = 0;
+
+		memcpy(&w, p + i, SN_MIN((socklen_t)8, len - i));
+		h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+		h ^= h >> 29;
+	}
+	return h ^ (h >> 32);
 }
 
 /* Like sn_sockaddr_format(), and also shows abstract addresses ("unix:@name"). Returns @buf. */
@@ -227,16 +264,18 @@ static void dgram_port_close(struct sn_port *port)
 
 	ev_timer_stop(loop, &dp->retry);
 	if (dp->l) {
+		struct dgram_listener *l = dp->l;
 		struct dgram_port **pp;
 
-		for (pp = &dp->l->peers; *pp; pp = &(*pp)->next) {
+		for (pp = &l->buckets[dp->hash & l->mask]; *pp; pp = &(*pp)->hnext) {
 			if (*pp == dp) {
-				*pp = dp->next;
+				*pp = dp->hnext;
+				l->npeers--;
 				break;
 			}
 		}
-		if (dp->l->last == dp)
-			dp->l->last = NULL;
+		if (l->last == dp)
+			l->last = NULL;
 		return;
 	}
 	ev_io_stop(loop, &dp->io);
@@ -304,6 +343,34 @@ static struct dgram_port *dgram_port_new(void)
 
 /* ---- listener ---- */
 
+/* Closes the peers that sent nothing for peer_timeout seconds, and comes back when the next
+ * one could be due: a scan of at most max-peers entries, at most once a second. */
+static void ager_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct dgram_listener *l = w->data;
+	double now = ev_now(loop), next = 0;
+
+	for (uint32_t b = 0; b <= l->mask; b++) {
+		for (struct dgram_port *dp = l->buckets[b], *hnext; dp; dp = hnext) {
+			char where[128];
+
+			hnext = dp->hnext;
+			if (now - dp->last_rx < l->peer_timeout) {
+				if (next == 0 || dp->last_rx + l->peer_timeout < next)
+					next = dp->last_rx + l->peer_timeout;
+				continue;
+			}
+			sn_info("port %s: %s sent nothing for %.0f s: closing it", dp->base.name,
+				addr_format(&dp->to, where, sizeof(where)), l->peer_timeout);
+			sn_port_close(&dp->base);
+		}
+	}
+	if (next > 0) {
+		ev_timer_set(w, SN_MAX(next - now, SN_MIN(1.0, l->peer_timeout / 4)), 0);
+		ev_timer_start(loop, w);
+	}
+}
+
 static struct dgram_port *peer_new(struct dgram_listener *l, const struct sockaddr_un *from, socklen_t len)
 {
 	struct dgram_port *dp = dgram_port_new();
@@ -317,12 +384,19 @@ static struct dgram_port *peer_new(struct dgram_listener *l, const struct sockad
 	memcpy(&dp->to.u.un, from, len);
 	dp->to.len = len;
 	dp->reachable = true;
+	dp->hash = addr_hash(l, from, len);
+	dp->last_rx = ev_now(sn_port_loop(&l->lis.base));
 	if (sn_port_register(&dp->base) < 0) {
 		free(dp);
 		goto fail;
 	}
-	dp->next = l->peers;
-	l->peers = dp;
+	dp->hnext = l->buckets[dp->hash & l->mask];
+	l->buckets[dp->hash & l->mask] = dp;
+	l->npeers++;
+	if (l->peer_timeout > 0 && !ev_is_active(&l->ager)) {
+		ev_timer_set(&l->ager, l->peer_timeout, 0);
+		ev_timer_start(sn_port_loop(&l->lis.base), &l->ager);
+	}
 	sn_port_set_state(&dp->base, SN_PORT_UP);
 	sn_info("port %s: peer %s attached as %s", l->lis.base.name, addr_format(&dp->to, where, sizeof(where)),
 		dp->base.name);
@@ -335,10 +409,15 @@ fail:
 
 static struct dgram_port *peer_find(struct dgram_listener *l, const struct sockaddr_un *from, socklen_t len)
 {
+	uint64_t h;
+	unsigned long held;
+	char where[128];
+
 	if (l->last && addr_equal(&l->last->to, from, len))
 		return l->last;
-	for (struct dgram_port *dp = l->peers; dp; dp = dp->next) {
-		if (addr_equal(&dp->to, from, len))
+	h = addr_hash(l, from, len);
+	for (struct dgram_port *dp = l->buckets[h & l->mask]; dp; dp = dp->hnext) {
+		if (dp->hash == h && addr_equal(&dp->to, from, len))
 			return l->last = dp;
 	}
 	if (!addr_named(len)) {
@@ -350,6 +429,24 @@ static struct dgram_port *peer_find(struct dgram_listener *l, const struct socka
 		l->told_unnamed = true;
 		return NULL;
 	}
+	if (l->npeers >= l->max_peers) {
+		/* every datagram of a sender that did not get in lands here: count, log rarely */
+		l->refused++;
+		if (sn_ratelimit_ok(&l->refuse_log, ev_now(sn_port_loop(&l->lis.base)), &held)) {
+			struct sn_sockaddr a = {.len = len};
+
+			memcpy(&a.u.un, from, len);
+			addr_format(&a, where, sizeof(where));
+			if (held)
+				sn_warn("port %s: refusing datagrams from %s: max-peers=%u peers already "
+					"(%lu more refused since the last message)", l->lis.base.name, where,
+					l->max_peers, held);
+			else
+				sn_warn("port %s: refusing datagrams from %s: max-peers=%u peers already", l->lis.base.name,
+					where, l->max_peers);
+		}
+		return NULL;
+	}
 	return l->last = peer_new(l, from, len);
 }
 
@@ -357,6 +454,7 @@ static void listener_readable(struct sn_listener *lis)
 {
 	struct dgram_listener *l = (struct dgram_listener *)lis;
 	struct sn_msgio_rx *rx = &l->rx;
+	double now = ev_now(sn_port_loop(&lis->base));
 
 	for (int round = 0; round < RX_ROUNDS; round++) {
 		int n = sn_msgio_recv(rx, lis->fd, &lis->base, true);
@@ -380,6 +478,7 @@ static void listener_readable(struct sn_listener *lis)
 				sn_frame_unref(f);
 				continue;
 			}
+			dp->last_rx = now;
 			if (take_hello(dp, f))
 				continue;
 			if (dp != run) {
@@ -397,11 +496,41 @@ static void listener_readable(struct sn_listener *lis)
 	}
 }
 
-/* A listen= path is never abstract, so the plain "listen ADDR" is what addr_format() would say. */
+static void dgram_listener_close(struct sn_port *port)
+{
+	struct dgram_listener *l = (struct dgram_listener *)port;
+
+	/* its peers were closed first, so no bucket holds anything now */
+	ev_timer_stop(sn_port_loop(port), &l->ager);
+	sn_listener_close(port);
+}
+
+static void dgram_listener_free(struct sn_port *port)
+{
+	struct dgram_listener *l = (struct dgram_listener *)port;
+
+	free(l->buckets);
+	free(l);
+}
+
+/* A listen= path is never abstract, so the plain "listen ADDR" is what addr_format() would say.
+ * Refusals show beside it, as other kinds' extra counters do. */
+static void dgram_listener_describe(struct sn_port *port, char *buf, size_t len)
+{
+	struct dgram_listener *l = (struct dgram_listener *)port;
+	size_t n;
+
+	sn_listener_describe(port, buf, len);
+	n = strlen(buf);
+	if (l->refused)
+		snprintf(buf + n, len - n, " refused=%llu", (unsigned long long)l->refused);
+}
+
 static const struct sn_port_ops dgram_listener_ops = {
 	.kind = "dgram",
-	.close = sn_listener_close,
-	.describe = sn_listener_describe,
+	.close = dgram_listener_close,
+	.free = dgram_listener_free,
+	.describe = dgram_listener_describe,
 };
 
 static const struct sn_listener_ops dgram_listener_lops = {
@@ -424,22 +553,39 @@ static int unix_addr(const char *text, const char *key, struct sn_sockaddr *ret,
 }
 
 static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, const struct sn_sockaddr *addr,
+			   const struct sn_sock_perm *perm, unsigned max_peers, unsigned peer_timeout,
 			   struct sn_port **ret_port, struct sn_error *err)
 {
 	struct dgram_listener *l = calloc(1, sizeof(*l));
+	uint32_t nb = 16;
 	int r;
 
 	if (!l)
 		return -ENOMEM;
-	/* the listener receives for its peers, and sn_port_register() only sees to buffers for
-	 * ports that send */
-	if (sn_port_max_frame(tmp) > SN_POOL_STD_CAP && sn_pool_want_jumbo(&sw->pool) < 0) {
+	while (nb < max_peers)
+		nb <<= 1;
+	l->buckets = calloc(nb, sizeof(*l->buckets));
+	if (!l->buckets) {
 		free(l);
 		return -ENOMEM;
 	}
-	r = sn_listener_open(&l->lis, tmp, &dgram_listener_lops, addr, err);
+	l->mask = nb - 1;
+	if (getentropy(&l->key, sizeof(l->key)) < 0)
+		l->key = (uint64_t)(uintptr_t)l ^ (uint64_t)(ev_time() * 1e6); /* still unknown outside */
+	l->max_peers = max_peers;
+	l->peer_timeout = peer_timeout;
+	l->refuse_log = SN_RATELIMIT_INIT(REFUSE_LOG_INTERVAL);
+	ev_init(&l->ager, ager_cb);
+	l->ager.data = l;
+	/* the listener receives for its peers, and sn_port_register() only sees to buffers for
+	 * ports that send */
+	if (sn_port_max_frame(tmp) > SN_POOL_STD_CAP && sn_pool_want_jumbo(&sw->pool) < 0) {
+		dgram_listener_free(&l->lis.base);
+		return -ENOMEM;
+	}
+	r = sn_listener_open(&l->lis, tmp, &dgram_listener_lops, addr, perm, err);
 	if (r < 0) {
-		free(l);
+		dgram_listener_free(&l->lis.base);
 		return r;
 	}
 	*ret_port = &l->lis.base;
@@ -447,7 +593,8 @@ static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, cons
 }
 
 static int client_create(struct sn_switch *sw, const struct sn_port *tmp, const struct sn_sockaddr *remote,
-			 const struct sn_sockaddr *local, bool hello, struct sn_port **ret_port, struct sn_error *err)
+			 const struct sn_sockaddr *local, const struct sn_sock_perm *perm, bool hello,
+			 struct sn_port **ret_port, struct sn_error *err)
 {
 	struct dgram_port *dp = dgram_port_new();
 	char to[128];
@@ -461,7 +608,7 @@ static int client_create(struct sn_switch *sw, const struct sn_port *tmp, const 
 	dp->to = *remote;
 	dp->local = *local;
 	dp->hello = hello;
-	dp->fd = sn_sock_listen(local, SOCK_DGRAM, err);
+	dp->fd = sn_sock_listen(local, SOCK_DGRAM, perm, err);
 	if (dp->fd < 0) {
 		r = dp->fd;
 		dgram_port_free(&dp->base);
@@ -495,7 +642,10 @@ static int dgram_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 	const char *connect = sn_spec_get(spec, "connect");
 	const char *local = sn_spec_get(spec, "local");
 	const char *hello = sn_spec_get(spec, "hello");
+	bool has_peer_keys = sn_spec_get(spec, "max-peers") || sn_spec_get(spec, "peer-timeout");
+	unsigned max_peers = MAX_PEERS_DEFAULT, peer_timeout = PEER_TIMEOUT_DEFAULT;
 	struct sn_sockaddr addr, local_addr = {.len = 0};
+	struct sn_sock_perm perm;
 	struct sn_port tmp = {0};
 	int r;
 
@@ -509,18 +659,31 @@ static int dgram_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 		return r;
 	if (listen && (local || hello))
 		return sn_error_set(err, -EINVAL, "key '%s' goes with 'connect', not 'listen'", local ? "local" : "hello");
+	if (connect && has_peer_keys)
+		return sn_error_set(err, -EINVAL, "key '%s' goes with 'listen', not 'connect'",
+				    sn_spec_get(spec, "max-peers") ? "max-peers" : "peer-timeout");
+	r = sn_spec_get_uint(spec, "max-peers", 1, MAX_PEERS_LIMIT, &max_peers, err);
+	if (r < 0)
+		return r;
+	r = sn_spec_get_uint(spec, "peer-timeout", 0, 86400 * 365, &peer_timeout, err);
+	if (r < 0)
+		return r;
 	if (connect && !local)
 		return sn_error_set(err, -EINVAL, "dgram port with 'connect' needs key 'local' (the path to bind)");
 	if (local && (r = unix_addr(local, "local", &local_addr, err)) < 0)
 		return r;
 	if (hello && strcmp(hello, "vfkit"))
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key 'hello': want vfkit", hello);
+	/* the socket file this port creates: the listener's, or the bound local= one */
+	r = sn_sock_perm_from_spec(spec, listen ? &addr : &local_addr, listen ? "listen" : "local", &perm, err);
+	if (r < 0)
+		return r;
 	r = sn_spec_check_unused(spec, err);
 	if (r < 0)
 		return r;
 	if (listen)
-		return listener_create(sw, &tmp, &addr, ret_port, err);
-	return client_create(sw, &tmp, &addr, &local_addr, hello != NULL, ret_port, err);
+		return listener_create(sw, &tmp, &addr, &perm, max_peers, peer_timeout, ret_port, err);
+	return client_create(sw, &tmp, &addr, &local_addr, &perm, hello != NULL, ret_port, err);
 }
 
 const struct sn_port_kind sn_port_kind_dgram = {

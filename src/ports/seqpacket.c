@@ -171,6 +171,7 @@ static int seqpacket_create(struct sn_switch *sw, struct sn_spec *spec, struct s
 	const char *text = listen ? listen : connect;
 	const char *key = listen ? "listen" : "connect";
 	struct sn_sockaddr addr;
+	struct sn_sock_perm perm;
 	struct sn_port tmp = {0};
 	int r;
 
@@ -184,6 +185,9 @@ static int seqpacket_create(struct sn_switch *sw, struct sn_spec *spec, struct s
 		return r;
 	if (!sn_sockaddr_is_unix(&addr))
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': want a unix socket path", text, key);
+	r = sn_sock_perm_from_spec(spec, listen ? &addr : NULL, key, &perm, err);
+	if (r < 0)
+		return r;
 	r = sn_spec_check_unused(spec, err);
 	if (r < 0)
 		return r;
@@ -193,7 +197,7 @@ static int seqpacket_create(struct sn_switch *sw, struct sn_spec *spec, struct s
 
 		if (!l)
 			return -ENOMEM;
-		r = sn_listener_open(l, &tmp, &seqpacket_listener_lops, &addr, err);
+		r = sn_listener_open(l, &tmp, &seqpacket_listener_lops, &addr, &perm, err);
 		if (r < 0) {
 			free(l);
 			return r;

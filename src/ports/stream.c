@@ -347,6 +347,7 @@ static int stream_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_p
 	const char *connect = sn_spec_get(spec, "connect");
 	const char *framing = sn_spec_get(spec, "framing");
 	struct stream_conf conf = {.framing = SN_FRAMING_QEMU};
+	struct sn_sock_perm perm;
 	struct sn_port tmp = {0};
 	int r;
 
@@ -361,6 +362,9 @@ static int stream_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_p
 	if (framing && sn_framing_from_name(framing, &conf.framing) < 0)
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key 'framing': want qemu, hyperkit or vde",
 				    framing);
+	r = sn_sock_perm_from_spec(spec, listen ? &conf.addr : NULL, "listen", &perm, err);
+	if (r < 0)
+		return r;
 	r = sn_spec_check_unused(spec, err);
 	if (r < 0)
 		return r;
@@ -372,7 +376,7 @@ static int stream_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_p
 		if (!l)
 			return -ENOMEM;
 		l->conf = conf;
-		r = sn_listener_open(&l->l, &tmp, &stream_listener_lops, &conf.addr, err);
+		r = sn_listener_open(&l->l, &tmp, &stream_listener_lops, &conf.addr, &perm, err);
 		if (r < 0) {
 			free(l);
 			return r;

@@ -355,6 +355,7 @@ static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct 
 	unsigned fdnum = 0;
 	bool have_fd = sn_spec_get(spec, "fd") != NULL;
 	struct sn_sockaddr addr;
+	struct sn_sock_perm perm;
 	struct vu_port *p;
 	int fd, r;
 
@@ -381,12 +382,15 @@ static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct 
 			goto fail;
 		}
 	}
+	r = sn_sock_perm_from_spec(spec, listen ? &addr : NULL, "listen", &perm, err);
+	if (r < 0)
+		goto fail;
 	r = sn_spec_check_unused(spec, err);
 	if (r < 0)
 		goto fail;
 
 	if (listen) {
-		fd = sn_sock_listen(&addr, SOCK_STREAM, err);
+		fd = sn_sock_listen(&addr, SOCK_STREAM, &perm, err);
 		if (fd < 0) {
 			r = fd;
 			goto fail;

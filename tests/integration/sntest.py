@@ -129,7 +129,9 @@ class StreamClient:
 class Daemon:
     """The real squibnet binary with the given --port SPECs, in its own temp dir."""
 
-    def __init__(self, ports=(), extra=(), tmp=None, expect_start=True):
+    def __init__(self, ports=(), extra=(), tmp=None, expect_start=True, stderr=None, preexec_fn=None):
+        """stderr: a file for the daemon's log instead of a pipe (a pipe that nobody reads
+        blocks a chatty daemon); preexec_fn: run in the child before exec (limits, umask)."""
         self.squibnet = binary("SQUIBNET", "tools/squibnet")
         self.ctl_bin = binary("SQUIBNETCTL", "tools/squibnetctl")
         self.own_tmp = tmp is None
@@ -140,7 +142,8 @@ class Daemon:
             args += ["--port", p.replace("@", self.tmp + "/")]
         args += list(extra)
         self.args = args
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr or subprocess.PIPE, text=True,
+                                     preexec_fn=preexec_fn)
         if expect_start:
             self.wait_ready()
 
@@ -152,7 +155,7 @@ class Daemon:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 out, err = self.proc.communicate()
-                raise RuntimeError(f"squibnet exited with {self.proc.returncode}: {err.strip()}")
+                raise RuntimeError(f"squibnet exited with {self.proc.returncode}: {(err or '').strip()}")
             if os.path.exists(self.control):
                 try:
                     self.ctl("ports")

@@ -6,8 +6,10 @@ connect mode with a peer that comes late, and a stream client talking to a datag
 Needs SQUIBNET and SQUIBNETCTL (see sntest.py); exits 77 when they are missing."""
 
 import os
+import re
 import select
 import socket
+import tempfile
 import time
 
 from sntest import (BROADCAST, Daemon, StreamClient, assert_specs_refused, eth, mac, mac_str, run_tests)
@@ -286,6 +288,90 @@ def test_mixed_stream_and_dgram():
         assert {e["mac"]: e["port"] for e in d.fdb()} == {mac_str(mac(1)): "st.1", mac_str(mac(2)): "dg.1"}
 
 
+def refused(port):
+    """Datagrams a dgram listener refused from new peers, from its PEER text (0 when absent)."""
+    m = re.search(r" refused=(\d+)", port["peer"])
+    return int(m.group(1)) if m else 0
+
+
+def test_max_peers():
+    # every new sender address used to become a port: 16,399 of them, +250 MB
+    n, cap = 300, 256  # the default max-peers
+    sink = mac(0xFFFF)
+    # a log file, not a pipe nobody reads: 256 "attached" lines would come close to filling it
+    with tempfile.TemporaryFile("w+") as log, \
+            Daemon(["dgram,listen=@d.sock,name=dg", "stream,listen=unix:@s.sock,name=st"], stderr=log) as d:
+        sock = d.path("d.sock")
+        # the senders talk to one stream station, so nothing floods to the peers meanwhile
+        st = StreamClient(d.path("s.sock"))
+        d.wait_ports(lambda ps: "st.1" in ps)
+        st.send(eth(BROADCAST, sink, b"sink"))
+        peers = [DgramPeer(d.path(f"p{i}.sock"), sock) for i in range(n)]
+        for i, p in enumerate(peers):
+            p.send(eth(sink, mac(i + 1), b"hi"))
+        ports = d.wait_ports(lambda ps: refused(ps["dg"]) == n - cap)
+        kids = {p["peer"]: name for name, p in ports.items() if p["parent"] == "dg"}
+        assert len(kids) == cap, f"{len(kids)} ports for {n} senders"
+        assert len(st.recv_all()) == cap, "frames of refused senders were forwarded"
+        # the first cap senders got ports, each learned behind its own: the lookup found each one
+        assert set(kids) == {f"unix:{p.path}" for p in peers[:cap]}, "the wrong senders got ports"
+        fdb = {e["mac"]: e["port"] for e in d.fdb()}
+        for i in range(cap):
+            assert fdb[mac_str(mac(i + 1))] == kids[f"unix:{peers[i].path}"], i
+        assert mac_str(mac(cap + 1)) not in fdb
+        # refused, and counted, on every datagram
+        peers[-1].send(eth(mac(1), mac(n), b"let me in"))
+        peers[0].send(eth(mac(2), mac(1), b"known"))
+        assert peers[1].recv_all() == [eth(mac(2), mac(1), b"known")]
+        assert peers[0].recv_all() == []
+        assert refused(d.ports()["dg"]) == n - cap + 1
+        # known peers keep forwarding both ways, unicast and flooded
+        peers[cap - 1].send(eth(mac(1), mac(cap), b"last in"))
+        assert peers[0].recv_all() == [eth(mac(1), mac(cap), b"last in")]
+        peers[5].send(eth(BROADCAST, mac(6), b"to all"))
+        assert st.recv_all() == [eth(BROADCAST, mac(6), b"to all")]
+        got = [len(p.recv_all(0)) for p in peers]
+        assert got == [1 if i < cap and i != 5 else 0 for i in range(n)], got
+        # a peer that leaves frees its slot for a newcomer
+        d.ctl("port", "del", kids[f"unix:{peers[7].path}"])
+        peers[-1].send(eth(BROADCAST, mac(n), b"now?"))
+        d.wait_ports(lambda ps: f"unix:{peers[-1].path}" in {p["peer"] for p in ps.values()})
+        for p in peers:
+            p.close()
+
+
+def test_max_peers_key_and_timeout():
+    with Daemon(["dgram,listen=@d.sock,name=dg,max-peers=2,peer-timeout=2"]) as d:
+        sock = d.path("d.sock")
+        a, b, c = (DgramPeer(d.path(n), sock) for n in ("a.sock", "b.sock", "c.sock"))
+        names = announce(d, [a, b])
+        c.send(eth(BROADCAST, mac(3), b"full"))
+        assert a.recv_all() == [] and b.recv_all() == []
+        assert refused(d.ports()["dg"]) == 1
+        # b talks, a stays silent: a is closed after peer-timeout, and c takes its place
+        t0 = time.monotonic()
+        while names[0] in d.ports():
+            assert time.monotonic() - t0 < 6, "a silent peer was never aged out"
+            b.send(eth(BROADCAST, mac(2), b"still here"))
+            time.sleep(0.2)
+        # (quickly now: b is silent from here on, and ages out in 2 s too)
+        ports = d.ports()
+        assert names[1] in ports, "a peer that kept talking was aged out"
+        assert mac_str(mac(1)) not in {e["mac"] for e in d.fdb()}
+        c.send(eth(mac(2), mac(3), b"my turn"))
+        assert b.recv(1.0)[0] == eth(mac(2), mac(3), b"my turn")
+        assert f"unix:{c.path}" in {p["peer"] for p in d.ports().values()}
+        # a, back, finds the listener full
+        a.send(eth(BROADCAST, mac(1), b"back"))
+        assert b.recv(0.2)[0] is None and refused(d.ports()["dg"]) == 2
+        # and gets in once the others went silent too
+        t0 = time.monotonic()
+        while f"unix:{a.path}" not in {p["peer"] for p in d.ports().values()}:
+            assert time.monotonic() - t0 < 6, "silent peers kept their places"
+            a.send(eth(BROADCAST, mac(1), b"knock"))
+            time.sleep(0.3)
+
+
 def test_bad_specs_refused_at_start():
     cases = [
         ("dgram,listen=@x.sock,bogus=1", "bogus"),
@@ -296,6 +382,13 @@ def test_bad_specs_refused_at_start():
         ("dgram,listen=@x.sock,local=@y.sock", "local"),
         ("dgram,connect=@x.sock,local=@y.sock,hello=qemu", "hello"),
         ("dgram,listen=@x.sock,mtu=10", "mtu"),
+        ("dgram,listen=@x.sock,max-peers=0", "max-peers"),
+        ("dgram,listen=@x.sock,max-peers=many", "max-peers"),
+        ("dgram,listen=@x.sock,max-peers=1000000", "max-peers"),
+        ("dgram,listen=@x.sock,peer-timeout=-1", "peer-timeout"),
+        ("dgram,listen=@x.sock,peer-timeout=1.5", "peer-timeout"),
+        ("dgram,connect=@x.sock,local=@y.sock,max-peers=4", "max-peers"),
+        ("dgram,connect=@x.sock,local=@y.sock,peer-timeout=4", "peer-timeout"),
     ]
     assert_specs_refused(cases)
 
@@ -327,6 +420,8 @@ if __name__ == "__main__":
         test_unnamed_sender_dropped,
         test_vanished_peer_closed,
         test_listener_delete_takes_peers_and_file,
+        test_max_peers,
+        test_max_peers_key_and_timeout,
         test_connect_mode,
         test_connect_mode_peer_comes_later,
         test_connect_mode_vfkit_hello,
