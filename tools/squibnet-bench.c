@@ -1,12 +1,16 @@
 /* squibnet-bench - forwarding benchmark: starts the real daemon, attaches client endpoints over
  * its stream and dgram listeners, pushes frames of a few sizes A->B and all-to-all, and reports
  * delivered frames, loss, rate and the switch's CPU time per frame, plus whether the daemon's
- * memory grows with traffic. With vde_switch in PATH it measures that too, for comparison.
+ * memory grows with traffic. Beside it, in the same run: a plain one-thread relay between the
+ * same two stream clients (the most any stream switch could deliver), and vde_switch when it is
+ * in PATH. With --scenario it measures the A->B pair again next to peers that never read and
+ * next to a flood of random source MACs.
  *
  * It is a benchmark, not a test: it reports numbers and never judges them by its exit code.
- * Senders keep a bounded window of frames in flight, so a loss means the switch dropped a frame
- * while the receiver was keeping up. The switch is pinned to one CPU and the bench's threads to
- * another, so the switch's CPU time is its own. */
+ * By default senders write as fast as their sockets take frames, as QEMU does; with --window N
+ * they keep at most N frames in flight. Loss is reported beside every rate: frames sent and not
+ * received. The switch is pinned to one CPU and the bench's threads to another, so the
+ * switch's CPU time is its own. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -43,23 +47,42 @@
 #define STALL_NS 250000000ull
 #define SOCKBUF (4 << 20)
 
-enum mode { MODE_BATCH, MODE_SINGLE, MODE_DGRAM, MODE_VDE, MODE_COUNT };
+enum mode { MODE_BATCH, MODE_SINGLE, MODE_DGRAM, MODE_VDE, MODE_RELAY_BATCH, MODE_RELAY_SINGLE, MODE_COUNT };
 enum topo { TOPO_AB, TOPO_ALL, TOPO_COUNT };
+/* what else is attached to the switch while the A->B pair is measured */
+enum scen { SCEN_SOLO, SCEN_STUCK, SCEN_MACFLOOD, SCEN_COUNT };
 
-static const char *const mode_names[] = {"batch", "single", "dgram", "vde"};
+static const char *const mode_names[] = {"batch", "single", "dgram", "vde", "relay-batch", "relay-single"};
 static const char *const mode_desc[] = {
 	"stream, 64 frames/write", "stream, 1 frame/write", "dgram, 1 frame/datagram",
-	"vde_switch, 1 frame/datagram",
+	"vde_switch, 1 frame/datagram", "plain relay, 64 frames/write", "plain relay, 1 frame/write",
 };
 static const char *const topo_names[] = {"a-b", "all-to-all"};
+static const char *const scen_names[] = {"solo", "stuck64", "macflood"};
+static const char *const scen_suffix[] = {"", "+stuck64", "+macflood"};
+
+#define STUCK_PEERS 64
+#define STUCK_FILL 6000      /* frames the hostile peer sends each stuck peer before the run */
+#define FLOOD_FRAMES 1000000 /* random source MACs during the run */
+
+static bool single_mode(enum mode m)
+{
+	return m == MODE_SINGLE || m == MODE_RELAY_SINGLE;
+}
+
+static bool relay_mode(enum mode m)
+{
+	return m == MODE_RELAY_BATCH || m == MODE_RELAY_SINGLE;
+}
 
 struct opts {
 	const char *squibnet;
 	double seconds;
 	unsigned window;
-	bool json, quick, pin, vde, heap, verbose;
+	bool json, quick, pin, vde, relay, heap, verbose;
 	unsigned modes;   /* bit per enum mode */
 	unsigned topos;   /* bit per enum topo */
+	unsigned scens;   /* bit per enum scen */
 	unsigned sizes[8];
 	unsigned nsizes;
 	const char *daemon_args[8]; /* passed to the daemon as they are (--daemon-arg) */
@@ -95,6 +118,7 @@ struct child {
 struct run {
 	enum mode mode;
 	enum topo topo;
+	enum scen scen;
 	unsigned size;
 	struct client cl[MAX_CLIENTS];
 	unsigned ncl;
@@ -107,11 +131,17 @@ struct run {
 	_Atomic bool stop;
 	bool counting;            /* receiver: count for the run, or just drain */
 	int epfd;
+	/* the scenario's own connections: stuck peers, the peer that fills them, the MAC flooder */
+	int extra[STUCK_PEERS + 1];
+	unsigned nextra;
+	pthread_t flood_th;
+	bool flooding;
 };
 
 struct result {
 	enum mode mode;
 	enum topo topo;
+	enum scen scen;
 	unsigned size;
 	bool ok;
 	char why[160];
@@ -376,6 +406,88 @@ static int start_vde(struct child *c, int cpu)
 	if (r < 0)
 		return r;
 	r = wait_ready(c, ctl);
+	if (r < 0)
+		stop_child(c);
+	return r;
+}
+
+/*
+ * The anchor: a plain relay between the first two stream clients that connect to @path, in
+ * one thread, moving bytes from each to the other as they come (read 256 KiB, write it out,
+ * read again only once it is all written). No framing, no learning, no copies but the kernel's:
+ * what a stream switch would deliver if switching cost nothing. Runs in a child process.
+ */
+static void relay_main(const char *path)
+{
+	enum { BUF = 256 * 1024 };
+	static uint8_t buf[2][BUF];
+	size_t len[2] = {0, 0}, off[2] = {0, 0};
+	struct sn_sockaddr a;
+	int lfd, fd[2];
+
+	if (sn_sockaddr_unix(path, &a) < 0 || (lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		_exit(1);
+	if (bind(lfd, &a.u.sa, a.len) < 0 || listen(lfd, 4) < 0)
+		_exit(1);
+	for (int i = 0; i < 2; i++) {
+		if ((fd[i] = accept(lfd, NULL, NULL)) < 0)
+			_exit(1);
+		raise_bufs(fd[i]);
+		fcntl(fd[i], F_SETFL, O_NONBLOCK);
+	}
+	for (;;) {
+		struct pollfd p[2] = {{fd[0], 0, 0}, {fd[1], 0, 0}};
+
+		/* direction d moves bytes from fd[d] to fd[!d] */
+		for (int d = 0; d < 2; d++) {
+			if (len[d] == 0)
+				p[d].events |= POLLIN;
+			else
+				p[!d].events |= POLLOUT;
+		}
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			_exit(1);
+		for (int d = 0; d < 2; d++) {
+			if (len[d] == 0) {
+				ssize_t n = read(fd[d], buf[d], BUF);
+
+				if (n == 0)
+					_exit(0);
+				if (n > 0) {
+					len[d] = (size_t)n;
+					off[d] = 0;
+				}
+			}
+			while (len[d] > 0) {
+				ssize_t w = write(fd[!d], buf[d] + off[d], len[d]);
+
+				if (w <= 0)
+					break;
+				off[d] += (size_t)w;
+				len[d] -= (size_t)w;
+			}
+		}
+	}
+}
+
+static int start_relay(struct child *c, int cpu)
+{
+	char sock[PATH_MAX];
+	int r;
+
+	snprintf(sock, sizeof(sock), "%s/s.sock", tmpdir);
+	unlink(sock);
+	c->stdin_fd = -1;
+	c->pid = fork();
+	if (c->pid < 0)
+		return -errno;
+	if (c->pid == 0) {
+		if (cpu >= 0)
+			pin_to(0, cpu);
+		relay_main(sock);
+		_exit(0);
+	}
+	r = wait_ready(c, sock);
 	if (r < 0)
 		stop_child(c);
 	return r;
@@ -708,12 +820,15 @@ static void *receiver(void *arg)
 /* ---- one measured case ---- */
 
 /* Waits until fewer than @window - @need frames are in flight. A window that stops moving for
- * STALL_NS means frames were lost: they are written off so the run goes on. */
+ * STALL_NS means frames were lost: they are written off so the run goes on. Window 0: no wait,
+ * the socket alone holds the sender back. */
 static bool wait_window(struct run *r, uint64_t sent, int64_t *written_off, unsigned need, uint64_t deadline)
 {
 	uint64_t last = atomic_load_explicit(&r->received, memory_order_acquire), since = 0;
 	unsigned spins = 0;
 
+	if (r->window == 0)
+		return true;
 	for (;;) {
 		uint64_t rcv = atomic_load_explicit(&r->received, memory_order_acquire);
 		int64_t lost = (int64_t)atomic_load_explicit(&r->gaps, memory_order_relaxed);
@@ -745,7 +860,7 @@ static uint64_t send_loop(struct run *r, uint64_t t0)
 {
 	uint64_t deadline = t0 + (uint64_t)(r->seconds * 1e9), hard = deadline + 2000000000ull;
 	unsigned nsend = r->topo == TOPO_AB ? 1 : r->ncl;
-	unsigned unit = r->mode == MODE_SINGLE ? 1 : BATCH;
+	unsigned unit = single_mode(r->mode) ? 1 : BATCH;
 	uint64_t sent = 0;
 	int64_t off = 0;
 
@@ -759,12 +874,14 @@ static uint64_t send_loop(struct run *r, uint64_t t0)
 				return sent;
 			switch (r->mode) {
 			case MODE_BATCH:
+			case MODE_RELAY_BATCH:
 				stamp(cl, 0, BATCH);
 				if (!send_all(cl->fd, cl->tx, cl->rec_len * BATCH, hard))
 					return sent;
 				sent += BATCH;
 				break;
 			case MODE_SINGLE:
+			case MODE_RELAY_SINGLE:
 				stamp(cl, cl->next, 1);
 				if (!send_all(cl->fd, cl->tx + cl->next * cl->rec_len, cl->rec_len, hard))
 					return sent;
@@ -847,6 +964,122 @@ static int attach(struct run *r)
 	return 0;
 }
 
+/* ---- scenarios: what else is attached while the pair is measured ---- */
+
+/* A stream client of the switch that announces @mac and then only sends, if anything. */
+static int connect_announced(const uint8_t mac[6])
+{
+	struct client c = {.fd = -1, .ctl = -1};
+	uint8_t rec[4 + 60], bcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	int fd;
+
+	if (connect_stream(&c) < 0)
+		return -1;
+	fd = c.fd;
+	sn_streambuf_finish(&c.rx);
+	sn_framing_put(SN_FRAMING_QEMU, rec, 60);
+	put_frame(rec + 4, bcast, mac, 60, 0);
+	if (!send_all(fd, rec, sizeof(rec), now_ns() + 1000000000ull)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* stuck64: STUCK_PEERS peers that never read, and one more that fills the switch's queues for
+ * each of them with frames of its own until they stall (a few frames each after that).
+ * macflood: one peer that will send FLOOD_FRAMES random source MACs during the run. */
+static int scenario_setup(struct run *r)
+{
+	uint8_t m[6] = {0x02, 0x5c, 0x00, 0x00, 0x00, 0x00};
+
+	if (r->scen == SCEN_SOLO)
+		return 0;
+	if (r->scen == SCEN_MACFLOOD) {
+		m[1] = 0x5d;
+		if ((r->extra[0] = connect_announced(m)) < 0)
+			return -EIO;
+		r->nextra = 1;
+	} else {
+		uint8_t *blk;
+		int fill;
+
+		for (unsigned i = 0; i < STUCK_PEERS; i++) {
+			m[5] = (uint8_t)i;
+			if ((r->extra[r->nextra] = connect_announced(m)) < 0)
+				return -EIO;
+			r->nextra++;
+		}
+		m[4] = 1;
+		m[5] = 0;
+		if ((fill = connect_announced(m)) < 0)
+			return -EIO;
+		r->extra[r->nextra++] = fill;
+		blk = malloc(500 * 64);
+		if (!blk)
+			return -ENOMEM;
+		for (unsigned round = 0; round < STUCK_FILL / 500; round++) {
+			for (unsigned i = 0; i < STUCK_PEERS; i++) {
+				uint8_t dst[6] = {0x02, 0x5c, 0x00, 0x00, 0x00, (uint8_t)i};
+
+				for (unsigned k = 0; k < 500; k++) {
+					sn_framing_put(SN_FRAMING_QEMU, blk + k * 64, 60);
+					put_frame(blk + k * 64 + 4, dst, m, 60, k);
+				}
+				/* the switch holds this sender back until each stuck queue is seen stalled */
+				if (!send_all(fill, blk, 500 * 64, now_ns() + 30000000000ull)) {
+					free(blk);
+					return -ETIMEDOUT;
+				}
+			}
+		}
+		free(blk);
+		sleep_ns(700000000); /* past the default stall timeout: every stuck queue is cut */
+	}
+	for (unsigned i = 0; i < r->ncl; i++)
+		drain_client(&r->cl[i]);
+	return 0;
+}
+
+/* The MAC flood: FLOOD_FRAMES frames from random locally administered source addresses, paced
+ * over the run, each to the flooder's own announced address, so the switch learns or refuses
+ * every source and forwards none of them. */
+static void *flood_thread(void *arg)
+{
+	enum { CHUNK = 1024 };
+	struct run *r = arg;
+	uint8_t *buf = malloc(CHUNK * 64), self[6] = {0x02, 0x5d, 0x00, 0x00, 0x00, 0x00};
+	uint64_t x = 0x9e3779b97f4a7c15ull ^ now_ns(), t0 = now_ns(), dur = (uint64_t)(r->seconds * 1e9);
+
+	if (!buf)
+		return NULL;
+	for (unsigned k = 0; k < CHUNK; k++) {
+		sn_framing_put(SN_FRAMING_QEMU, buf + k * 64, 60);
+		put_frame(buf + k * 64 + 4, self, self, 60, k);
+	}
+	for (uint64_t sent = 0; sent < FLOOD_FRAMES && !atomic_load_explicit(&r->stop, memory_order_relaxed);
+	     sent += CHUNK) {
+		uint64_t due;
+
+		for (unsigned k = 0; k < CHUNK; k++) {
+			uint8_t *src = buf + k * 64 + 4 + 6;
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			src[0] = 0x02;
+			memcpy(src + 1, &x, 5);
+		}
+		if (!send_all(r->extra[0], buf, CHUNK * 64, now_ns() + 2000000000ull))
+			break;
+		due = t0 + dur * (sent + CHUNK) / FLOOD_FRAMES;
+		if (now_ns() < due)
+			sleep_ns(due - now_ns());
+	}
+	free(buf);
+	return NULL;
+}
+
 /* One timed run over attached clients against the switch process @sw. */
 static void timed_run(struct run *r, pid_t sw, struct result *res)
 {
@@ -863,6 +1096,8 @@ static void timed_run(struct run *r, pid_t sw, struct result *res)
 	t0 = now_ns();
 	atomic_store(&r->last_rx_ns, t0);
 	pthread_create(&th, NULL, receiver, r);
+	if (r->scen == SCEN_MACFLOOD)
+		r->flooding = pthread_create(&r->flood_th, NULL, flood_thread, r) == 0;
 	sent = send_loop(r, t0);
 	/* let what is in flight arrive, as long as it keeps arriving */
 	since = now_ns();
@@ -881,6 +1116,9 @@ static void timed_run(struct run *r, pid_t sw, struct result *res)
 	}
 	atomic_store(&r->stop, true);
 	pthread_join(th, NULL);
+	if (r->flooding)
+		pthread_join(r->flood_th, NULL);
+	r->flooding = false;
 	cpu1 = proc_cpu_ns(sw);
 
 	res->ok = true;
@@ -902,10 +1140,16 @@ static void measure(struct run *r, pid_t sw, struct result *res)
 
 	res->mode = r->mode;
 	res->topo = r->topo;
+	res->scen = r->scen;
 	res->size = r->size;
 	e = attach(r);
 	if (e < 0) {
 		snprintf(res->why, sizeof(res->why), "attaching clients: %s", strerror(-e));
+		return;
+	}
+	e = scenario_setup(r);
+	if (e < 0) {
+		snprintf(res->why, sizeof(res->why), "setting up %s: %s", scen_names[r->scen], strerror(-e));
 		return;
 	}
 	timed_run(r, sw, res);
@@ -918,6 +1162,9 @@ static void detach(struct run *r)
 	r->epfd = -1;
 	for (unsigned i = 0; i < r->ncl; i++)
 		client_close(&r->cl[i]);
+	for (unsigned i = 0; i < r->nextra; i++)
+		close(r->extra[i]);
+	r->nextra = 0;
 }
 
 /* ---- output ---- */
@@ -953,6 +1200,8 @@ static const char *target(const struct result *x, char *buf, size_t len)
 {
 	double us = us_per_frame(x), rate = mpps(x), want_us, want_mpps = 0;
 
+	if (x->scen != SCEN_SOLO)
+		return NULL; /* judged against the solo run: see the isolation table */
 	switch (x->mode) {
 	case MODE_BATCH:
 		want_us = 0.25;
@@ -978,22 +1227,29 @@ static const char *target(const struct result *x, char *buf, size_t len)
 	return buf;
 }
 
+static const char *case_name(const struct result *x, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s", mode_names[x->mode], scen_suffix[x->scen]);
+	return buf;
+}
+
 static void print_table(const struct result *res, unsigned n)
 {
-	char t[64];
+	char t[64], nm[32];
 
-	printf("%-7s %-10s %5s %11s %11s %7s %7s %7s %9s %5s  %s\n", "mode", "topology", "bytes", "sent",
+	printf("%-15s %-10s %5s %11s %11s %7s %7s %7s %9s %5s  %s\n", "mode", "topology", "bytes", "sent",
 	       "received", "loss%", "Mpps", "Gbit/s", "us/frame", "load", "target");
 	for (unsigned i = 0; i < n; i++) {
 		const struct result *x = &res[i];
 
 		if (!x->ok) {
-			printf("%-7s %-10s %5u  skipped: %s\n", mode_names[x->mode], topo_names[x->topo], x->size, x->why);
+			printf("%-15s %-10s %5u  skipped: %s\n", case_name(x, nm, sizeof(nm)), topo_names[x->topo],
+			       x->size, x->why);
 			continue;
 		}
-		printf("%-7s %-10s %5u %11llu %11llu %7.3f %7.3f %7.2f %9.3f %4.0f%%  %s\n", mode_names[x->mode],
-		       topo_names[x->topo], x->size, (unsigned long long)x->sent, (unsigned long long)x->received,
-		       loss_pct(x), mpps(x), gbps(x), us_per_frame(x), load_pct(x),
+		printf("%-15s %-10s %5u %11llu %11llu %7.3f %7.3f %7.2f %9.3f %4.0f%%  %s\n",
+		       case_name(x, nm, sizeof(nm)), topo_names[x->topo], x->size, (unsigned long long)x->sent,
+		       (unsigned long long)x->received, loss_pct(x), mpps(x), gbps(x), us_per_frame(x), load_pct(x),
 		       target(x, t, sizeof(t)) ? t : "-");
 	}
 }
@@ -1004,29 +1260,30 @@ static void json_result(const struct result *x, bool comma)
 	const char *tg;
 
 	if (!x->ok) {
-		printf("    {\"mode\": \"%s\", \"topology\": \"%s\", \"size\": %u, \"skipped\": \"%s\"}%s\n",
-		       mode_names[x->mode], topo_names[x->topo], x->size, x->why, comma ? "," : "");
+		printf("    {\"mode\": \"%s\", \"scenario\": \"%s\", \"topology\": \"%s\", \"size\": %u, "
+		       "\"skipped\": \"%s\"}%s\n",
+		       mode_names[x->mode], scen_names[x->scen], topo_names[x->topo], x->size, x->why, comma ? "," : "");
 		return;
 	}
 	tg = target(x, t, sizeof(t));
-	printf("    {\"mode\": \"%s\", \"topology\": \"%s\", \"size\": %u, \"sent\": %llu, \"received\": %llu, "
+	printf("    {\"mode\": \"%s\", \"scenario\": \"%s\", \"topology\": \"%s\", \"size\": %u, \"sent\": %llu, \"received\": %llu, "
 	       "\"stray\": %llu, \"loss_pct\": %.4f, \"seconds\": %.4f, \"mpps\": %.4f, \"gbps\": %.4f, "
 	       "\"switch_cpu_us_per_frame\": %.4f, \"switch_cpu_load_pct\": %.1f, \"target_met\": %s}%s\n",
-	       mode_names[x->mode], topo_names[x->topo], x->size, (unsigned long long)x->sent,
+	       mode_names[x->mode], scen_names[x->scen], topo_names[x->topo], x->size, (unsigned long long)x->sent,
 	       (unsigned long long)x->received, (unsigned long long)x->stray, loss_pct(x), x->secs, mpps(x), gbps(x),
 	       us_per_frame(x), load_pct(x), tg ? (strncmp(tg, "met", 3) ? "false" : "true") : "null",
 	       comma ? "," : "");
 }
 
 /* Starts the switch for one case, measures it, stops the switch. */
-static void run_case(const struct opts *o, enum mode m, enum topo t, unsigned size, bool have_dgram,
-		     int sw_cpu, struct result *x)
+static void run_case(const struct opts *o, enum mode m, enum topo t, enum scen sc, unsigned size,
+		     bool have_dgram, int sw_cpu, struct result *x)
 {
 	struct run *r = calloc(1, sizeof(*r));
 	struct child ch = {0};
 	int e;
 
-	*x = (struct result){.mode = m, .topo = t, .size = size};
+	*x = (struct result){.mode = m, .topo = t, .scen = sc, .size = size};
 	if (!r) {
 		snprintf(x->why, sizeof(x->why), "out of memory");
 		return;
@@ -1036,7 +1293,9 @@ static void run_case(const struct opts *o, enum mode m, enum topo t, unsigned si
 		free(r);
 		return;
 	}
-	e = m == MODE_VDE ? start_vde(&ch, sw_cpu) : start_squibnet(o, &ch, have_dgram, sw_cpu);
+	e = m == MODE_VDE ? start_vde(&ch, sw_cpu)
+	    : relay_mode(m) ? start_relay(&ch, sw_cpu)
+			    : start_squibnet(o, &ch, have_dgram, sw_cpu);
 	if (e < 0) {
 		snprintf(x->why, sizeof(x->why), "switch did not start: %s", e == -ECHILD ? "it exited" : strerror(-e));
 		free(r);
@@ -1044,13 +1303,14 @@ static void run_case(const struct opts *o, enum mode m, enum topo t, unsigned si
 	}
 	r->mode = m;
 	r->topo = t;
+	r->scen = sc;
 	r->size = size;
 	r->ncl = t == TOPO_AB ? 2 : 4;
 	r->window = o->window;
 	r->seconds = o->seconds;
 	if (o->verbose)
-		fprintf(stderr, "squibnet-bench: %s %s %u B (switch pid %d)\n", mode_names[m], topo_names[t], size,
-			(int)ch.pid);
+		fprintf(stderr, "squibnet-bench: %s%s %s %u B (switch pid %d)\n", mode_names[m], scen_suffix[sc],
+			topo_names[t], size, (int)ch.pid);
 	measure(r, ch.pid, x);
 	detach(r);
 	stop_child(&ch);
@@ -1107,13 +1367,79 @@ static void heap_check(const struct opts *o, int sw_cpu, struct heap *h)
 	free(r);
 }
 
+static const struct result *find_scen(const struct result *res, unsigned n, enum mode m, enum topo t,
+				      enum scen sc, unsigned size)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (res[i].ok && res[i].mode == m && res[i].topo == t && res[i].scen == sc && res[i].size == size)
+			return &res[i];
+	return NULL;
+}
+
 static const struct result *find(const struct result *res, unsigned n, enum mode m, enum topo t,
 				 unsigned size)
 {
-	for (unsigned i = 0; i < n; i++)
-		if (res[i].ok && res[i].mode == m && res[i].topo == t && res[i].size == size)
-			return &res[i];
-	return NULL;
+	return find_scen(res, n, m, t, SCEN_SOLO, size);
+}
+
+/* squibnet beside the plain relay: delivered rate and loss of each, for the same clients. */
+static void print_relay(const struct opts *o, const struct result *res, unsigned nres)
+{
+	static const enum mode pairs[][2] = {{MODE_BATCH, MODE_RELAY_BATCH}, {MODE_SINGLE, MODE_RELAY_SINGLE}};
+
+	printf("\nsquibnet against a plain one-thread relay (A->B, the same clients; delivered frames only):\n");
+	if (!o->relay) {
+		printf("  skipped (--no-relay)\n");
+		return;
+	}
+	for (size_t p = 0; p < sizeof(pairs) / sizeof(pairs[0]); p++) {
+		for (unsigned s = 0; s < o->nsizes; s++) {
+			const struct result *sq = find(res, nres, pairs[p][0], TOPO_AB, o->sizes[s]);
+			const struct result *rl = find(res, nres, pairs[p][1], TOPO_AB, o->sizes[s]);
+			double want = o->sizes[s] == 60 ? 50 : o->sizes[s] == 1514 ? 80 : 0, pct;
+			char tg[40] = "";
+
+			if (!sq || !rl || mpps(rl) <= 0)
+				continue;
+			pct = 100 * mpps(sq) / mpps(rl);
+			if (want > 0)
+				snprintf(tg, sizeof(tg), "  %s (>= %.0f%%, loss <= 1%%)",
+					 pct >= want && loss_pct(sq) <= 1 ? "met" : "MISSED", want);
+			printf("  %-6s %4u B: squibnet %7.3f Mpps (loss %.3f%%), relay %7.3f Mpps (loss %.3f%%): %5.1f%%%s\n",
+			       mode_names[pairs[p][0]], o->sizes[s], mpps(sq), loss_pct(sq), mpps(rl), loss_pct(rl), pct, tg);
+		}
+	}
+}
+
+/* The A->B pair next to hostile peers, against the same pair alone. */
+static void print_isolation(const struct opts *o, const struct result *res, unsigned nres)
+{
+	static const double want[SCEN_COUNT] = {0, 90, 50};
+
+	if (!(o->scens & ~(1u << SCEN_SOLO)))
+		return;
+	printf("\nisolation: the A->B pair with %d peers that never read (their queues filled and stalled)\n"
+	       "or with %d random source MACs flooding in during the run, against the pair alone:\n",
+	       STUCK_PEERS, FLOOD_FRAMES);
+	for (enum mode m = MODE_BATCH; m <= MODE_SINGLE; m++) {
+		for (unsigned s = 0; s < o->nsizes; s++) {
+			const struct result *solo = find(res, nres, m, TOPO_AB, o->sizes[s]);
+
+			if (!solo || mpps(solo) <= 0)
+				continue;
+			for (enum scen sc = SCEN_STUCK; sc < SCEN_COUNT; sc++) {
+				const struct result *x = find_scen(res, nres, m, TOPO_AB, sc, o->sizes[s]);
+				double pct;
+
+				if (!x)
+					continue;
+				pct = 100 * mpps(x) / mpps(solo);
+				printf("  %-6s %4u B %-9s %7.3f Mpps (loss %.3f%%) vs %7.3f alone: %5.1f%%  %s (>= %.0f%%)\n",
+				       mode_names[m], o->sizes[s], scen_suffix[sc], mpps(x), loss_pct(x), mpps(solo), pct,
+				       pct >= want[sc] ? "met" : "MISSED", want[sc]);
+			}
+		}
+	}
 }
 
 /* The 1-minute load average: other work on the machine makes the rates (not the CPU per frame)
@@ -1134,8 +1460,12 @@ static double loadavg(void)
 static void print_text(const struct opts *o, const struct result *res, unsigned nres, const struct heap *h,
 		       const struct result *vres, unsigned nvres, bool vde_found, bool have_dgram)
 {
-	printf("squibnet-bench: %s, %.2f s per case, window %u frames, %ld CPUs%s\n", o->squibnet, o->seconds,
-	       o->window, sysconf(_SC_NPROCESSORS_ONLN),
+	char win[40];
+
+	snprintf(win, sizeof(win), o->window ? "window %u frames" : "no window (as fast as the sockets take)",
+		 o->window);
+	printf("squibnet-bench: %s, %.2f s per case, %s, %ld CPUs%s\n", o->squibnet, o->seconds, win,
+	       sysconf(_SC_NPROCESSORS_ONLN),
 	       o->pin && sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? " (switch on CPU 0, bench on CPU 1)" : "");
 	if (loadavg() >= 0)
 		printf("load average %.2f at the end%s\n", loadavg(),
@@ -1147,6 +1477,8 @@ static void print_text(const struct opts *o, const struct result *res, unsigned 
 	print_table(res, nres);
 	if (!have_dgram)
 		printf("note: the daemon refused '--port dgram,listen=...': no dgram cases\n");
+	print_relay(o, res, nres);
+	print_isolation(o, res, nres);
 	if (h) {
 		printf("\nmemory of the daemon over the same two ports (stream batch, 60 B, A->B):\n");
 		if (!h->ok) {
@@ -1276,15 +1608,17 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: squibnet-bench [--squibnet PATH] [--seconds S] [--quick] [--json] [--mode LIST]\n"
-		"                      [--size LIST] [--topology LIST] [--window N] [--no-vde] [--no-heap]\n"
-		"                      [--no-pin] [--daemon-arg ARG]... [-v] [--help] [--version]\n"
+		"                      [--size LIST] [--topology LIST] [--scenario LIST] [--window N]\n"
+		"                      [--no-relay] [--no-vde] [--no-heap] [--no-pin] [--daemon-arg ARG]...\n"
+		"                      [-v] [--help] [--version]\n"
 		"\n"
 		"Forwarding benchmark for the squibnet daemon. Starts it ($SQUIBNET or --squibnet, else\n"
 		"'squibnet' in PATH) on listeners in a temporary directory, attaches clients and sends frames\n"
 		"A->B (one sender, one receiver) and all-to-all (4 clients, each to the other 3). Reports\n"
 		"frames sent and received, loss, Mpps and Gbit/s at the receivers, and the switch's CPU time\n"
-		"per delivered frame (from /proc/PID/schedstat). Senders keep at most --window frames in\n"
-		"flight, so a loss is the switch's. With vde_switch in PATH, it is measured the same way.\n"
+		"per delivered frame (from /proc/PID/schedstat). Senders write as fast as their sockets take\n"
+		"frames (or keep at most --window in flight). The same stream clients are measured through a\n"
+		"plain one-thread relay, and with vde_switch in PATH, through vde_switch.\n"
 		"\n"
 		"  --seconds S      length of each case (default 2)\n"
 		"  --quick          short smoke run: 0.3 s per case, smaller heap check\n"
@@ -1293,7 +1627,11 @@ static void usage(FILE *f)
 		"                   write, as QEMU does), dgram (1 frame per datagram); default all\n"
 		"  --size LIST      frame sizes in bytes, 60..1514 (default 60,512,1514)\n"
 		"  --topology LIST  of a-b, all-to-all (default both)\n"
-		"  --window N       frames in flight per run (default 1024, the switch's egress queue)\n"
+		"  --scenario LIST  of solo, stuck64 (64 more peers that never read, their queues filled),\n"
+		"                   macflood (1,000,000 random source MACs during the run); the last two for\n"
+		"                   batch and single A->B only (default all three)\n"
+		"  --window N       frames in flight per sender, 64 or more; 0 (default): no window\n"
+		"  --no-relay       skip the plain relay comparison\n"
 		"  --no-vde         skip the vde_switch comparison\n"
 		"  --no-heap        skip the memory growth check\n"
 		"  --no-pin         do not pin the switch and the bench to separate CPUs\n"
@@ -1368,6 +1706,8 @@ int main(int argc, char **argv)
 		{"size", required_argument, NULL, 'z'},
 		{"topology", required_argument, NULL, 't'},
 		{"window", required_argument, NULL, 'w'},
+		{"scenario", required_argument, NULL, 'c'},
+		{"no-relay", no_argument, NULL, 'R'},
 		{"no-vde", no_argument, NULL, 'D'},
 		{"no-heap", no_argument, NULL, 'H'},
 		{"no-pin", no_argument, NULL, 'P'},
@@ -1378,13 +1718,14 @@ int main(int argc, char **argv)
 		{0},
 	};
 	struct opts o = {
-		.seconds = 2, .window = 1024, .pin = true, .vde = true, .heap = true,
+		.seconds = 2, .window = 0, .pin = true, .vde = true, .relay = true, .heap = true,
 		.modes = 1u << MODE_BATCH | 1u << MODE_SINGLE | 1u << MODE_DGRAM,
 		.topos = 1u << TOPO_AB | 1u << TOPO_ALL,
+		.scens = (1u << SCEN_COUNT) - 1,
 		.sizes = {60, 512, 1514}, .nsizes = 3,
 	};
 	bool seconds_given = false, have_dgram = true;
-	struct result res[MODE_COUNT * TOPO_COUNT * 8], vres[8];
+	struct result res[MODE_COUNT * TOPO_COUNT * SCEN_COUNT * 8], vres[8];
 	struct heap heap = {0};
 	unsigned nres = 0, nvres = 0;
 	bool vde_found = false;
@@ -1422,10 +1763,16 @@ int main(int argc, char **argv)
 			break;
 		case 'w':
 			o.window = (unsigned)strtoul(optarg, &end, 10);
-			if (*end || o.window < BATCH || o.window > 1u << 20) {
-				fprintf(stderr, "squibnet-bench: --window: want %d to %u\n", BATCH, 1u << 20);
+			if (*end || (o.window != 0 && o.window < BATCH) || o.window > 1u << 20) {
+				fprintf(stderr, "squibnet-bench: --window: want 0, or %d to %u\n", BATCH, 1u << 20);
 				return 2;
 			}
+			break;
+		case 'c':
+			o.scens = parse_list(optarg, scen_names, SCEN_COUNT, "--scenario");
+			break;
+		case 'R':
+			o.relay = false;
 			break;
 		case 'D':
 			o.vde = false;
@@ -1508,7 +1855,19 @@ int main(int argc, char **argv)
 			if (!(o.topos & 1u << t))
 				continue;
 			for (unsigned s = 0; s < o.nsizes; s++)
-				run_case(&o, m, t, o.sizes[s], have_dgram, sw_cpu, &res[nres++]);
+				run_case(&o, m, t, SCEN_SOLO, o.sizes[s], have_dgram, sw_cpu, &res[nres++]);
+		}
+	}
+	for (unsigned m = MODE_BATCH; m <= MODE_SINGLE; m++) {
+		if (!(o.modes & 1u << m) || !(o.topos & 1u << TOPO_AB))
+			continue;
+		for (unsigned s = 0; s < o.nsizes; s++) {
+			if (o.relay)
+				run_case(&o, m == MODE_BATCH ? MODE_RELAY_BATCH : MODE_RELAY_SINGLE, TOPO_AB, SCEN_SOLO,
+					 o.sizes[s], false, sw_cpu, &res[nres++]);
+			for (unsigned sc = SCEN_STUCK; sc < SCEN_COUNT; sc++)
+				if (o.scens & 1u << sc)
+					run_case(&o, m, TOPO_AB, sc, o.sizes[s], have_dgram, sw_cpu, &res[nres++]);
 		}
 	}
 	if (o.heap)
@@ -1516,7 +1875,7 @@ int main(int argc, char **argv)
 	if (o.vde) {
 		vde_found = in_path("vde_switch");
 		for (unsigned s = 0; vde_found && s < o.nsizes; s++)
-			run_case(&o, MODE_VDE, TOPO_AB, o.sizes[s], false, sw_cpu, &vres[nvres++]);
+			run_case(&o, MODE_VDE, TOPO_AB, SCEN_SOLO, o.sizes[s], false, sw_cpu, &vres[nvres++]);
 	}
 
 	if (o.json)
