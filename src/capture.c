@@ -22,11 +22,11 @@
 
 #include <squibnet/config.h>
 
-#include "capture.h"
+#include "capture_impl.h"
 #include "control.h"
-#include "log.h"
+#include "logging.h"
 #include "spec.h"
-#include "switch.h"
+#include "core.h"
 #include "util.h"
 
 #if SN_HAS_PCAP

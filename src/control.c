@@ -45,10 +45,10 @@
 
 #include "control.h"
 #include "json.h"
-#include "log.h"
+#include "logging.h"
 #include "sock.h"
 #include "sockconn.h"
-#include "switch.h"
+#include "core.h"
 #include "util.h"
 
 #define CTL_MAGIC "SQUIBNET-CONTROL "

@@ -10,7 +10,7 @@
 
 #include "msgio.h"
 #include "sock.h"
-#include "switch.h"
+#include "core.h"
 #include "util.h"
 
 #if SN_MSGIO_MMSG

@@ -60,6 +60,16 @@ int sn_switch_create(struct ev_loop *loop, const struct sn_switch_config *cfg, s
 /** Closes every port and frees the switch. NULL is a no-op. */
 void sn_switch_destroy(struct sn_switch *sw);
 
+/** A port kind this build has, as sn_port_kinds_foreach() shows it. */
+struct sn_port_kind_info {
+	const char *name;  /**< the SPEC's first word: "stream", "dgram", ... */
+	const char *usage; /**< one or more lines "KIND,key=...   what it is", for --help */
+};
+
+/** Calls @visit for every port kind of this build; stops early and returns what @visit returned
+ * if it is non-zero. */
+int sn_port_kinds_foreach(int (*visit)(const struct sn_port_kind_info *, void *), void *ctx);
+
 /**
  * Adds a port described by @spec ("KIND,key=value,..."; see the README for the grammar).
  * On success returns 0 and copies the port's name into @ret_name (may be NULL).

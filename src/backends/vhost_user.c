@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "../evfd.h"
-#include "../log.h"
+#include "../logging.h"
 #include "../sock.h"
 #include "../spec.h"
 #include "../util.h"

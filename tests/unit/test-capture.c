@@ -15,9 +15,9 @@
 
 #include <squibnet/config.h>
 
-#include "capture.h"
+#include "capture_impl.h"
 #include "sn-check.h"
-#include "switch.h"
+#include "core.h"
 
 #if SN_HAS_PCAP
 #include <pcap/pcap.h>

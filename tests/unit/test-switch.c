@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "switch.h"
+#include "core.h"
 #include "util.h"
 
 #include "sn-check.h"
@@ -79,12 +79,21 @@ static const struct sn_port_ops tport_bp_ops = {
 	.resume = tport_resume,
 };
 
+static struct sn_port_conf conf_of(const char *name, unsigned mtu)
+{
+	struct sn_port_conf c = {.mtu = mtu};
+
+	snprintf(c.name, sizeof(c.name), "%s", name);
+	return c;
+}
+
 static struct tport *tport_new_ops(const char *name, unsigned mtu, const struct sn_port_ops *ops)
 {
 	struct tport *t = calloc(1, sizeof(*t));
+	struct sn_port_conf c = conf_of(name, mtu);
 
 	ck_assert_ptr_nonnull(t);
-	ck_assert_int_eq(sn_port_init(&t->base, sw, ops, name, mtu), 0);
+	ck_assert_int_eq(sn_port_init(&t->base, sw, ops, &c), 0);
 	ck_assert_int_eq(sn_port_register(&t->base), 0);
 	sn_port_set_state(&t->base, SN_PORT_UP);
 	ck_assert_int_eq(t->base.state, SN_PORT_UP);
@@ -676,8 +685,9 @@ START_TEST(foreach_port)
 	/* the same name twice is refused */
 	{
 		struct tport *dup = calloc(1, sizeof(*dup));
+		struct sn_port_conf c = conf_of("a", 0);
 
-		ck_assert_int_eq(sn_port_init(&dup->base, sw, &tport_ops, "a", 0), 0);
+		ck_assert_int_eq(sn_port_init(&dup->base, sw, &tport_ops, &c), 0);
 		ck_assert_int_eq(sn_port_register(&dup->base), -EEXIST);
 		free(dup);
 	}

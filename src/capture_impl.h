@@ -1,4 +1,4 @@
-/* capture.h - the switch's capture points: every frame a port received (after the switch
+/* capture_impl.h - the switch's capture points: every frame a port received (after the switch
  * accepted it) and every frame a port transmitted passes here while any capture is active.
  * The public side is <squibnet/capture.h>. */
 #ifndef SN_CAPTURE_H

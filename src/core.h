@@ -1,6 +1,6 @@
-/* switch.h - the switch object as the library's own files see it. */
-#ifndef SN_SWITCH_PRIV_H
-#define SN_SWITCH_PRIV_H
+/* core.h - the switch object as the library's own files see it. */
+#ifndef SN_CORE_H
+#define SN_CORE_H
 
 #include <ev.h>
 
@@ -34,25 +34,22 @@ struct sn_switch {
 	unsigned ncaptures;          /* active captures: the data path tests only this */
 };
 
-/* A port kind: parses its keys from @spec, opens what it needs and registers the port. */
-struct sn_port_kind {
-	const char *name;
-	int (*create)(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
-		      struct sn_error *err);
-};
+/* The forwarding side of back-pressure and stalls (port.c): a sender waits for a queue, a queue
+ * whose peer does not keep up is stalled. */
+void sn_port_wait_for(struct sn_port *in, struct sn_port *out, double now);
+bool sn_port_stalling(const struct sn_port *p, double now);
+void sn_port_stall(struct sn_port *p, double now);
 
-extern const struct sn_port_kind sn_port_kind_stream;
-extern const struct sn_port_kind sn_port_kind_dgram;
-extern const struct sn_port_kind sn_port_kind_seqpacket;
-extern const struct sn_port_kind sn_port_kind_gvproxy;
-extern const struct sn_port_kind sn_port_kind_pcap;
-extern const struct sn_port_kind sn_port_kind_tap;
-extern const struct sn_port_kind sn_port_kind_vhost_user;
-extern const struct sn_port_kind sn_port_kind_vmnet;
+/* The ev_prepare has work: the loop must come round to it without blocking. */
+void sn_switch_want_prepare(struct sn_switch *sw);
 
-/* Reads the keys every kind has (name=, mtu=) and initialises @port with them. */
-int sn_port_init_spec(struct sn_port *port, struct sn_switch *sw, const struct sn_port_ops *ops,
-		      struct sn_spec *spec, struct sn_error *err);
+/* A queue is congested: the watchdog that finds stalls must run. */
+void sn_switch_watchdog_want(struct sn_switch *sw);
+
+/* Reads the keys every port kind has (name=, mtu=) from @spec into @ret. -EINVAL or -EEXIST
+ * with @err naming the key. */
+int sn_port_conf_from_spec(struct sn_switch *sw, struct sn_spec *spec, struct sn_port_conf *ret,
+			   struct sn_error *err);
 
 struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name);
 
