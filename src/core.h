@@ -51,6 +51,5 @@ void sn_switch_watchdog_want(struct sn_switch *sw);
 int sn_port_conf_from_spec(struct sn_switch *sw, struct sn_spec *spec, struct sn_port_conf *ret,
 			   struct sn_error *err);
 
-struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name);
 
 #endif

@@ -16,6 +16,7 @@
 #ifndef SN_PORT_H
 #define SN_PORT_H
 
+#include <ev.h>
 #include <stdbool.h>
 #include <sys/uio.h>
 
@@ -27,7 +28,6 @@
 struct sn_switch;
 struct sn_port;
 struct sn_spec;
-struct ev_loop;
 
 /* What every port's SPEC may say, parsed by the switch before the kind sees the rest. A
  * listener's clients get their listener's. */
@@ -172,6 +172,13 @@ int sn_port_init(struct sn_port *port, struct sn_switch *sw, const struct sn_por
 /* Whether @name may name a new port of @sw: 1 to SN_PORT_NAME_MAX - 1 characters, no blanks or
  * '/', not taken. -EINVAL or -EEXIST with @err saying why (@key: the SPEC key it came from). */
 int sn_port_name_check(struct sn_switch *sw, const char *name, const char *key, struct sn_error *err);
+
+/* The port or listener of @sw called @name, or NULL. */
+struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name);
+
+/* The ports of @sw with ops @ops that are not closed, one per call: @prev NULL gives the first,
+ * the last is followed by NULL. */
+struct sn_port *sn_switch_next_port(struct sn_switch *sw, struct sn_port *prev, const struct sn_port_ops *ops);
 
 /* Links an initialised port into the switch; data ports take part in forwarding when UP.
  * Returns 0 or -ENOMEM/-EEXIST. */

@@ -11,7 +11,8 @@
 
 #include "logging.h"
 #include "sockconn.h"
-#include "core.h"
+#include "port.h"
+#include "spec.h"
 #include "util.h"
 
 #define ACCEPT_BATCH 64

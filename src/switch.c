@@ -237,6 +237,14 @@ SN_EXPORT void sn_switch_destroy(struct sn_switch *sw)
 	free(sw);
 }
 
+struct sn_port *sn_switch_next_port(struct sn_switch *sw, struct sn_port *prev, const struct sn_port_ops *ops)
+{
+	for (struct sn_port *p = prev ? prev->next : sw->ports; p; p = p->next)
+		if (p->ops == ops && !p->closed)
+			return p;
+	return NULL;
+}
+
 struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name)
 {
 	for (struct sn_port *p = sw->ports; p; p = p->next)

@@ -46,7 +46,8 @@
 #include "../logging.h"
 #include "../ports/stream.h"
 #include "../sock.h"
-#include "../core.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 #include "gvproxy.h"
 
@@ -997,12 +998,8 @@ static int pick_port(struct sn_ctl_ctx *ctx, const char *name, struct gvproxy **
 			return sn_error_set(&ctx->err, -EINVAL, "port '%s' is a %s port, not a gvproxy port", name,
 					    found->ops->kind);
 	} else {
-		for (struct sn_port *p = ctx->sw->ports; p; p = p->next) {
-			if (p->ops == &gvproxy_ops && !p->closed) {
-				found = p;
-				n++;
-			}
-		}
+		for (struct sn_port *p = NULL; (p = sn_switch_next_port(ctx->sw, p, &gvproxy_ops)); n++)
+			found = p;
 		if (n == 0)
 			return sn_error_set(&ctx->err, -ENOENT, "the switch has no gvproxy port");
 		if (n > 1)

@@ -15,7 +15,8 @@
 #include <string.h>
 
 #include "../logging.h"
-#include "../core.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 
 #define RX_BATCH 64

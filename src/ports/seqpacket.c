@@ -14,7 +14,8 @@
 #include "../msgio.h"
 #include "../sock.h"
 #include "../sockconn.h"
-#include "../core.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 
 #define RX_ROUNDS 4

@@ -16,7 +16,8 @@
 #include "../framing.h"
 #include "../sock.h"
 #include "../sockconn.h"
-#include "../core.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 #include "stream.h"
 

@@ -19,7 +19,8 @@
 #include <unistd.h>
 
 #include "../logging.h"
-#include "../core.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 
 #define RX_BATCH 64

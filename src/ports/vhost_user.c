@@ -19,7 +19,8 @@
 #include "../evfd.h"
 #include "../logging.h"
 #include "../sock.h"
-#include "../core.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 #include "../virtq.h"
 

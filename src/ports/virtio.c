@@ -20,7 +20,8 @@
 #include "../evfd.h"
 #include "../logging.h"
 #include "../spec.h"
-#include "../core.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 #include "../virtq.h"
 

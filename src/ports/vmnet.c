@@ -20,7 +20,8 @@
 
 #include "../backends/vmnet.h"
 #include "../logging.h"
-#include "../core.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 
 #define TIMEOUT_DEFAULT 10
