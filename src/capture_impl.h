@@ -1,8 +1,8 @@
-/* capture_impl.h - the switch's capture points: every frame a port received (after the switch
- * accepted it) and every frame a port transmitted passes here while any capture is active.
- * The public side is <squibnet/capture.h>. */
-#ifndef SN_CAPTURE_H
-#define SN_CAPTURE_H
+/* capture_impl.h - captures as the library's own files see them: live captures into a sink
+ * (capture_ctl.c streams them to the control connection), and the pure naming helpers. The
+ * public side is <squibnet/capture.h>. */
+#ifndef SN_CAPTURE_IMPL_H
+#define SN_CAPTURE_IMPL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -10,17 +10,30 @@
 #include <squibnet/capture.h>
 
 struct sn_switch;
-struct sn_port;
+struct sn_spec;
 
-/* Offers one frame to every active capture. Called only when sw->ncaptures > 0. */
-void sn_capture_frame(struct sn_switch *sw, struct sn_port *port, const uint8_t *data, uint32_t len,
-		      enum sn_capture_dir dir);
+/* Where a live capture's pcap stream goes. The capture writes the file header first, then
+ * each record whole. */
+struct sn_capture_sink {
+	/* Takes @len bytes: 0; -ENOBUFS when the reader is too far behind (that record is dropped
+	 * and counted, the stream stays valid); any other -errno ends the capture as failed. */
+	int (*write)(struct sn_capture_sink *sink, const void *data, size_t len);
+	/* The capture ended (stopped, count= reached, failed, the switch went away): the sink is
+	 * not used again. */
+	void (*end)(struct sn_capture_sink *sink);
+};
 
-/* A port is going away: captures that follow it drop it (and close its per-port file). */
-void sn_capture_port_gone(struct sn_switch *sw, struct sn_port *port);
+/* sn_capture_start() of a parsed SPEC; a live capture ("-") needs @sink, a file one must not
+ * have one. */
+int sn_capture_start_spec(struct sn_switch *sw, struct sn_spec *spec, struct sn_capture_sink *sink,
+			  unsigned *ret_id, struct sn_error *err);
 
-/* Closes every capture of @sw (switch destruction). */
-void sn_capture_destroy_all(struct sn_switch *sw);
+/* The reader of live capture @id went away: the capture ends, without sink->end. */
+void sn_capture_sink_gone(struct sn_switch *sw, unsigned id);
+
+/* "in", "out", "both"; "running", "done", "failed". */
+const char *sn_capture_dir_name(unsigned dir);
+const char *sn_capture_state_name(enum sn_capture_state s);
 
 /* Expands "%p" in @pattern to @port ("%%" to '%', any other '%' stays) into @out of @size bytes.
  * -ENAMETOOLONG when it does not fit. */

@@ -7,6 +7,7 @@
 #include <squibnet/switch.h>
 
 #include "fdb.h"
+#include "hooks.h"
 #include "pool.h"
 #include "port.h"
 #include "spec.h"
@@ -30,9 +31,17 @@ struct sn_switch {
 	ev_timer ager;
 	ev_timer watchdog;          /* active while a queue is congested: finds stalls */
 	uint64_t unicast, flooded, filtered;
-	struct sn_capture *captures; /* owned by capture.c */
-	unsigned ncaptures;          /* active captures: the data path tests only this */
+	struct sn_frame_tap *taps;   /* the data path tests only ntaps */
+	unsigned ntaps;
+	struct sn_switch_ext *exts;  /* modules' own state */
 };
+
+/* Offers a frame to every tap; called while sw->ntaps > 0. */
+void sn_switch_taps_frame(struct sn_switch *sw, struct sn_port *port, const uint8_t *data, uint32_t len,
+			  enum sn_tap_dir dir);
+
+/* Tells every tap that @port is going away. */
+void sn_switch_taps_port_gone(struct sn_switch *sw, struct sn_port *port);
 
 /* The forwarding side of back-pressure and stalls (port.c): a sender waits for a queue, a queue
  * whose peer does not keep up is stalled. */

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capture_impl.h"
 #include "core.h"
 #include "logging.h"
 #include "util.h"
@@ -244,7 +243,7 @@ void sn_port_close(struct sn_port *port)
 			break;
 		}
 	}
-	sn_capture_port_gone(sw, port);
+	sn_switch_taps_port_gone(sw, port);
 	if (port->ops->close)
 		port->ops->close(port);
 	port->dead_next = sw->dead;
@@ -314,8 +313,8 @@ void sn_txq_sent(struct sn_port *port, uint32_t n)
 
 		port->stats.tx_frames++;
 		port->stats.tx_bytes += f->len;
-		if (sn_unlikely(port->sw->ncaptures))
-			sn_capture_frame(port->sw, port, f->data, f->len, SN_CAPTURE_OUT);
+		if (sn_unlikely(port->sw->ntaps))
+			sn_switch_taps_frame(port->sw, port, f->data, f->len, SN_TAP_OUT);
 		sn_frame_unref(f);
 	}
 	port->last_progress = ev_now(port->sw->loop);

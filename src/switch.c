@@ -29,7 +29,6 @@
 
 #include <squibnet/config.h>
 
-#include "capture_impl.h"
 #include "logging.h"
 #include "core.h"
 #include "util.h"
@@ -213,7 +212,12 @@ SN_EXPORT void sn_switch_destroy(struct sn_switch *sw)
 {
 	if (!sw)
 		return;
-	sn_capture_destroy_all(sw);
+	while (sw->exts) {
+		struct sn_switch_ext *e = sw->exts;
+
+		sw->exts = e->next;
+		e->destroy(e);
+	}
 	while (sw->ports)
 		sn_port_close(sw->ports);
 	reap(sw);
@@ -235,6 +239,63 @@ SN_EXPORT void sn_switch_destroy(struct sn_switch *sw)
 	sn_pool_finish(&sw->pool);
 	free(sw->up);
 	free(sw);
+}
+
+/* ---- hooks ---- */
+
+void sn_switch_tap_add(struct sn_switch *sw, struct sn_frame_tap *tap)
+{
+	tap->next = sw->taps;
+	sw->taps = tap;
+	sw->ntaps++;
+}
+
+void sn_switch_tap_del(struct sn_switch *sw, struct sn_frame_tap *tap)
+{
+	for (struct sn_frame_tap **pp = &sw->taps; *pp; pp = &(*pp)->next) {
+		if (*pp == tap) {
+			*pp = tap->next;
+			sw->ntaps--;
+			return;
+		}
+	}
+}
+
+void sn_switch_taps_frame(struct sn_switch *sw, struct sn_port *port, const uint8_t *data, uint32_t len,
+			  enum sn_tap_dir dir)
+{
+	for (struct sn_frame_tap *t = sw->taps, *next; t; t = next) {
+		next = t->next; /* a tap may remove itself */
+		t->frame(t, port, data, len, dir);
+	}
+}
+
+void sn_switch_taps_port_gone(struct sn_switch *sw, struct sn_port *port)
+{
+	for (struct sn_frame_tap *t = sw->taps, *next; t; t = next) {
+		next = t->next;
+		if (t->port_gone)
+			t->port_gone(t, port);
+	}
+}
+
+void sn_switch_ext_add(struct sn_switch *sw, struct sn_switch_ext *ext)
+{
+	ext->next = sw->exts;
+	sw->exts = ext;
+}
+
+struct sn_switch_ext *sn_switch_ext_find(struct sn_switch *sw, const void *key)
+{
+	for (struct sn_switch_ext *e = sw->exts; e; e = e->next)
+		if (e->key == key)
+			return e;
+	return NULL;
+}
+
+struct ev_loop *sn_switch_loop(struct sn_switch *sw)
+{
+	return sw->loop;
 }
 
 struct sn_port *sn_switch_next_port(struct sn_switch *sw, struct sn_port *prev, const struct sn_port_ops *ops)
@@ -327,8 +388,8 @@ void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
 		}
 		in->stats.rx_frames++;
 		in->stats.rx_bytes += len;
-		if (sn_unlikely(sw->ncaptures))
-			sn_capture_frame(sw, in, d, len, SN_CAPTURE_IN);
+		if (sn_unlikely(sw->ntaps))
+			sn_switch_taps_frame(sw, in, d, len, SN_TAP_IN);
 		if (sn_fdb_learn(&sw->fdb, d + 6, vlan, in, now) == SN_FDB_LEARNED && !ev_is_active(&sw->ager)) {
 			sw->ager.repeat = sw->fdb.aging;
 			ev_timer_again(sw->loop, &sw->ager);
@@ -513,7 +574,7 @@ SN_EXPORT int sn_switch_foreach_fdb(struct sn_switch *sw, int (*visit)(const str
 		struct sn_fdb_info info;
 		int r;
 
-		if (e->key == 0 || (!e->is_static && now - e->seen >= sw->fdb.aging))
+		if (e->key == 0 || sn_fdb_expired(&sw->fdb, e, now))
 			continue;
 		sn_fdb_key_mac(e->key, info.mac, &info.vlan);
 		info.port = e->port->name;

@@ -3,7 +3,7 @@
  * vhost-user,listen=PATH serves front-ends on a unix socket, one at a time; one that leaves
  * and comes back (QEMU reconnect=) gets the same port again. vhost-user,fd=N takes an
  * inherited socket instead: a listening one behaves as listen=, a connected one carries one
- * session. The control plane lives in backends/vhost_user.c; this file joins the two rings
+ * session. The control plane lives in backends/vhost_user_proto.c; this file joins the two rings
  * to the switch through the shared virtqueue engine (virtq.h): TX (ring 1) on its kick, RX
  * (ring 0) when the switch flushes the port or the driver posts buffers. The port is UP
  * while at least one ring runs. */
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../backends/vhost_user.h"
+#include "../backends/vhost_user_proto.h"
 #include "../evfd.h"
 #include "../logging.h"
 #include "../sock.h"
