@@ -42,6 +42,7 @@ SN_EXPORT const char *sn_version(void)
 SN_EXPORT void sn_switch_config_init(struct sn_switch_config *cfg)
 {
 	*cfg = (struct sn_switch_config){
+		.size = sizeof(*cfg),
 		.pool_frames = SN_POOL_FRAMES_DEFAULT,
 		.jumbo_frames = 256,
 		.txq_len = 1024,
@@ -168,10 +169,16 @@ SN_EXPORT int sn_switch_create(struct ev_loop *loop, const struct sn_switch_conf
 
 	if (!loop || !ret_sw)
 		return -EINVAL;
-	if (!cfg) {
-		sn_switch_config_init(&def);
-		cfg = &def;
+	/* what the caller set over the defaults: a caller built against an older header knows fewer
+	 * fields, one built against a newer one knows fields this library would ignore */
+	sn_switch_config_init(&def);
+	if (cfg) {
+		if (cfg->size < sizeof(cfg->size) || cfg->size > sizeof(def))
+			return -EINVAL;
+		memcpy(&def, cfg, cfg->size);
+		def.size = sizeof(def);
 	}
+	cfg = &def;
 	if (cfg->pool_frames < 64 || cfg->txq_len < 8 || cfg->txq_len > (1u << 20) || !(cfg->stall_timeout > 0))
 		return -EINVAL;
 	sw = calloc(1, sizeof(*sw));
@@ -605,6 +612,13 @@ SN_EXPORT int sn_switch_fdb_add_static(struct sn_switch *sw, const uint8_t mac[6
 	if (vlan > 4095)
 		return -EINVAL;
 	return sn_fdb_add_static(&sw->fdb, mac, vlan, p);
+}
+
+SN_EXPORT int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan)
+{
+	if (vlan > 4095)
+		return -EINVAL;
+	return sn_fdb_del(&sw->fdb, mac, vlan);
 }
 
 SN_EXPORT void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats *ret)

@@ -463,3 +463,56 @@ void sn_stream_port_resume(struct sn_port *port)
 {
 	stream_resume(port);
 }
+
+/* ---- a descriptor the embedder hands over (sn_switch_add_stream_fd) ---- */
+
+/* Nobody redials such a peer: when it goes, so does its port. */
+static void handed_lost(struct sn_port *port, void *owner, const char *why)
+{
+	sn_port_close(port);
+}
+
+SN_EXPORT int sn_switch_add_stream_fd(struct sn_switch *sw, int fd, enum sn_stream_framing framing, const char *name,
+				      char *ret_name, size_t name_len, struct sn_error *err)
+{
+	static const enum sn_framing framings[] = {
+		[SN_STREAM_QEMU] = SN_FRAMING_QEMU,
+		[SN_STREAM_HYPERKIT] = SN_FRAMING_HYPERKIT,
+		[SN_STREAM_VDE] = SN_FRAMING_VDE,
+	};
+	struct sn_port_conf conf = {.mtu = 0};
+	struct sn_port *port;
+	char peer[32];
+	int type = 0, r;
+	socklen_t len = sizeof(type);
+
+	if (err)
+		err->msg[0] = '\0';
+	if (!sw || fd < 0)
+		return sn_error_set(err, -EINVAL, "no switch or no descriptor");
+	if ((unsigned)framing >= SN_ARRAY_SIZE(framings))
+		return sn_error_set(err, -EINVAL, "unknown framing %d", (int)framing);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+		return sn_error_set(err, -EINVAL, "descriptor %d is not a stream socket", fd);
+	if (name) {
+		r = sn_port_name_check(sw, name, "name", err);
+		if (r < 0)
+			return r;
+		sn_strlcpy(conf.name, name, sizeof(conf.name));
+	}
+	r = sn_stream_port_create(sw, &conf, &stream_port_ops, framings[framing], handed_lost, NULL, &port);
+	if (r < 0)
+		return sn_error_set(err, r, "stream port: %s", strerror(-r));
+	r = sn_fd_nonblock(fd);
+	if (r >= 0)
+		r = sn_port_register(port);
+	if (r < 0) {
+		stream_port_free(port);
+		return sn_error_set(err, r, "stream port: %s", strerror(-r));
+	}
+	snprintf(peer, sizeof(peer), "fd %d", fd);
+	sn_stream_port_attach(port, fd, peer);
+	if (ret_name && name_len)
+		sn_strlcpy(ret_name, port->name, name_len);
+	return 0;
+}
