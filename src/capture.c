@@ -1,4 +1,4 @@
-/* capture.c - pcap captures of the frames the switch carries, and the "capture" control commands.
+/* capture.c - pcap captures of the frames the switch carries.
  *
  * libpcap does everything pcap: the file format (dumpers on a dead DLT_EN10MB handle), the
  * filters (pcap_compile on that handle, pcap_offline_filter per frame) and appending to an
@@ -6,9 +6,11 @@
  * files), and looks after the files' lives: big stdio buffers flushed by one 1 s timer for the
  * whole switch, rotation, reopening after log rotation, and stopping a capture whose file fails
  * while the switch goes on switching. A live capture ("-") writes through a dumper on an
- * open_memstream() FILE, so libpcap still makes every byte, and each record is moved onto the
- * control connection that asked for it. The frame path allocates nothing: a port's entry in a
- * capture's routing cache (and its per-port file) is made on that port's first frame only. */
+ * open_memstream() FILE, so libpcap still makes every byte, and each record is moved to the
+ * capture's sink (capture_ctl.c's is the control connection that asked for it). Captures see
+ * frames through one frame tap per switch, on while any capture runs. The frame path allocates
+ * nothing: a port's entry in a capture's routing cache (and its per-port file) is made on that
+ * port's first frame only. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -22,11 +24,11 @@
 
 #include <squibnet/config.h>
 
-#include "capture.h"
-#include "control.h"
-#include "log.h"
+#include "capture_impl.h"
+#include "hooks.h"
+#include "logging.h"
+#include "port.h"
 #include "spec.h"
-#include "switch.h"
 #include "util.h"
 
 #if SN_HAS_PCAP
@@ -76,12 +78,12 @@ int sn_capture_rotated_name(char *out, size_t size, const char *base, unsigned s
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
 }
 
-static const char *dir_name(unsigned dir)
+const char *sn_capture_dir_name(unsigned dir)
 {
 	return dir == SN_CAPTURE_IN ? "in" : dir == SN_CAPTURE_OUT ? "out" : "both";
 }
 
-static const char *state_name(enum sn_capture_state s)
+const char *sn_capture_state_name(enum sn_capture_state s)
 {
 	return s == SN_CAPTURE_RUNNING ? "running" : s == SN_CAPTURE_DONE ? "done" : "failed";
 }
@@ -137,8 +139,8 @@ struct capture {
 	struct cap_out *main;        /* the one output of a capture that is not per port */
 	struct cap_port *seen;
 	unsigned nseen, seen_cap, hint;
-	/* a live stream: the memstream the dumper writes into, and the client it goes to */
-	struct sn_ctl_client *client;
+	/* a live stream: the memstream the dumper writes into, and the sink it goes to */
+	struct sn_capture_sink *sink;
 	char *mem;
 	size_t mem_len;
 	char error[256];
@@ -146,10 +148,14 @@ struct capture {
 	unsigned files_open, rotations;
 };
 
-/* capture.c's state for one switch, at sw->captures. */
+/* capture.c's state for one switch: an extension of it, and its frame tap while any capture
+ * runs. */
 struct sn_capture {
+	struct sn_switch_ext ext;
+	struct sn_frame_tap tap;
 	struct sn_switch *sw;
 	struct capture *list;
+	unsigned running;            /* captures RUNNING: the tap is on while there are some */
 	unsigned next_id;
 	ev_timer flush;
 	struct timespec now;         /* the timestamp of frames captured in loop iteration @now_iter */
@@ -157,9 +163,24 @@ struct sn_capture {
 	bool now_valid;
 };
 
+static const char module_key = 0; /* the address the switch knows capture.c's state by */
+
+static struct sn_capture *module_of(struct sn_switch *sw)
+{
+	struct sn_switch_ext *e = sn_switch_ext_find(sw, &module_key);
+
+	return e ? sn_container_of(e, struct sn_capture, ext) : NULL;
+}
+
+static void tap_frame(struct sn_frame_tap *tap, struct sn_port *port, const uint8_t *data, uint32_t len,
+		      enum sn_tap_dir dir);
+static void tap_port_gone(struct sn_frame_tap *tap, struct sn_port *port);
+static void module_destroy(struct sn_switch_ext *ext);
+
+/* The module's state, made on the first capture. */
 static struct sn_capture *module(struct sn_switch *sw)
 {
-	struct sn_capture *m = sw->captures;
+	struct sn_capture *m = module_of(sw);
 
 	if (m)
 		return m;
@@ -168,9 +189,20 @@ static struct sn_capture *module(struct sn_switch *sw)
 		return NULL;
 	m->sw = sw;
 	m->next_id = 1;
+	m->ext = (struct sn_switch_ext){.key = &module_key, .destroy = module_destroy};
+	m->tap = (struct sn_frame_tap){.frame = tap_frame, .port_gone = tap_port_gone};
 	ev_init(&m->flush, NULL);
-	sw->captures = m;
+	sn_switch_ext_add(sw, &m->ext);
 	return m;
+}
+
+/* One more or one fewer capture runs: the tap is on while any does. */
+static void running(struct sn_capture *m, int delta)
+{
+	if (delta > 0 && m->running++ == 0)
+		sn_switch_tap_add(m->sw, &m->tap);
+	else if (delta < 0 && --m->running == 0)
+		sn_switch_tap_del(m->sw, &m->tap);
 }
 
 /* ---- outputs ---- */
@@ -284,13 +316,17 @@ static struct cap_out *out_new(struct capture *c, const char *base)
 static void flush_timer_update(struct sn_capture *m);
 static void capture_free(struct capture *c);
 
-static void stream_end_cb(struct sn_ctl_client *client, void *data)
+static struct capture *capture_find(struct sn_switch *sw, unsigned id);
+
+void sn_capture_sink_gone(struct sn_switch *sw, unsigned id)
 {
-	struct capture *c = data;
+	struct capture *c = capture_find(sw, id);
 
 	/* the reader went away: its capture only ends */
+	if (!c)
+		return;
 	sn_debug("capture %u: live reader left after %llu frames", c->id, (unsigned long long)c->frames);
-	c->client = NULL;
+	c->sink = NULL;
 	capture_free(c);
 }
 
@@ -303,13 +339,13 @@ static void capture_end(struct capture *c, enum sn_capture_state state)
 	if (c->state != SN_CAPTURE_RUNNING)
 		return;
 	c->state = state;
-	m->sw->ncaptures--;
+	running(m, -1);
 	for (struct cap_out *o = c->outs; o; o = o->next)
 		out_close(c, o);
 	c->nseen = 0;
-	if (c->client) {
-		sn_ctl_stream_close(c->client);
-		c->client = NULL;
+	if (c->sink) {
+		c->sink->end(c->sink);
+		c->sink = NULL;
 		capture_free(c);
 		return;
 	}
@@ -346,11 +382,11 @@ static void capture_free(struct capture *c)
 		}
 	}
 	if (c->state == SN_CAPTURE_RUNNING) {
-		m->sw->ncaptures--;
+		running(m, -1);
 		c->state = SN_CAPTURE_DONE;
 	}
-	if (c->client)
-		sn_ctl_stream_close(c->client);
+	if (c->sink)
+		c->sink->end(c->sink);
 	while (c->outs) {
 		struct cap_out *o = c->outs;
 
@@ -384,8 +420,8 @@ static void flush_cb(struct ev_loop *loop, ev_timer *w, int revents)
  * the loop alive by itself. */
 static void flush_timer_update(struct sn_capture *m)
 {
-	struct ev_loop *loop = m->sw->loop;
-	bool want = m->sw->ncaptures > 0;
+	struct ev_loop *loop = sn_switch_loop(m->sw);
+	bool want = m->running > 0;
 
 	if (want && !ev_is_active(&m->flush)) {
 		ev_timer_init(&m->flush, flush_cb, FLUSH_INTERVAL, FLUSH_INTERVAL);
@@ -514,7 +550,7 @@ static bool stream_push(struct capture *c, struct cap_out *o)
 	int r;
 
 	fflush(o->f);
-	r = sn_ctl_send(c->client, c->mem, c->mem_len);
+	r = c->sink->write(c->sink, c->mem, c->mem_len);
 	fseek(o->f, 0, SEEK_SET);
 	if (r == -ENOBUFS) {
 		/* the reader is behind by megabytes: whole records are dropped, the stream stays valid */
@@ -528,10 +564,11 @@ static bool stream_push(struct capture *c, struct cap_out *o)
 	return true;
 }
 
-void sn_capture_frame(struct sn_switch *sw, struct sn_port *port, const uint8_t *data, uint32_t len,
-		      enum sn_capture_dir dir)
+static void tap_frame(struct sn_frame_tap *tap, struct sn_port *port, const uint8_t *data, uint32_t len,
+		      enum sn_tap_dir dir)
 {
-	struct sn_capture *m = sw->captures;
+	struct sn_capture *m = sn_container_of(tap, struct sn_capture, tap);
+	struct ev_loop *loop = sn_switch_loop(m->sw);
 	struct capture *c, *next;
 
 	for (c = m->list; c; c = next) {
@@ -552,9 +589,9 @@ void sn_capture_frame(struct sn_switch *sw, struct sn_port *port, const uint8_t 
 		}
 		/* One clock read per loop iteration: the frames of one batch share the time it was
 		 * read. Reading the clock for every frame was a third of what capturing cost. */
-		if (!m->now_valid || m->now_iter != ev_iteration(sw->loop)) {
+		if (!m->now_valid || m->now_iter != ev_iteration(loop)) {
 			clock_gettime(CLOCK_REALTIME, &m->now);
-			m->now_iter = ev_iteration(sw->loop);
+			m->now_iter = ev_iteration(loop);
 			m->now_valid = true;
 		}
 		h.ts.tv_sec = m->now.tv_sec;
@@ -566,7 +603,7 @@ void sn_capture_frame(struct sn_switch *sw, struct sn_port *port, const uint8_t 
 		errno = 0;
 		pcap_dump((u_char *)o->d, &h, data);
 		o->size += PCAP_REC_HLEN + h.caplen;
-		if (c->client) {
+		if (c->sink) {
 			if (!stream_push(c, o))
 				continue;
 		} else if (sn_unlikely(ferror(o->f))) {
@@ -586,13 +623,11 @@ void sn_capture_frame(struct sn_switch *sw, struct sn_port *port, const uint8_t 
 	}
 }
 
-void sn_capture_port_gone(struct sn_switch *sw, struct sn_port *port)
+static void tap_port_gone(struct sn_frame_tap *tap, struct sn_port *port)
 {
-	struct sn_capture *m = sw->captures;
+	struct sn_capture *m = sn_container_of(tap, struct sn_capture, tap);
 	struct capture *c, *next;
 
-	if (!m)
-		return;
 	for (c = m->list; c; c = next) {
 		next = c->next;
 		for (unsigned i = 0; i < c->nseen; i++) {
@@ -609,17 +644,14 @@ void sn_capture_port_gone(struct sn_switch *sw, struct sn_port *port)
 	}
 }
 
-void sn_capture_destroy_all(struct sn_switch *sw)
+static void module_destroy(struct sn_switch_ext *ext)
 {
-	struct sn_capture *m = sw->captures;
+	struct sn_capture *m = sn_container_of(ext, struct sn_capture, ext);
 
-	if (!m)
-		return;
 	while (m->list)
 		capture_free(m->list);
 	flush_timer_update(m);
 	free(m);
-	sw->captures = NULL;
 }
 
 /* ---- starting ---- */
@@ -691,8 +723,8 @@ static int capture_configure(struct capture *c, struct sn_spec *spec, struct sn_
 	return 0;
 }
 
-/* Starts a capture from a parsed SPEC; @client is the control connection of a live one. */
-static int capture_start(struct sn_switch *sw, struct sn_spec *spec, struct sn_ctl_client *client,
+/* Starts a capture from a parsed SPEC; @sink is where a live one goes. */
+static int capture_start(struct sn_switch *sw, struct sn_spec *spec, struct sn_capture_sink *sink,
 			 struct capture **ret, struct sn_error *err)
 {
 	struct sn_capture *m = module(sw);
@@ -701,8 +733,9 @@ static int capture_start(struct sn_switch *sw, struct sn_spec *spec, struct sn_c
 
 	if (!m)
 		return sn_error_set(err, -ENOMEM, "out of memory");
-	if (!strcmp(spec->kind, "-") && !client)
-		return sn_error_set(err, -EINVAL, "'-' is a live capture: only the control socket streams one");
+	if (!strcmp(spec->kind, "-") != (sink != NULL))
+		return sn_error_set(err, -EINVAL, sink ? "a stream is the live capture '-', not a file"
+						       : "'-' is a live capture: only the control socket streams one");
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return sn_error_set(err, -ENOMEM, "out of memory");
@@ -711,7 +744,7 @@ static int capture_start(struct sn_switch *sw, struct sn_spec *spec, struct sn_c
 	r = capture_configure(c, spec, err);
 	if (r < 0)
 		goto fail;
-	if (client) {
+	if (sink) {
 		FILE *f;
 
 		if (c->per_port || c->rotate_mb) {
@@ -732,7 +765,13 @@ static int capture_start(struct sn_switch *sw, struct sn_spec *spec, struct sn_c
 		}
 		c->main->f = f;
 		c->files_open++;
-		fflush(f); /* the file header: the caller sends it first */
+		fflush(f); /* the file header goes first */
+		r = sink->write(sink, c->mem, c->mem_len);
+		fseek(f, 0, SEEK_SET);
+		if (r < 0) {
+			sn_error_set(err, r, "live stream: %s", strerror(-r));
+			goto fail;
+		}
 	} else if (!c->per_port) {
 		c->main = out_new(c, c->file);
 		if (!c->main) {
@@ -754,20 +793,31 @@ static int capture_start(struct sn_switch *sw, struct sn_spec *spec, struct sn_c
 		}
 	}
 	c->id = m->next_id++;
-	c->client = client;
+	c->sink = sink;
 	c->state = SN_CAPTURE_RUNNING;
 	for (tail = &m->list; *tail; tail = &(*tail)->next)
 		;
 	*tail = c;
-	sw->ncaptures++;
+	running(m, +1);
 	flush_timer_update(m);
-	sn_info("capture %u: %s%s%s%s%s, dir=%s", c->id, client ? "live stream" : c->file,
+	sn_info("capture %u: %s%s%s%s%s, dir=%s", c->id, sink ? "live stream" : c->file,
 		c->filter ? ", filter " : "", c->filter ? c->filter : "", c->ports ? ", ports=" : "",
-		c->ports ? c->ports : "", dir_name(c->dir));
+		c->ports ? c->ports : "", sn_capture_dir_name(c->dir));
 	*ret = c;
 	return 0;
 fail:
 	capture_free(c);
+	return r;
+}
+
+int sn_capture_start_spec(struct sn_switch *sw, struct sn_spec *spec, struct sn_capture_sink *sink,
+			  unsigned *ret_id, struct sn_error *err)
+{
+	struct capture *c;
+	int r = capture_start(sw, spec, sink, &c, err);
+
+	if (r >= 0 && ret_id)
+		*ret_id = c->id;
 	return r;
 }
 
@@ -794,7 +844,7 @@ SN_EXPORT int sn_capture_start(struct sn_switch *sw, const char *text, unsigned 
 
 static struct capture *capture_find(struct sn_switch *sw, unsigned id)
 {
-	struct sn_capture *m = sw->captures;
+	struct sn_capture *m = module_of(sw);
 
 	for (struct capture *c = m ? m->list : NULL; c; c = c->next)
 		if (c->id == id)
@@ -825,12 +875,12 @@ SN_EXPORT int sn_capture_stop(struct sn_switch *sw, unsigned id)
 SN_EXPORT int sn_capture_foreach(struct sn_switch *sw, int (*visit)(const struct sn_capture_info *, void *),
 				 void *ctx)
 {
-	struct sn_capture *m = sw->captures;
+	struct sn_capture *m = module_of(sw);
 
 	for (struct capture *c = m ? m->list : NULL; c; c = c->next) {
 		struct sn_capture_info info = {
 			.id = c->id,
-			.file = c->client ? "-" : c->file,
+			.file = c->sink ? "-" : c->file,
 			.filter = c->filter,
 			.ports = c->ports,
 			.dir = c->dir,
@@ -858,13 +908,13 @@ SN_EXPORT int sn_capture_foreach(struct sn_switch *sw, int (*visit)(const struct
 
 SN_EXPORT int sn_capture_reopen_all(struct sn_switch *sw)
 {
-	struct sn_capture *m = sw->captures;
+	struct sn_capture *m = module_of(sw);
 	struct capture *c, *next;
 	int n = 0;
 
 	for (c = m ? m->list : NULL; c; c = next) {
 		next = c->next;
-		if (c->state != SN_CAPTURE_RUNNING || c->client)
+		if (c->state != SN_CAPTURE_RUNNING || c->sink)
 			continue;
 		for (struct cap_out *o = c->outs; o && c->state == SN_CAPTURE_RUNNING; o = o->next) {
 			struct stat st;
@@ -899,12 +949,12 @@ SN_EXPORT int sn_capture_reopen_all(struct sn_switch *sw)
 
 SN_EXPORT void sn_capture_flush_all(struct sn_switch *sw)
 {
-	struct sn_capture *m = sw->captures;
+	struct sn_capture *m = module_of(sw);
 	struct capture *c, *next;
 
 	for (c = m ? m->list : NULL; c; c = next) {
 		next = c->next;
-		if (c->state != SN_CAPTURE_RUNNING || c->client)
+		if (c->state != SN_CAPTURE_RUNNING || c->sink)
 			continue;
 		for (struct cap_out *o = c->outs; o; o = o->next) {
 			int r;
@@ -922,25 +972,14 @@ SN_EXPORT void sn_capture_flush_all(struct sn_switch *sw)
 
 #else /* !SN_HAS_PCAP */
 
-struct capture;
-
-void sn_capture_frame(struct sn_switch *sw, struct sn_port *port, const uint8_t *data, uint32_t len,
-		      enum sn_capture_dir dir)
-{
-}
-
-void sn_capture_port_gone(struct sn_switch *sw, struct sn_port *port)
-{
-}
-
-void sn_capture_destroy_all(struct sn_switch *sw)
-{
-}
-
-static int capture_start(struct sn_switch *sw, struct sn_spec *spec, struct sn_ctl_client *client,
-			 struct capture **ret, struct sn_error *err)
+int sn_capture_start_spec(struct sn_switch *sw, struct sn_spec *spec, struct sn_capture_sink *sink,
+			  unsigned *ret_id, struct sn_error *err)
 {
 	return sn_error_set(err, -ENOTSUP, "this build has no libpcap: no captures");
+}
+
+void sn_capture_sink_gone(struct sn_switch *sw, unsigned id)
+{
 }
 
 SN_EXPORT int sn_capture_start(struct sn_switch *sw, const char *text, unsigned *ret_id, struct sn_error *err)
@@ -970,188 +1009,3 @@ SN_EXPORT void sn_capture_flush_all(struct sn_switch *sw)
 
 #endif /* SN_HAS_PCAP */
 
-/* ---- control commands ---- */
-
-/* "FILE key=value..." from the command line, as a SPEC whose kind is FILE. */
-static int spec_from_args(struct sn_spec *spec, int argc, char **argv, struct sn_error *err)
-{
-	char *out = spec->buf, *end = spec->buf + sizeof(spec->buf);
-
-	memset(spec, 0, sizeof(*spec));
-	for (int i = 0; i < argc; i++) {
-		size_t len = strlen(argv[i]) + 1;
-		char *eq;
-
-		if (len > (size_t)(end - out))
-			return sn_error_set(err, -E2BIG, "capture arguments longer than %zu bytes", sizeof(spec->buf));
-		memcpy(out, argv[i], len);
-		if (i == 0) {
-			spec->kind = out;
-		} else {
-			eq = strchr(out, '=');
-			if (!eq || eq == out)
-				return sn_error_set(err, -EINVAL, "'%s' is not key=value", argv[i]);
-			*eq = '\0';
-			for (unsigned k = 0; k < spec->n; k++)
-				if (!strcmp(spec->kv[k].key, out))
-					return sn_error_set(err, -EINVAL, "key '%s' given twice", out);
-			if (spec->n == SN_SPEC_MAX_KEYS)
-				return sn_error_set(err, -EINVAL, "too many keys");
-			spec->kv[spec->n].key = out;
-			spec->kv[spec->n].value = eq + 1;
-			spec->n++;
-		}
-		out += len;
-	}
-	return 0;
-}
-
-static int cmd_capture_start_args(struct sn_ctl_ctx *ctx, int argc, char **argv)
-{
-	struct sn_spec spec;
-	struct capture *c;
-	bool live;
-	int r;
-
-	if (argc > 0 && !strcmp(argv[0], "-w")) {
-		argc--;
-		argv++;
-	}
-	if (argc < 1)
-		return sn_error_set(&ctx->err, -EINVAL, "usage: capture start FILE|- [KEY=VALUE]...");
-	r = spec_from_args(&spec, argc, argv, &ctx->err);
-	if (r < 0)
-		return r;
-	live = !strcmp(spec.kind, "-");
-	r = capture_start(ctx->sw, &spec, live ? ctx->client : NULL, &c, &ctx->err);
-	if (r < 0)
-		return r;
-#if SN_HAS_PCAP
-	if (live) {
-		/* the body is the pcap stream from its first byte: no JSON envelope, no text */
-		ctx->body->len = 0;
-		sn_buf_add(ctx->body, c->mem, c->mem_len);
-		fseek(c->main->f, 0, SEEK_SET);
-		sn_ctl_set_stream_end(ctx->client, stream_end_cb, c);
-		return SN_CTL_STREAM;
-	}
-	if (ctx->json)
-		sn_json_uint(ctx->j, "id", c->id);
-	else
-		sn_buf_printf(ctx->body, "%u\n", c->id);
-#endif
-	return 0;
-}
-
-static int cmd_capture_start(struct sn_ctl_ctx *ctx)
-{
-	return cmd_capture_start_args(ctx, ctx->argc, ctx->argv);
-}
-
-static int cmd_capture_w(struct sn_ctl_ctx *ctx)
-{
-	if (strcmp(ctx->argv[0], "-w"))
-		return sn_error_set(&ctx->err, -EINVAL,
-				    "unknown capture command '%s' (capture start, list, stop, or capture -w FILE|-)",
-				    ctx->argv[0]);
-	return cmd_capture_start_args(ctx, ctx->argc, ctx->argv);
-}
-
-struct list_walk {
-	struct sn_ctl_ctx *ctx;
-	struct sn_table *t;
-};
-
-static int list_visit(const struct sn_capture_info *i, void *arg)
-{
-	struct list_walk *w = arg;
-	struct sn_json *j = w->ctx->j;
-
-	if (w->ctx->json) {
-		sn_json_begin_object(j, NULL);
-		sn_json_uint(j, "id", i->id);
-		sn_json_string(j, "file", i->file);
-		sn_json_string(j, "filter", i->filter);
-		sn_json_string(j, "ports", i->ports);
-		sn_json_string(j, "dir", dir_name(i->dir));
-		sn_json_uint(j, "snaplen", i->snaplen);
-		sn_json_string(j, "tstamp", i->nanosecond ? "ns" : "us");
-		sn_json_uint(j, "rotate_mb", i->rotate_mb);
-		sn_json_uint(j, "count", i->count);
-		sn_json_string(j, "state", state_name(i->state));
-		sn_json_string(j, "error", i->error);
-		sn_json_uint(j, "frames", i->frames);
-		sn_json_uint(j, "bytes", i->bytes);
-		sn_json_uint(j, "filtered", i->filtered);
-		sn_json_uint(j, "dropped", i->dropped);
-		sn_json_uint(j, "errors", i->errors);
-		sn_json_uint(j, "files_open", i->files_open);
-		sn_json_uint(j, "rotations", i->rotations);
-		sn_json_end_object(j);
-		return 0;
-	}
-	sn_table_cell(w->t, "%u", i->id);
-	sn_table_cell(w->t, "%s", state_name(i->state));
-	sn_table_cell(w->t, "%s", dir_name(i->dir));
-	sn_table_cell(w->t, "%llu", (unsigned long long)i->frames);
-	sn_table_cell(w->t, "%llu", (unsigned long long)i->bytes);
-	sn_table_cell(w->t, "%llu", (unsigned long long)i->dropped);
-	sn_table_cell(w->t, "%u", i->files_open);
-	sn_table_cell(w->t, "%s", i->ports ? i->ports : "*");
-	sn_table_cell(w->t, "%s", i->filter ? i->filter : "-");
-	sn_table_cell(w->t, "%s%s%s", i->file, i->error ? "  # " : "", i->error ? i->error : "");
-	return 0;
-}
-
-static int cmd_capture_list(struct sn_ctl_ctx *ctx)
-{
-	static const char *const head[] = {">ID", "STATE", "DIR", ">FRAMES", ">BYTES", ">DROPPED", ">FILES",
-					   "PORTS", "FILTER", "FILE"};
-	struct sn_table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
-	struct list_walk w = {ctx, &t};
-
-	if (ctx->json) {
-		sn_json_begin_array(ctx->j, "captures");
-		sn_capture_foreach(ctx->sw, list_visit, &w);
-		sn_json_end_array(ctx->j);
-		return 0;
-	}
-	sn_capture_foreach(ctx->sw, list_visit, &w);
-	sn_table_render(&t, ctx->body);
-	sn_table_free(&t);
-	return 0;
-}
-
-static int cmd_capture_stop(struct sn_ctl_ctx *ctx)
-{
-	const char *arg = ctx->argv[0];
-	char *end;
-	unsigned long id;
-	int r;
-
-	errno = 0;
-	id = strtoul(arg, &end, 10);
-	if (*arg < '0' || *arg > '9' || *end || errno || id > UINT_MAX)
-		return sn_error_set(&ctx->err, -EINVAL, "'%s' is not a capture ID ('capture list' shows them)", arg);
-	r = sn_capture_stop(ctx->sw, (unsigned)id);
-	if (r == -ENOENT)
-		return sn_error_set(&ctx->err, r, "no capture %lu", id);
-	if (r < 0)
-		return r;
-	if (ctx->json)
-		sn_json_uint(ctx->j, "stopped", id);
-	return 0;
-}
-
-static const struct sn_ctl_cmd capture_cmds[] = {
-	{"capture start", "FILE|- [filter=EXPR] [ports=A+B] [dir=in|out|both] [KEY=VALUE]...",
-	 "write a pcap file (%p: one per port), or stream one ('-'); prints its ID", 1, 1 + SN_SPEC_MAX_KEYS,
-	 cmd_capture_start},
-	{"capture list", "", "list captures with their state and counters", 0, 0, cmd_capture_list},
-	{"capture stop", "ID", "stop a capture, closing its files", 1, 1, cmd_capture_stop},
-	/* last: the two words above must win over this one */
-	{"capture", "-w FILE|- [KEY=VALUE]...", "tcpdump spelling of 'capture start' ('-w -': live pcap on stdout)",
-	 2, 2 + SN_SPEC_MAX_KEYS, cmd_capture_w},
-};
-
-const struct sn_ctl_cmds sn_capture_ctl_cmds = {capture_cmds, SN_ARRAY_SIZE(capture_cmds)};

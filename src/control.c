@@ -45,10 +45,11 @@
 
 #include "control.h"
 #include "json.h"
-#include "log.h"
+#include "logging.h"
 #include "sock.h"
 #include "sockconn.h"
-#include "switch.h"
+#include "hooks.h"
+#include "spec.h"
 #include "util.h"
 
 #define CTL_MAGIC "SQUIBNET-CONTROL "
@@ -85,6 +86,8 @@ struct sn_control {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	struct sn_ctl_client *clients;
 	unsigned nclients;
+	const struct sn_ctl_cmds *tables[SN_CTL_TABLES_MAX]; /* the core's first, then each module's */
+	unsigned ntables;
 };
 
 struct sn_ctl_client {
@@ -573,12 +576,13 @@ static const struct sn_ctl_cmd core_cmds[] = {
 
 static const struct sn_ctl_cmds core_table = {core_cmds, SN_ARRAY_SIZE(core_cmds)};
 
-/* Every module with commands of its own adds its table here. */
-static const struct sn_ctl_cmds *const tables[] = {
-	&core_table,
-	&sn_capture_ctl_cmds,
-	&sn_gvproxy_ctl_cmds,
-};
+int sn_ctl_register(struct sn_control *ctl, const struct sn_ctl_cmds *cmds)
+{
+	if (ctl->ntables == SN_CTL_TABLES_MAX)
+		return -ENOSPC;
+	ctl->tables[ctl->ntables++] = cmds;
+	return 0;
+}
 
 static int cmd_help(struct sn_ctl_ctx *ctx)
 {
@@ -587,9 +591,9 @@ static int cmd_help(struct sn_ctl_ctx *ctx)
 
 	if (ctx->json)
 		sn_json_begin_array(ctx->j, "commands");
-	for (size_t k = 0; k < SN_ARRAY_SIZE(tables); k++)
-	for (size_t i = 0; i < tables[k]->n; i++) {
-		const struct sn_ctl_cmd *c = &tables[k]->cmds[i];
+	for (size_t k = 0; k < ctx->client->ctl->ntables; k++)
+	for (size_t i = 0; i < ctx->client->ctl->tables[k]->n; i++) {
+		const struct sn_ctl_cmd *c = &ctx->client->ctl->tables[k]->cmds[i];
 
 		if (!c->help)
 			continue;
@@ -836,10 +840,13 @@ static void dispatch(struct sn_ctl_client *c, int argc, char **argv)
 	int words = 0, r;
 
 	reply_open(c, &ctx, &body, &j);
-	for (size_t k = 0; k < SN_ARRAY_SIZE(tables) && !cmd; k++)
-		for (size_t i = 0; i < tables[k]->n && !cmd; i++)
-			if ((words = cmd_match(tables[k]->cmds[i].name, argc, argv)))
-				cmd = &tables[k]->cmds[i];
+	for (size_t k = 0; k < c->ctl->ntables && !cmd; k++) {
+		const struct sn_ctl_cmds *t = c->ctl->tables[k];
+
+		for (size_t i = 0; i < t->n && !cmd; i++)
+			if ((words = cmd_match(t->cmds[i].name, argc, argv)))
+				cmd = &t->cmds[i];
+	}
 	if (!cmd) {
 		r = sn_error_set(&ctx.err, -EINVAL, "unknown command '%s'; 'help' lists the commands",
 				 argv[0]);
@@ -1170,6 +1177,9 @@ SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct s
 	ctl = calloc(1, sizeof(*ctl));
 	if (!ctl)
 		return sn_error_set(err, -ENOMEM, "out of memory");
+	sn_ctl_register(ctl, &core_table);
+	for (const struct sn_ctl_cmds *const *t = sn_ctl_modules; *t; t++)
+		sn_ctl_register(ctl, *t);
 	/* 0600 from birth: sn_sock_listen() binds under a strict umask */
 	fd = sn_sock_listen(&a, SOCK_STREAM, NULL, err);
 	if (fd < 0) {
@@ -1184,7 +1194,7 @@ SN_EXPORT int sn_control_create(struct sn_switch *sw, const char *path, struct s
 		return sn_error_set(err, r, "%s: %s", path, strerror(-r));
 	}
 	ctl->sw = sw;
-	ctl->loop = sw->loop;
+	ctl->loop = sn_switch_loop(sw);
 	ctl->fd = fd;
 	ctl->dev = st.st_dev;
 	ctl->ino = st.st_ino;

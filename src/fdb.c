@@ -39,11 +39,6 @@ void sn_fdb_finish(struct sn_fdb *fdb)
 	fdb->slots = NULL;
 }
 
-static inline bool expired(const struct sn_fdb *fdb, const struct sn_fdb_entry *e, double now)
-{
-	return !e->is_static && now - e->seen >= fdb->aging;
-}
-
 static struct sn_fdb_entry *find(struct sn_fdb *fdb, uint64_t key)
 {
 	for (uint32_t i = slot_of(fdb, key);; i = (i + 1) & fdb->mask) {
@@ -201,7 +196,7 @@ struct sn_port *sn_fdb_lookup(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t
 {
 	struct sn_fdb_entry *e = find(fdb, sn_fdb_key(mac, vlan));
 
-	if (!e || expired(fdb, e, now))
+	if (!e || sn_fdb_expired(fdb, e, now))
 		return NULL;
 	return e->port;
 }
@@ -215,7 +210,7 @@ double sn_fdb_age(struct sn_fdb *fdb, double now)
 
 		if (e->key == 0 || e->is_static) {
 			i++;
-		} else if (expired(fdb, e, now)) {
+		} else if (sn_fdb_expired(fdb, e, now)) {
 			remove_slot(fdb, i); /* slot i now holds a shifted entry: look again */
 		} else {
 			double t = e->seen + fdb->aging;

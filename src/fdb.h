@@ -56,6 +56,12 @@ static inline uint64_t sn_fdb_key(const uint8_t mac[6], uint16_t vlan)
 	return k | (uint64_t)((vlan & 0xfff) + 1) << 48;
 }
 
+/* Whether @e has outlived the aging time at @now: a miss, even before sn_fdb_age() removes it. */
+static inline bool sn_fdb_expired(const struct sn_fdb *fdb, const struct sn_fdb_entry *e, double now)
+{
+	return !e->is_static && now - e->seen >= fdb->aging;
+}
+
 /* Learns that @mac on @vlan sits behind @port at time @now. Refusals are counted here and in
  * @port->stats.fdb_refused; port->stats.fdb_entries tracks ownership. A full table first drops
  * expired entries, when some may have expired; then, with @fdb->evict, it makes room by

@@ -1,7 +1,7 @@
 /* log.c - routes library messages to the handler the embedder installed, if any. */
 #include <stdio.h>
 
-#include "log.h"
+#include "logging.h"
 #include "util.h"
 
 static sn_log_handler handler;

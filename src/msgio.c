@@ -10,7 +10,8 @@
 
 #include "msgio.h"
 #include "sock.h"
-#include "switch.h"
+#include "port.h"
+#include "spec.h"
 #include "util.h"
 
 #if SN_MSGIO_MMSG
@@ -104,7 +105,7 @@ int sn_msgio_recv(struct sn_msgio_rx *rx, int fd, struct sn_port *port, bool wan
 	if (!rx->frames[0])
 		return discard_one(rx, fd);
 	for (nbuf = 1; nbuf < SN_MSGIO_BATCH; nbuf++) {
-		rx->frames[nbuf] = sn_pool_get(&port->sw->pool, max);
+		rx->frames[nbuf] = sn_port_frame_try(port, max);
 		if (!rx->frames[nbuf])
 			break;
 	}

@@ -1,25 +1,62 @@
-/* port.h - what every port kind shares: the base struct, its ops table and its egress queue.
+/* port.h - the whole contract between the switch and a port kind.
  *
- * A port kind (src/ports/KIND.c) embeds struct sn_port first in its own struct and fills a
- * static const struct sn_port_ops. The switch owns the port once sn_port_register() succeeded. */
+ * A port kind is one file, src/ports/KIND.c, and one line in src/ports/meson.build. The file
+ * defines `const struct sn_port_kind sn_port_kind_KIND` (its SPEC name, usage text, keys and
+ * create function); meson lists the kinds of the build from that table. Its port struct embeds
+ * struct sn_port first and points at a static const struct sn_port_ops. create() gets the keys
+ * every kind has (name=, mtu=) already parsed into a struct sn_port_conf, reads its own from the
+ * SPEC, initialises the port with sn_port_init(), registers it with sn_port_register() (from
+ * then on the switch owns it) and brings it UP with sn_port_set_state() when its peer is there.
+ *
+ * Frames come in through sn_port_input(), in pool buffers (sn_port_frame_get(),
+ * sn_port_rx_copy()); frames to send wait in the port's egress queue until the switch calls
+ * ops->flush, which sends what it can and pops it with sn_txq_sent() (sn_txq_drop() for frames
+ * that cannot go). A port kind never looks inside struct sn_switch: this header and the
+ * accessors below are all it uses. */
 #ifndef SN_PORT_H
 #define SN_PORT_H
 
+#include <ev.h>
 #include <stdbool.h>
 #include <sys/uio.h>
 
 #include <squibnet/switch.h>
 
 #include "pool.h"
+#include "util.h"
 
 struct sn_switch;
 struct sn_port;
 struct sn_spec;
 
+/* What every port's SPEC may say, parsed by the switch before the kind sees the rest. A
+ * listener's clients get their listener's. */
+struct sn_port_conf {
+	char name[SN_PORT_NAME_MAX]; /* empty: the switch names the port after its kind */
+	unsigned mtu;                /* 0: SN_MTU_DEFAULT */
+};
+
+/* A port kind, as src/ports/meson.build lists it. */
+struct sn_port_kind {
+	const char *name;            /* the SPEC's first word */
+	const char *usage;           /* for --help: one or more lines "KIND,key=...   what it is" */
+	const char *const *keys;     /* the SPEC keys it takes besides name= and mtu=, NULL-ended */
+	/* Parses the kind's keys from @spec, opens what it needs and registers the port (or
+	 * listener), returned in *@ret_port. Returns 0, or -errno with @err naming the cause. */
+	int (*create)(struct sn_switch *sw, const struct sn_port_conf *conf, struct sn_spec *spec,
+		      struct sn_port **ret_port, struct sn_error *err);
+};
+
+/* The port kinds of this build, NULL-ended (generated from src/ports/meson.build). */
+extern const struct sn_port_kind *const sn_port_kinds[];
+
 struct sn_port_ops {
 	const char *kind;
+	/* A listener carries no frames: each client it accepts is a port of its own. */
+	bool listener;
 	/* Writes out what the egress queue holds (sn_txq_*); called once per loop iteration for
-	 * ports with queued frames. Must not block. NULL for listeners. */
+	 * ports with queued frames, and when a queue filled fast during input. Must not block.
+	 * Required for data ports, unused for listeners. */
 	void (*flush)(struct sn_port *port);
 	/* Stops watchers and closes descriptors; the port is already unlinked from the switch.
 	 * Called once, possibly from inside the port's own callback. */
@@ -71,6 +108,7 @@ struct sn_port {
 	struct sn_port *waiters;
 	struct sn_port *wait_next, **wait_pprev;
 	struct sn_port *resume_next; /* to be resumed from the ev_prepare */
+	struct sn_port_conf conf;    /* as created: a listener hands it to its clients */
 	char name[SN_PORT_NAME_MAX];
 	unsigned mtu;
 	unsigned children;           /* for listeners: clients accepted so far (naming) */
@@ -123,15 +161,31 @@ static inline bool sn_port_rx_paused(const struct sn_port *port)
 }
 
 /**
- * Sets up the common part of a port: ops, name (from @name, or generated from @base when NULL:
- * "base", then "base.1"...), MTU. Does not link it into the switch yet.
+ * Sets up the common part of a port, zeroed memory the kind allocated: ops, the name from
+ * @conf (or made up from the kind: "stream0", "stream1"...) and the MTU. A listener starts
+ * LISTENING, a data port DOWN. Does not link it into the switch yet. Returns 0, or
+ * -ENAMETOOLONG for a name too long.
  */
 int sn_port_init(struct sn_port *port, struct sn_switch *sw, const struct sn_port_ops *ops,
-		 const char *name, unsigned mtu);
+		 const struct sn_port_conf *conf);
 
-/* Links an initialised port into the switch; data ports (state UP or DOWN with a flush op)
- * take part in forwarding when UP. Returns 0 or -ENOMEM/-EEXIST. */
+/* Whether @name may name a new port of @sw: 1 to SN_PORT_NAME_MAX - 1 characters, no blanks or
+ * '/', not taken. -EINVAL or -EEXIST with @err saying why (@key: the SPEC key it came from). */
+int sn_port_name_check(struct sn_switch *sw, const char *name, const char *key, struct sn_error *err);
+
+/* The port or listener of @sw called @name, or NULL. */
+struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name);
+
+/* The ports of @sw with ops @ops that are not closed, one per call: @prev NULL gives the first,
+ * the last is followed by NULL. */
+struct sn_port *sn_switch_next_port(struct sn_switch *sw, struct sn_port *prev, const struct sn_port_ops *ops);
+
+/* Links an initialised port into the switch; data ports take part in forwarding when UP.
+ * Returns 0 or -ENOMEM/-EEXIST. */
 int sn_port_register(struct sn_port *port);
+
+/* Frees a port that sn_port_register() refused or never saw, as its ops->free would. */
+void sn_port_free_unregistered(struct sn_port *port);
 
 /* Changes a data port's state; going down flushes its FDB entries and egress queue. */
 void sn_port_set_state(struct sn_port *port, enum sn_port_state state);
@@ -150,7 +204,28 @@ void sn_port_want_flush(struct sn_port *port);
  * when none is free. */
 struct sn_frame *sn_port_frame_get(struct sn_port *port, uint32_t len);
 
+/* The loop the switch runs on: every watcher of the port goes on it. */
 struct ev_loop *sn_port_loop(struct sn_port *port);
+
+/* A buffer for @len bytes, or NULL when the pool has none free; counts nothing (for ports that
+ * wait for buffers rather than drop). */
+struct sn_frame *sn_port_frame_try(struct sn_port *port, uint32_t len);
+
+/* Makes sure the pool holds buffers for frames of @len bytes (sn_port_register() does it for
+ * sn_port_max_frame(); a listener whose clients will send them, or a port that reads into
+ * larger buffers, asks here). Returns 0 or -ENOMEM. */
+int sn_port_want_buffers(struct sn_port *port, uint32_t len);
+
+/* The capacity of the port's egress queue, in frames. */
+static inline uint32_t sn_port_txq_cap(const struct sn_port *port)
+{
+	return port->txq.mask + 1;
+}
+
+/* @port as the kind's own struct @type, of which struct sn_port is the member @member, when
+ * its ops are @kind_ops; NULL when it is another kind of port. */
+#define sn_port_downcast(port, type, member, kind_ops)                                             \
+	((port) != NULL && (port)->ops == (kind_ops) ? sn_container_of((port), type, member) : (type *)NULL)
 
 /* Copies a received frame of @len bytes into a pool buffer for @port. NULL when it cannot be
  * taken (over the port's MTU: drop_oversize; pool empty: drop_no_buffer), both counted. */

@@ -9,9 +9,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "logging.h"
 #include "sockconn.h"
-#include "switch.h"
+#include "port.h"
+#include "spec.h"
 #include "util.h"
 
 #define ACCEPT_BATCH 64
@@ -102,10 +103,10 @@ void sn_accept_pause_stop(struct sn_accept_pause *p)
 
 void sn_listener_child_init(struct sn_listener *l, struct sn_port *child, const struct sn_port_ops *ops)
 {
-	char name[SN_PORT_NAME_MAX];
+	struct sn_port_conf conf = l->base.conf;
 
-	snprintf(name, sizeof(name), "%.*s.%u", SN_PORT_NAME_MAX - 12, l->base.name, ++l->base.children);
-	sn_port_init(child, l->base.sw, ops, name, l->base.mtu);
+	snprintf(conf.name, sizeof(conf.name), "%.*s.%u", SN_PORT_NAME_MAX - 12, l->base.name, ++l->base.children);
+	sn_port_init(child, l->base.sw, ops, &conf);
 	child->parent = &l->base;
 }
 
@@ -133,10 +134,7 @@ static void accept_some(struct sn_listener *l)
 		sn_listener_child_init(l, child, lops->child_ops);
 		if (sn_port_register(child) < 0) {
 			sn_warn("port %s: refusing a client: cannot register %s", l->base.name, child->name);
-			if (lops->child_ops->free)
-				lops->child_ops->free(child);
-			else
-				free(child);
+			sn_port_free_unregistered(child);
 			close(fd);
 			continue;
 		}
@@ -162,16 +160,21 @@ static void listener_resume(struct sn_accept_pause *p)
 	ev_io_start(sn_port_loop(&l->base), &l->io);
 }
 
-int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const struct sn_listener_ops *lops,
-		     const struct sn_sockaddr *addr, const struct sn_sock_perm *perm, struct sn_error *err)
+int sn_listener_open(struct sn_listener *l, struct sn_switch *sw, const struct sn_port_conf *conf,
+		     const struct sn_listener_ops *lops, const struct sn_sockaddr *addr, const struct sn_sock_perm *perm,
+		     struct sn_error *err)
 {
-	int fd = sn_sock_listen(addr, lops->type, perm, err), r;
+	int fd, r;
 
+	r = sn_port_init(&l->base, sw, lops->ops, conf);
+	/* a datagram listener reads for its peers before any of them is a port */
+	if (r >= 0)
+		r = sn_port_want_buffers(&l->base, sn_port_max_frame(&l->base));
+	if (r < 0)
+		return r;
+	fd = sn_sock_listen(addr, lops->type, perm, err);
 	if (fd < 0)
 		return fd;
-	l->base = *tmpl;
-	l->base.ops = lops->ops;
-	l->base.state = SN_PORT_LISTENING;
 	l->lops = lops;
 	l->addr = *addr;
 	l->fd = fd;
@@ -307,6 +310,48 @@ void sn_conn_dial(struct sn_conn *c, const struct sn_sockaddr *addr, int type, s
 	c->dials = true;
 	sn_dialer_init(&c->dialer, c->port, addr, type, up);
 	sn_sockaddr_format(addr, c->peer, sizeof(c->peer));
+}
+
+int sn_conn_open_dialing(struct sn_port *port, struct sn_conn *c, struct sn_switch *sw,
+			 const struct sn_port_conf *conf, const struct sn_port_ops *ops, const struct sn_sockaddr *addr,
+			 int type, sn_conn_up_fn up, struct sn_port **ret_port)
+{
+	int r = sn_port_init(port, sw, ops, conf);
+
+	if (r >= 0) {
+		sn_conn_dial(c, addr, type, up);
+		r = sn_port_register(port);
+	}
+	if (r < 0) {
+		sn_port_free_unregistered(port);
+		return r;
+	}
+	sn_dialer_start(&c->dialer);
+	*ret_port = port;
+	return 0;
+}
+
+int sn_endpoint_from_spec(struct sn_spec *spec, const char *kind, bool unix_only, struct sn_endpoint *ret,
+			  struct sn_error *err)
+{
+	const char *listen = sn_spec_get(spec, "listen");
+	const char *connect = sn_spec_get(spec, "connect");
+	const char *text = listen ? listen : connect, *key = listen ? "listen" : "connect";
+	struct sn_endpoint ep = {.listen = listen != NULL};
+	int r;
+
+	if (!listen == !connect)
+		return sn_error_set(err, -EINVAL, "%s port needs exactly one of 'listen' and 'connect'", kind);
+	r = sn_sockaddr_parse(text, key, unix_only, &ep.addr, err);
+	if (r < 0)
+		return r;
+	if (unix_only && !sn_sockaddr_is_unix(&ep.addr))
+		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': want a unix socket path", text, key);
+	r = sn_sock_perm_from_spec(spec, listen ? &ep.addr : NULL, key, &ep.perm, err);
+	if (r < 0)
+		return r;
+	*ret = ep;
+	return 0;
 }
 
 void sn_conn_up(struct sn_conn *c, int fd)

@@ -9,7 +9,7 @@
 #include <ev.h>
 #include <stdbool.h>
 
-#include "log.h"
+#include "logging.h"
 #include "port.h"
 #include "sock.h"
 
@@ -90,13 +90,14 @@ struct sn_listener {
 
 /**
  * Binds @addr (and listens, for connection-oriented types) and registers @l, zeroed memory the
- * caller allocated, as a LISTENING port whose common part is copied from @tmpl with @lops->ops.
- * A unix socket file gets @perm (NULL: 0600; see sn_sock_listen()). Returns 0, or -errno with
- * @err set (bind/listen) or not (registration); on failure the caller frees @l and nothing else
- * is left behind.
+ * caller allocated, as a LISTENING port of @lops->ops made from @conf; its clients inherit
+ * @conf. A unix socket file gets @perm (NULL: 0600; see sn_sock_listen()). Returns 0, or -errno
+ * with @err set (bind/listen) or not (registration); on failure the caller frees @l and
+ * nothing else is left behind.
  */
-int sn_listener_open(struct sn_listener *l, const struct sn_port *tmpl, const struct sn_listener_ops *lops,
-		     const struct sn_sockaddr *addr, const struct sn_sock_perm *perm, struct sn_error *err);
+int sn_listener_open(struct sn_listener *l, struct sn_switch *sw, const struct sn_port_conf *conf,
+		     const struct sn_listener_ops *lops, const struct sn_sockaddr *addr, const struct sn_sock_perm *perm,
+		     struct sn_error *err);
 
 /** Names @child LISTENER.N after @l, initialises its common part with @ops and @l's MTU, and makes
  * @l its parent (so closing @l closes it). Does not register it. */
@@ -134,6 +135,19 @@ void sn_dialer_later(struct sn_dialer *d);
 /** Stops any attempt in progress or planned, closing its descriptor. A second call is a no-op. */
 void sn_dialer_stop(struct sn_dialer *d);
 
+/* Where a connection-oriented port kind goes, as its SPEC says: exactly one of listen=ADDR and
+ * connect=ADDR, and for a unix listener its mode= and group=. */
+struct sn_endpoint {
+	bool listen;
+	struct sn_sockaddr addr;
+	struct sn_sock_perm perm;
+};
+
+/** Reads @ret from @spec for a port of @kind (for messages); with @unix_only, TCP addresses
+ * are refused. -EINVAL with @err naming the key. */
+int sn_endpoint_from_spec(struct sn_spec *spec, const char *kind, bool unix_only, struct sn_endpoint *ret,
+			  struct sn_error *err);
+
 /* The connection of a connected data port: accepted (the port has a parent), dialed, or a
  * descriptor attached from elsewhere. The port's struct embeds it; its watchers' data is the port. */
 struct sn_conn {
@@ -152,6 +166,16 @@ void sn_conn_init(struct sn_conn *c, struct sn_port *port, void (*read_cb)(struc
 /** Puts @c in connect mode towards @addr (a @type socket) and names the peer after it; dialing
  * starts with sn_dialer_start(&c->dialer) once the port is registered. @up brings the port UP. */
 void sn_conn_dial(struct sn_conn *c, const struct sn_sockaddr *addr, int type, sn_conn_up_fn up);
+
+/**
+ * A connect-mode port from start to dialing: initialises @port (the kind allocated it and set
+ * up @c, its connection, with sn_conn_init()) from @conf with @ops, puts @c in connect mode
+ * towards @addr, registers the port and dials. Returns 0 and sets *@ret_port; on failure the
+ * port is freed as its ops say and -errno returned.
+ */
+int sn_conn_open_dialing(struct sn_port *port, struct sn_conn *c, struct sn_switch *sw,
+			 const struct sn_port_conf *conf, const struct sn_port_ops *ops, const struct sn_sockaddr *addr,
+			 int type, sn_conn_up_fn up, struct sn_port **ret_port);
 
 /** Takes @fd, starts reading and brings the port UP; what a kind's sn_conn_up_fn ends with. */
 void sn_conn_up(struct sn_conn *c, int fd);

@@ -29,29 +29,10 @@
 
 #include <squibnet/config.h>
 
-#include "capture.h"
-#include "log.h"
-#include "switch.h"
+#include "logging.h"
+#include "core.h"
 #include "util.h"
 
-static const struct sn_port_kind *const kinds[] = {
-	&sn_port_kind_stream,
-	&sn_port_kind_dgram,
-	&sn_port_kind_seqpacket,
-	&sn_port_kind_gvproxy,
-#if SN_HAS_PCAP
-	&sn_port_kind_pcap,
-#endif
-#if SN_HAS_TAP
-	&sn_port_kind_tap,
-#endif
-#if SN_HAS_VHOST_USER
-	&sn_port_kind_vhost_user,
-#endif
-#if SN_HAS_VMNET
-	&sn_port_kind_vmnet,
-#endif
-};
 
 SN_EXPORT const char *sn_version(void)
 {
@@ -61,6 +42,7 @@ SN_EXPORT const char *sn_version(void)
 SN_EXPORT void sn_switch_config_init(struct sn_switch_config *cfg)
 {
 	*cfg = (struct sn_switch_config){
+		.size = sizeof(*cfg),
 		.pool_frames = SN_POOL_FRAMES_DEFAULT,
 		.jumbo_frames = 256,
 		.txq_len = 1024,
@@ -77,11 +59,7 @@ static void reap(struct sn_switch *sw)
 
 	while ((p = sw->dead)) {
 		sw->dead = p->dead_next;
-		free(p->txq.ring);
-		if (p->ops->free)
-			p->ops->free(p);
-		else
-			free(p);
+		sn_port_free_unregistered(p);
 	}
 }
 
@@ -127,16 +105,13 @@ static void kick_cb(struct ev_loop *loop, ev_idle *w, int revents)
 
 /* Work was queued for the ev_prepare: make sure the loop comes round to it without waiting for
  * a descriptor, even when the work was queued after the ev_prepare ran in this iteration. */
-static void want_prepare(struct sn_switch *sw)
+void sn_switch_want_prepare(struct sn_switch *sw)
 {
 	if (!ev_is_active(&sw->kick)) {
 		ev_idle_start(sw->loop, &sw->kick);
 		ev_unref(sw->loop);
 	}
 }
-
-static void stall(struct sn_port *p, double now);
-static bool stalling(const struct sn_port *p, double now);
 
 /* Finds the stalls no enqueue would notice: a queue nobody adds to any more (its senders are
  * paused, or it got a burst and then nothing). Runs while some queue is at its congested mark
@@ -150,8 +125,8 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	for (unsigned i = 0; i < sw->nup; i++) {
 		struct sn_port *p = sw->up[i];
 
-		if (stalling(p, now))
-			stall(p, now);
+		if (sn_port_stalling(p, now))
+			sn_port_stall(p, now);
 		if (p->waiters || (!p->stalled && sn_txq_len(&p->txq) >= sn_txq_congested_mark(p->txq.mask + 1)))
 			any = true;
 	}
@@ -161,7 +136,7 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 }
 
-static void watchdog_want(struct sn_switch *sw)
+void sn_switch_watchdog_want(struct sn_switch *sw)
 {
 	if (!ev_is_active(&sw->watchdog)) {
 		ev_timer_again(sw->loop, &sw->watchdog);
@@ -194,10 +169,16 @@ SN_EXPORT int sn_switch_create(struct ev_loop *loop, const struct sn_switch_conf
 
 	if (!loop || !ret_sw)
 		return -EINVAL;
-	if (!cfg) {
-		sn_switch_config_init(&def);
-		cfg = &def;
+	/* what the caller set over the defaults: a caller built against an older header knows fewer
+	 * fields, one built against a newer one knows fields this library would ignore */
+	sn_switch_config_init(&def);
+	if (cfg) {
+		if (cfg->size < sizeof(cfg->size) || cfg->size > sizeof(def))
+			return -EINVAL;
+		memcpy(&def, cfg, cfg->size);
+		def.size = sizeof(def);
 	}
+	cfg = &def;
 	if (cfg->pool_frames < 64 || cfg->txq_len < 8 || cfg->txq_len > (1u << 20) || !(cfg->stall_timeout > 0))
 		return -EINVAL;
 	sw = calloc(1, sizeof(*sw));
@@ -238,7 +219,12 @@ SN_EXPORT void sn_switch_destroy(struct sn_switch *sw)
 {
 	if (!sw)
 		return;
-	sn_capture_destroy_all(sw);
+	while (sw->exts) {
+		struct sn_switch_ext *e = sw->exts;
+
+		sw->exts = e->next;
+		e->destroy(e);
+	}
 	while (sw->ports)
 		sn_port_close(sw->ports);
 	reap(sw);
@@ -262,339 +248,77 @@ SN_EXPORT void sn_switch_destroy(struct sn_switch *sw)
 	free(sw);
 }
 
+/* ---- hooks ---- */
+
+void sn_switch_tap_add(struct sn_switch *sw, struct sn_frame_tap *tap)
+{
+	tap->next = sw->taps;
+	sw->taps = tap;
+	sw->ntaps++;
+}
+
+void sn_switch_tap_del(struct sn_switch *sw, struct sn_frame_tap *tap)
+{
+	for (struct sn_frame_tap **pp = &sw->taps; *pp; pp = &(*pp)->next) {
+		if (*pp == tap) {
+			*pp = tap->next;
+			sw->ntaps--;
+			return;
+		}
+	}
+}
+
+void sn_switch_taps_frame(struct sn_switch *sw, struct sn_port *port, const uint8_t *data, uint32_t len,
+			  enum sn_tap_dir dir)
+{
+	for (struct sn_frame_tap *t = sw->taps, *next; t; t = next) {
+		next = t->next; /* a tap may remove itself */
+		t->frame(t, port, data, len, dir);
+	}
+}
+
+void sn_switch_taps_port_gone(struct sn_switch *sw, struct sn_port *port)
+{
+	for (struct sn_frame_tap *t = sw->taps, *next; t; t = next) {
+		next = t->next;
+		if (t->port_gone)
+			t->port_gone(t, port);
+	}
+}
+
+void sn_switch_ext_add(struct sn_switch *sw, struct sn_switch_ext *ext)
+{
+	ext->next = sw->exts;
+	sw->exts = ext;
+}
+
+struct sn_switch_ext *sn_switch_ext_find(struct sn_switch *sw, const void *key)
+{
+	for (struct sn_switch_ext *e = sw->exts; e; e = e->next)
+		if (e->key == key)
+			return e;
+	return NULL;
+}
+
+struct ev_loop *sn_switch_loop(struct sn_switch *sw)
+{
+	return sw->loop;
+}
+
+struct sn_port *sn_switch_next_port(struct sn_switch *sw, struct sn_port *prev, const struct sn_port_ops *ops)
+{
+	for (struct sn_port *p = prev ? prev->next : sw->ports; p; p = p->next)
+		if (p->ops == ops && !p->closed)
+			return p;
+	return NULL;
+}
+
 struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name)
 {
 	for (struct sn_port *p = sw->ports; p; p = p->next)
 		if (!strcmp(p->name, name))
 			return p;
 	return NULL;
-}
-
-/* ---- ports ---- */
-
-int sn_port_init(struct sn_port *port, struct sn_switch *sw, const struct sn_port_ops *ops,
-		 const char *name, unsigned mtu)
-{
-	port->ops = ops;
-	port->sw = sw;
-	port->mtu = mtu ? mtu : SN_MTU_DEFAULT;
-	port->data_idx = -1;
-	port->state = ops->flush ? SN_PORT_DOWN : SN_PORT_LISTENING;
-	if (name)
-		return sn_strlcpy(port->name, name, sizeof(port->name));
-	/* kind plus a number no other port of this switch has used */
-	do {
-		snprintf(port->name, sizeof(port->name), "%s%u", ops->kind, sw->next_auto_name++);
-	} while (sn_switch_find_port(sw, port->name));
-	return 0;
-}
-
-int sn_port_init_spec(struct sn_port *port, struct sn_switch *sw, const struct sn_port_ops *ops,
-		      struct sn_spec *spec, struct sn_error *err)
-{
-	const char *name = sn_spec_get(spec, "name");
-	unsigned mtu = SN_MTU_DEFAULT;
-	int r;
-
-	r = sn_spec_get_uint(spec, "mtu", 68, SN_FRAME_MAX - SN_ETH_HLEN - SN_VLAN_HLEN, &mtu, err);
-	if (r < 0)
-		return r;
-	if (name) {
-		if (!*name || strlen(name) >= SN_PORT_NAME_MAX || strpbrk(name, " \t\n/"))
-			return sn_error_set(err, -EINVAL, "bad value '%s' for key 'name': 1 to %d characters, no blanks or '/'",
-					    name, SN_PORT_NAME_MAX - 1);
-		if (sn_switch_find_port(sw, name))
-			return sn_error_set(err, -EEXIST, "a port called '%s' exists already", name);
-	}
-	return sn_port_init(port, sw, ops, name, mtu);
-}
-
-int sn_port_register(struct sn_port *port)
-{
-	struct sn_switch *sw = port->sw;
-	struct sn_port **tail;
-
-	if (sn_switch_find_port(sw, port->name))
-		return -EEXIST;
-	if (port->ops->flush) {
-		port->txq.ring = calloc(sw->cfg.txq_len, sizeof(*port->txq.ring));
-		if (!port->txq.ring)
-			return -ENOMEM;
-		port->txq.mask = sw->cfg.txq_len - 1;
-		if (port->mtu + SN_ETH_HLEN + SN_VLAN_HLEN > SN_POOL_STD_CAP && sn_pool_want_jumbo(&sw->pool) < 0) {
-			free(port->txq.ring);
-			port->txq.ring = NULL;
-			return -ENOMEM;
-		}
-	}
-	for (tail = &sw->ports; *tail; tail = &(*tail)->next)
-		;
-	*tail = port;
-	port->next = NULL;
-	sw->nports++;
-	return 0;
-}
-
-static int up_add(struct sn_switch *sw, struct sn_port *port)
-{
-	if (sw->nup == sw->up_cap) {
-		unsigned cap = sw->up_cap ? sw->up_cap * 2 : 16;
-		struct sn_port **n = realloc(sw->up, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		sw->up = n;
-		sw->up_cap = cap;
-	}
-	port->data_idx = (int)sw->nup;
-	sw->up[sw->nup++] = port;
-	return 0;
-}
-
-static void up_del(struct sn_switch *sw, struct sn_port *port)
-{
-	unsigned i = (unsigned)port->data_idx;
-
-	if (port->data_idx < 0)
-		return;
-	sw->up[i] = sw->up[--sw->nup];
-	sw->up[i]->data_idx = (int)i;
-	port->data_idx = -1;
-}
-
-/* ---- back-pressure ---- */
-
-/* @in waits for @out's queue: it stops reading until release_waiters(@out). */
-static void wait_for(struct sn_port *in, struct sn_port *out, double now)
-{
-	in->stats.rx_pauses++;
-	in->waiting_on = out;
-	if (!out->waiters)
-		out->wait_since = now;
-	in->wait_next = out->waiters;
-	if (out->waiters)
-		out->waiters->wait_pprev = &in->wait_next;
-	in->wait_pprev = &out->waiters;
-	out->waiters = in;
-	watchdog_want(out->sw);
-}
-
-/* @port no longer waits for anybody (it went down or away). */
-static void unwait(struct sn_port *port)
-{
-	if (!port->waiting_on)
-		return;
-	if (port->wait_next)
-		port->wait_next->wait_pprev = port->wait_pprev;
-	*port->wait_pprev = port->wait_next;
-	port->waiting_on = NULL;
-}
-
-/* The ports waiting for @out's queue may read again, from the next ev_prepare on. */
-static void release_waiters(struct sn_port *out)
-{
-	struct sn_switch *sw = out->sw;
-	struct sn_port *w;
-
-	while ((w = out->waiters)) {
-		out->waiters = w->wait_next;
-		w->waiting_on = NULL;
-		if (!w->resume_queued) {
-			w->resume_queued = true;
-			w->resume_next = sw->resume_head;
-			sw->resume_head = w;
-		}
-	}
-	if (sw->resume_head)
-		want_prepare(sw);
-}
-
-/* The queue of @p got shorter: below the resume mark its senders go on. */
-static inline void txq_shrunk(struct sn_port *p)
-{
-	if (sn_unlikely(p->waiters != NULL) && sn_txq_len(&p->txq) < sn_txq_resume_mark(p->txq.mask + 1))
-		release_waiters(p);
-}
-
-/* Whether @p's peer has stopped keeping up: it kept a sender waiting for stall_timeout, or took
- * nothing for that long with frames at the congested mark. A peer that is merely slower than
- * its senders takes frames all the while, and holds nobody back for long. */
-static bool stalling(const struct sn_port *p, double now)
-{
-	double t = p->sw->cfg.stall_timeout;
-
-	if (p->stalled)
-		return false;
-	if (p->waiters && now - p->wait_since >= t)
-		return true;
-	return sn_txq_len(&p->txq) >= sn_txq_congested_mark(p->txq.mask + 1) && now - p->last_progress >= t;
-}
-
-/* @p's peer does not keep up: let its senders go, keep only a few frames for it (the head may
- * be half written), and take no more than that until it has sent them. */
-static void stall(struct sn_port *p, double now)
-{
-	struct sn_txq *q = &p->txq;
-	uint32_t keep = sn_txq_stalled_keep(q->mask + 1);
-
-	p->stalled = true;
-	p->stats.stalls++;
-	if (now - p->stall_logged >= 10) {
-		sn_info("port %s: peer not keeping up for %.1f s: dropping what it cannot take", p->name,
-			p->sw->cfg.stall_timeout);
-		p->stall_logged = now;
-	}
-	while (sn_txq_len(q) > keep) {
-		sn_frame_unref(q->ring[--q->tail & q->mask]);
-		p->stats.drop_txq_full++;
-	}
-	release_waiters(p);
-}
-
-void sn_port_set_state(struct sn_port *port, enum sn_port_state state)
-{
-	struct sn_switch *sw = port->sw;
-
-	if (port->state == state || port->state == SN_PORT_LISTENING)
-		return;
-	if (state == SN_PORT_UP) {
-		if (up_add(sw, port) < 0) {
-			sn_err("port %s: out of memory, left down", port->name);
-			return;
-		}
-	} else {
-		up_del(sw, port);
-		sn_fdb_flush(&sw->fdb, port, false);
-		sn_txq_clear(port);
-		unwait(port);
-	}
-	port->state = state;
-}
-
-void sn_port_close(struct sn_port *port)
-{
-	struct sn_switch *sw = port->sw;
-	struct sn_port **pp;
-
-	if (port->closed)
-		return;
-	port->closed = true;
-	if (port->state == SN_PORT_LISTENING) {
-		for (struct sn_port *c = sw->ports, *next; c; c = next) {
-			next = c->next;
-			if (c->parent == port)
-				sn_port_close(c);
-		}
-	}
-	for (pp = &sw->ports; *pp; pp = &(*pp)->next) {
-		if (*pp == port) {
-			*pp = port->next;
-			sw->nports--;
-			break;
-		}
-	}
-	up_del(sw, port);
-	sn_fdb_flush(&sw->fdb, port, true);
-	sn_txq_clear(port);
-	unwait(port);
-	for (struct sn_port **rp = &sw->resume_head; *rp; rp = &(*rp)->resume_next) {
-		if (*rp == port) {
-			*rp = port->resume_next;
-			break;
-		}
-	}
-	sn_capture_port_gone(sw, port);
-	if (port->ops->close)
-		port->ops->close(port);
-	port->dead_next = sw->dead;
-	sw->dead = port;
-}
-
-struct ev_loop *sn_port_loop(struct sn_port *port)
-{
-	return port->sw->loop;
-}
-
-struct sn_frame *sn_port_frame_get(struct sn_port *port, uint32_t len)
-{
-	struct sn_frame *f = sn_pool_get(&port->sw->pool, len);
-
-	if (sn_unlikely(!f))
-		port->stats.drop_no_buffer++;
-	return f;
-}
-
-struct sn_frame *sn_port_rx_copy(struct sn_port *port, const uint8_t *data, uint32_t len)
-{
-	struct sn_frame *f;
-
-	if (sn_unlikely(len > sn_port_max_frame(port))) {
-		port->stats.drop_oversize++;
-		return NULL;
-	}
-	f = sn_port_frame_get(port, len);
-	if (sn_likely(f != NULL)) {
-		memcpy(f->data, data, len);
-		f->len = len;
-	}
-	return f;
-}
-
-void sn_port_want_flush(struct sn_port *port)
-{
-	struct sn_switch *sw = port->sw;
-
-	if (!port->flush_queued) {
-		port->flush_queued = true;
-		port->flush_next = sw->flush_head;
-		sw->flush_head = port;
-		want_prepare(sw);
-	}
-}
-
-void sn_txq_sent(struct sn_port *port, uint32_t n)
-{
-	struct sn_txq *q = &port->txq;
-
-	if (n == 0)
-		return;
-	for (uint32_t i = 0; i < n; i++) {
-		struct sn_frame *f = q->ring[q->head++ & q->mask];
-
-		port->stats.tx_frames++;
-		port->stats.tx_bytes += f->len;
-		if (sn_unlikely(port->sw->ncaptures))
-			sn_capture_frame(port->sw, port, f->data, f->len, SN_CAPTURE_OUT);
-		sn_frame_unref(f);
-	}
-	port->last_progress = ev_now(port->sw->loop);
-	/* a stall ends once the peer took all it was left with: a peer that takes a frame now and
-	 * then must not get a full queue, and hold its senders back, each time */
-	if (sn_unlikely(port->stalled) && q->head == q->tail) {
-		port->stalled = false;
-		sn_debug("port %s: peer takes frames again", port->name);
-	}
-	txq_shrunk(port);
-}
-
-void sn_txq_drop(struct sn_port *port, uint32_t n)
-{
-	struct sn_txq *q = &port->txq;
-
-	for (uint32_t i = 0; i < n && q->head != q->tail; i++)
-		sn_frame_unref(q->ring[q->head++ & q->mask]);
-	txq_shrunk(port);
-}
-
-void sn_txq_clear(struct sn_port *port)
-{
-	struct sn_txq *q = &port->txq;
-
-	while (q->head != q->tail)
-		sn_frame_unref(q->ring[q->head++ & q->mask]);
-	port->stalled = false;
-	if (port->waiters)
-		release_waiters(port);
 }
 
 /* ---- forwarding ---- */
@@ -618,9 +342,9 @@ static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_fr
 		 * one at hand is taken already, hence >) */
 		uint32_t nfree = sn_pool_class_free(f);
 
-		if (stalling(out, now))
-			stall(out, now);
-		watchdog_want(out->sw);
+		if (sn_port_stalling(out, now))
+			sn_port_stall(out, now);
+		sn_switch_watchdog_want(out->sw);
 		if (len >= ring || len > nfree || (out->stalled && len >= sn_txq_stalled_keep(ring))) {
 			out->stats.drop_txq_full++;
 			return;
@@ -628,7 +352,7 @@ static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_fr
 		/* back-pressure on the sender of known unicast, at the pause mark or half the free pool */
 		if (unicast && in->ops->resume && !in->waiting_on && !out->stalled &&
 		    (len + 1 >= sn_txq_pause_mark(ring) || 2 * (len + 1) >= nfree))
-			wait_for(in, out, now);
+			sn_port_wait_for(in, out, now);
 	} else if (sn_unlikely(out->stalled) && len >= sn_txq_stalled_keep(ring)) {
 		out->stats.drop_txq_full++;
 		return;
@@ -671,8 +395,8 @@ void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
 		}
 		in->stats.rx_frames++;
 		in->stats.rx_bytes += len;
-		if (sn_unlikely(sw->ncaptures))
-			sn_capture_frame(sw, in, d, len, SN_CAPTURE_IN);
+		if (sn_unlikely(sw->ntaps))
+			sn_switch_taps_frame(sw, in, d, len, SN_TAP_IN);
 		if (sn_fdb_learn(&sw->fdb, d + 6, vlan, in, now) == SN_FDB_LEARNED && !ev_is_active(&sw->ager)) {
 			sw->ager.repeat = sw->fdb.aging;
 			ev_timer_again(sw->loop, &sw->ager);
@@ -706,9 +430,73 @@ done:
 
 /* ---- the public face ---- */
 
+/* The keys every port kind takes, parsed here for all of them. */
+static const char *const common_keys[] = {"name", "mtu", NULL};
+
+static bool key_in(const char *key, const char *const *keys)
+{
+	for (; keys && *keys; keys++)
+		if (!strcmp(key, *keys))
+			return true;
+	return false;
+}
+
+/* Names the first key that neither the kind nor the switch knows, before the kind reads any:
+ * a misspelt key is the problem to report, not what its absence made of the rest. */
+static int check_keys(const struct sn_port_kind *kind, const struct sn_spec *spec, struct sn_error *err)
+{
+	for (unsigned i = 0; i < spec->n; i++)
+		if (!key_in(spec->kv[i].key, common_keys) && !key_in(spec->kv[i].key, kind->keys))
+			return sn_error_set(err, -EINVAL, "unknown key '%s' for port kind '%s'", spec->kv[i].key,
+					    kind->name);
+	return 0;
+}
+
+int sn_port_conf_from_spec(struct sn_switch *sw, struct sn_spec *spec, struct sn_port_conf *ret,
+			   struct sn_error *err)
+{
+	const char *name = sn_spec_get(spec, "name");
+	int r;
+
+	*ret = (struct sn_port_conf){0};
+	/* left 0 when absent: a kind may tell "not given" from the default */
+	r = sn_spec_get_uint(spec, "mtu", 68, SN_FRAME_MAX - SN_ETH_HLEN - SN_VLAN_HLEN, &ret->mtu, err);
+	if (r < 0)
+		return r;
+	if (name) {
+		r = sn_port_name_check(sw, name, "name", err);
+		if (r < 0)
+			return r;
+		sn_strlcpy(ret->name, name, sizeof(ret->name));
+	}
+	return 0;
+}
+
+static const struct sn_port_kind *kind_find(const char *name)
+{
+	for (const struct sn_port_kind *const *k = sn_port_kinds; *k; k++)
+		if (!strcmp((*k)->name, name))
+			return *k;
+	return NULL;
+}
+
+SN_EXPORT int sn_port_kinds_foreach(int (*visit)(const struct sn_port_kind_info *, void *), void *ctx)
+{
+	for (const struct sn_port_kind *const *k = sn_port_kinds; *k; k++) {
+		struct sn_port_kind_info info = {.name = (*k)->name, .usage = (*k)->usage};
+		int r = visit(&info, ctx);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
 SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *ret_name, size_t name_len,
 				 struct sn_error *err)
 {
+	const struct sn_port_kind *kind;
+	struct sn_port_conf conf;
 	struct sn_spec spec;
 	struct sn_port *port = NULL;
 	int r;
@@ -718,27 +506,28 @@ SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *r
 	r = sn_spec_parse(&spec, text, err);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < SN_ARRAY_SIZE(kinds); i++) {
-		if (strcmp(kinds[i]->name, spec.kind))
-			continue;
-		r = kinds[i]->create(sw, &spec, &port, err);
-		if (r < 0) {
-			if (err && !err->msg[0])
-				sn_error_set(err, r, "%s port: %s", spec.kind, strerror(-r));
-			return r;
-		}
-		if (ret_name && name_len)
-			sn_strlcpy(ret_name, port->name, name_len);
-		return 0;
-	}
-	{
+	kind = kind_find(spec.kind);
+	if (!kind) {
 		char known[256] = "";
 
-		for (size_t i = 0; i < SN_ARRAY_SIZE(kinds); i++)
-			snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", i ? ", " : "",
-				 kinds[i]->name);
+		for (const struct sn_port_kind *const *k = sn_port_kinds; *k; k++)
+			snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", k == sn_port_kinds ? "" : ", ",
+				 (*k)->name);
 		return sn_error_set(err, -EINVAL, "unknown port kind '%s' (this build has: %s)", spec.kind, known);
 	}
+	r = check_keys(kind, &spec, err);
+	if (r >= 0)
+		r = sn_port_conf_from_spec(sw, &spec, &conf, err);
+	if (r >= 0)
+		r = kind->create(sw, &conf, &spec, &port, err);
+	if (r < 0) {
+		if (err && !err->msg[0])
+			sn_error_set(err, r, "%s port: %s", spec.kind, strerror(-r));
+		return r;
+	}
+	if (ret_name && name_len)
+		sn_strlcpy(ret_name, port->name, name_len);
+	return 0;
 }
 
 SN_EXPORT int sn_switch_del_port(struct sn_switch *sw, const char *name)
@@ -792,7 +581,7 @@ SN_EXPORT int sn_switch_foreach_fdb(struct sn_switch *sw, int (*visit)(const str
 		struct sn_fdb_info info;
 		int r;
 
-		if (e->key == 0 || (!e->is_static && now - e->seen >= sw->fdb.aging))
+		if (e->key == 0 || sn_fdb_expired(&sw->fdb, e, now))
 			continue;
 		sn_fdb_key_mac(e->key, info.mac, &info.vlan);
 		info.port = e->port->name;
@@ -818,11 +607,18 @@ SN_EXPORT int sn_switch_fdb_add_static(struct sn_switch *sw, const uint8_t mac[6
 {
 	struct sn_port *p = sn_switch_find_port(sw, name);
 
-	if (!p || !p->ops->flush)
+	if (!p || p->ops->listener)
 		return -ENOENT;
 	if (vlan > 4095)
 		return -EINVAL;
 	return sn_fdb_add_static(&sw->fdb, mac, vlan, p);
+}
+
+SN_EXPORT int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan)
+{
+	if (vlan > 4095)
+		return -EINVAL;
+	return sn_fdb_del(&sw->fdb, mac, vlan);
 }
 
 SN_EXPORT void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats *ret)

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "log.h"
+#include "logging.h"
 #include "port.h"
 #include "virtq.h"
 #include "util.h"

@@ -16,6 +16,22 @@
 #define MAX_PORTS 256
 #define MAX_CAPTURES 64
 
+/* A kind's usage, each of its lines indented. */
+static int print_kind(const struct sn_port_kind_info *k, void *ctx)
+{
+	FILE *f = ctx;
+
+	for (const char *p = k->usage; p && *p;) {
+		size_t n = strcspn(p, "\n");
+
+		fprintf(f, "  %.*s\n", (int)n, p);
+		p += n;
+		if (*p)
+			p++;
+	}
+	return 0;
+}
+
 static void usage(FILE *f)
 {
 	struct sn_switch_config def;
@@ -28,18 +44,10 @@ static void usage(FILE *f)
 		"                [--capture FILE[,KEY=VALUE]...]... [-v|-q]\n"
 		"                [--help] [--version]\n"
 		"\n"
-		"An L2 switch for virtual machines. Each --port SPEC adds a port, KIND,key=value,...:\n"
-		"  stream,listen=unix:PATH | stream,listen=tcp:HOST:PORT    accept QEMU -netdev stream clients\n"
-		"  stream,connect=unix:PATH | stream,connect=tcp:HOST:PORT  dial out, reconnect with backoff\n"
-		"      framing=qemu|hyperkit|vde (default qemu: 4-byte big-endian length)\n"
-		"  dgram,listen=PATH | dgram,connect=PATH,local=PATH        QEMU -netdev dgram, vfkit\n"
-		"      max-peers=N (default 256), peer-timeout=SECONDS (default 300) on a listener\n"
-		"  seqpacket,listen=PATH | seqpacket,connect=PATH           gvproxy -listen-bess\n"
-		"  gvproxy[,path=BIN][,ssh-port=N|-1][,args=\"...\"][,restart=off]  NAT, DHCP, DNS via a gvproxy child\n"
-		"  vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)\n"
-		"  pcap,dev=IFNAME[,filter=EXPR][,promisc=on|off]           a host interface through libpcap\n"
-		"  tap,ifname=NAME[,create=on]                              a TAP device (Linux)\n"
-		"  vmnet,mode=shared|host|bridged[,iface=IF]...             vmnet.framework (macOS)\n"
+		"An L2 switch for virtual machines. Each --port SPEC adds a port, KIND,key=value,...\n"
+		"of the kinds this build has:\n");
+	sn_port_kinds_foreach(print_kind, f);
+	fprintf(f,
 		"  every kind: name=NAME, mtu=N;  socket files (listen=, local=): mode=0600, group=GROUP\n"
 		"\n"
 		"With no --port: a stream listener at $XDG_RUNTIME_DIR/squibnet/switch.sock.\n"

@@ -1,6 +1,9 @@
 /* The switch: create one on a libev loop, add ports by SPEC, inspect and control it.
  *
- * Every function here must be called from the thread that runs the loop. Functions that can
+ * The library runs on a libev loop the caller owns: it adds watchers to that loop and never
+ * runs it, blocks in it or creates threads of its own (vmnet's dispatch queue aside); the
+ * caller runs the loop with its own watchers beside the switch's. Every function here must be
+ * called from the thread that runs the loop. Functions that can
  * fail return 0 (or a count) on success and a negative errno value on failure; where a
  * struct sn_error is passed, it receives a one-line human-readable reason. */
 #ifndef SQUIBNET_SWITCH_H
@@ -30,8 +33,10 @@ struct sn_error {
 	char msg[256];
 };
 
-/** Tunables of a switch; sn_switch_config_init() sets the defaults. */
+/** Tunables of a switch; sn_switch_config_init() sets the defaults. Fields are only ever added
+ * at the end, and @size tells the library which of them the caller knows. */
 struct sn_switch_config {
+	size_t size;           /**< sizeof(struct sn_switch_config) as the caller was built; set by sn_switch_config_init() */
 	unsigned pool_frames;  /**< standard (2 KiB) frame buffers, allocated at create */
 	unsigned jumbo_frames; /**< 64 KiB buffers, allocated when a port with mtu > 2000 appears */
 	unsigned txq_len;      /**< egress queue length of each port (rounded up to a power of 2) */
@@ -47,18 +52,29 @@ struct sn_switch_config {
 	bool fdb_evict;
 };
 
-/** Sets @cfg to the defaults. */
+/** Sets @cfg to the defaults, @size included. */
 void sn_switch_config_init(struct sn_switch_config *cfg);
 
 /**
  * Creates a switch driven by @loop (caller keeps ownership of the loop and must outlive the
- * switch). @cfg may be NULL for defaults. Allocates the frame pool now.
- * Returns 0 and sets *@ret_sw, or -ENOMEM / -EINVAL.
+ * switch). @cfg may be NULL for defaults; fields past @cfg->size keep their defaults. Allocates
+ * the frame pool now. Returns 0 and sets *@ret_sw, or -ENOMEM / -EINVAL (a bad value, or a
+ * @size this library does not know).
  */
 int sn_switch_create(struct ev_loop *loop, const struct sn_switch_config *cfg, struct sn_switch **ret_sw);
 
 /** Closes every port and frees the switch. NULL is a no-op. */
 void sn_switch_destroy(struct sn_switch *sw);
+
+/** A port kind this build has, as sn_port_kinds_foreach() shows it. */
+struct sn_port_kind_info {
+	const char *name;  /**< the SPEC's first word: "stream", "dgram", ... */
+	const char *usage; /**< one or more lines "KIND,key=...   what it is", for --help */
+};
+
+/** Calls @visit for every port kind of this build; stops early and returns what @visit returned
+ * if it is non-zero. */
+int sn_port_kinds_foreach(int (*visit)(const struct sn_port_kind_info *, void *), void *ctx);
 
 /**
  * Adds a port described by @spec ("KIND,key=value,..."; see the README for the grammar).
@@ -135,6 +151,25 @@ int sn_switch_fdb_flush(struct sn_switch *sw, const char *port);
 
 /** Pins @mac on @vlan to @port: never aged, never moved. -ENOENT, -ENOSPC (table full). */
 int sn_switch_fdb_add_static(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan, const char *port);
+
+/** Removes the entry for @mac on @vlan, static or learned. -ENOENT when there is none. */
+int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan);
+
+/** How frames are delimited on a byte stream. */
+enum sn_stream_framing {
+	SN_STREAM_QEMU,     /**< 4-byte big-endian length: QEMU -netdev stream, socket_vmnet */
+	SN_STREAM_HYPERKIT, /**< 2-byte little-endian length: gvproxy -listen-stdio */
+	SN_STREAM_VDE,      /**< 2-byte big-endian length: vde_plug */
+};
+
+/**
+ * Adds a port on @fd, a connected stream socket (a socketpair a VMM made, say) whose other end
+ * speaks @framing. The switch takes @fd on success (and closes it when the peer goes away, which
+ * removes the port); on failure the caller keeps it. @name may be NULL for one made up; the
+ * port's name is copied into @ret_name (may be NULL). -EINVAL, -EEXIST (name taken), -ENOMEM.
+ */
+int sn_switch_add_stream_fd(struct sn_switch *sw, int fd, enum sn_stream_framing framing, const char *name,
+			    char *ret_name, size_t name_len, struct sn_error *err);
 
 /** Switch-wide counters. */
 struct sn_switch_stats {

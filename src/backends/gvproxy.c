@@ -43,10 +43,11 @@
 
 #include "../control.h"
 #include "../json.h"
-#include "../log.h"
+#include "../logging.h"
 #include "../ports/stream.h"
 #include "../sock.h"
-#include "../switch.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 #include "gvproxy.h"
 
@@ -693,25 +694,21 @@ static int make_dir(struct gvproxy *gv, struct sn_error *err)
 	return sn_error_set(err, r, "cannot make a private directory for gvproxy's API socket: %s", strerror(-r));
 }
 
-static int gvproxy_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
-			  struct sn_error *err)
+static int gvproxy_create(struct sn_switch *sw, const struct sn_port_conf *conf, struct sn_spec *spec,
+			  struct sn_port **ret_port, struct sn_error *err)
 {
 	const char *path = sn_spec_get(spec, "path");
 	const char *args = sn_spec_get(spec, "args");
 	const char *ssh = sn_spec_get(spec, "ssh-port");
-	struct sn_port tmp = {0};
 	struct gvproxy *gv;
 	int r;
 
-	r = sn_port_init_spec(&tmp, sw, &gvproxy_ops, spec, err);
-	if (r < 0)
-		return r;
 	gv = calloc(1, sizeof(*gv));
 	if (!gv)
 		return -ENOMEM;
 	gv->restart = true;
 	gv->err_fd = -1;
-	gv->loop = sw->loop;
+	gv->loop = NULL; /* the port's, once it exists */
 	gv->backoff = SN_GVPROXY_BACKOFF_MIN;
 	r = sn_spec_get_bool(spec, "restart", &gv->restart, err);
 	if (r < 0)
@@ -735,10 +732,16 @@ static int gvproxy_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_
 	r = find_binary(gv, path, err);
 	if (r < 0)
 		goto fail;
-	r = make_dir(gv, err);
+	r = sn_stream_port_create(sw, conf, &gvproxy_ops, SN_FRAMING_HYPERKIT, lost_cb, gv, &gv->port);
 	if (r < 0)
 		goto fail;
-	sn_strlcpy(gv->name, tmp.name, sizeof(gv->name));
+	gv->loop = sn_port_loop(gv->port);
+	sn_strlcpy(gv->name, gv->port->name, sizeof(gv->name));
+	r = make_dir(gv, err);
+	if (r < 0) {
+		sn_stream_port_free(gv->port);
+		goto fail;
+	}
 	ev_child_init(&gv->child, child_cb, 0, 0);
 	gv->child.data = gv;
 	ev_init(&gv->poll, poll_cb);
@@ -751,9 +754,6 @@ static int gvproxy_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_
 	ev_io_init(&gv->err_io, err_cb, -1, EV_READ);
 	gv->err_io.data = gv;
 
-	r = sn_stream_port_create(&tmp, SN_FRAMING_HYPERKIT, lost_cb, gv, &gv->port);
-	if (r < 0)
-		goto fail;
 	/* registered (DOWN) before the child exists: going UP puts it in the forwarding set */
 	r = sn_port_register(gv->port);
 	if (r < 0) {
@@ -774,8 +774,12 @@ fail:
 	return r;
 }
 
+static const char *const gvproxy_keys[] = {"path", "args", "ssh-port", "restart", NULL};
+
 const struct sn_port_kind sn_port_kind_gvproxy = {
 	.name = "gvproxy",
+	.usage = "gvproxy[,path=BIN][,ssh-port=N|-1][,args=\"...\"][,restart=off]  NAT, DHCP, DNS via a gvproxy child",
+	.keys = gvproxy_keys,
 	.create = gvproxy_create,
 };
 
@@ -994,12 +998,8 @@ static int pick_port(struct sn_ctl_ctx *ctx, const char *name, struct gvproxy **
 			return sn_error_set(&ctx->err, -EINVAL, "port '%s' is a %s port, not a gvproxy port", name,
 					    found->ops->kind);
 	} else {
-		for (struct sn_port *p = ctx->sw->ports; p; p = p->next) {
-			if (p->ops == &gvproxy_ops && !p->closed) {
-				found = p;
-				n++;
-			}
-		}
+		for (struct sn_port *p = NULL; (p = sn_switch_next_port(ctx->sw, p, &gvproxy_ops)); n++)
+			found = p;
 		if (n == 0)
 			return sn_error_set(&ctx->err, -ENOENT, "the switch has no gvproxy port");
 		if (n > 1)

@@ -26,11 +26,12 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "../log.h"
+#include "../logging.h"
 #include "../msgio.h"
 #include "../sock.h"
 #include "../sockconn.h"
-#include "../switch.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 
 #define HELLO "VFKT"
@@ -528,6 +529,7 @@ static void dgram_listener_describe(struct sn_port *port, char *buf, size_t len)
 
 static const struct sn_port_ops dgram_listener_ops = {
 	.kind = "dgram",
+	.listener = true,
 	.close = dgram_listener_close,
 	.free = dgram_listener_free,
 	.describe = dgram_listener_describe,
@@ -552,7 +554,7 @@ static int unix_addr(const char *text, const char *key, struct sn_sockaddr *ret,
 	return 0;
 }
 
-static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, const struct sn_sockaddr *addr,
+static int listener_create(struct sn_switch *sw, const struct sn_port_conf *conf, const struct sn_sockaddr *addr,
 			   const struct sn_sock_perm *perm, unsigned max_peers, unsigned peer_timeout,
 			   struct sn_port **ret_port, struct sn_error *err)
 {
@@ -577,13 +579,7 @@ static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, cons
 	l->refuse_log = SN_RATELIMIT_INIT(REFUSE_LOG_INTERVAL);
 	ev_init(&l->ager, ager_cb);
 	l->ager.data = l;
-	/* the listener receives for its peers, and sn_port_register() only sees to buffers for
-	 * ports that send */
-	if (sn_port_max_frame(tmp) > SN_POOL_STD_CAP && sn_pool_want_jumbo(&sw->pool) < 0) {
-		dgram_listener_free(&l->lis.base);
-		return -ENOMEM;
-	}
-	r = sn_listener_open(&l->lis, tmp, &dgram_listener_lops, addr, perm, err);
+	r = sn_listener_open(&l->lis, sw, conf, &dgram_listener_lops, addr, perm, err);
 	if (r < 0) {
 		dgram_listener_free(&l->lis.base);
 		return r;
@@ -592,7 +588,7 @@ static int listener_create(struct sn_switch *sw, const struct sn_port *tmp, cons
 	return 0;
 }
 
-static int client_create(struct sn_switch *sw, const struct sn_port *tmp, const struct sn_sockaddr *remote,
+static int client_create(struct sn_switch *sw, const struct sn_port_conf *conf, const struct sn_sockaddr *remote,
 			 const struct sn_sockaddr *local, const struct sn_sock_perm *perm, bool hello,
 			 struct sn_port **ret_port, struct sn_error *err)
 {
@@ -604,7 +600,11 @@ static int client_create(struct sn_switch *sw, const struct sn_port *tmp, const 
 		free(dp);
 		return -ENOMEM;
 	}
-	dp->base = *tmp;
+	r = sn_port_init(&dp->base, sw, &dgram_client_ops, conf);
+	if (r < 0) {
+		dgram_port_free(&dp->base);
+		return r;
+	}
 	dp->to = *remote;
 	dp->local = *local;
 	dp->hello = hello;
@@ -621,7 +621,7 @@ static int client_create(struct sn_switch *sw, const struct sn_port *tmp, const 
 		return r;
 	}
 	ev_io_set(&dp->io, dp->fd, EV_READ);
-	ev_io_start(sw->loop, &dp->io);
+	ev_io_start(sn_port_loop(&dp->base), &dp->io);
 	sn_port_set_state(&dp->base, SN_PORT_UP);
 	addr_format(remote, to, sizeof(to));
 	if (!hello)
@@ -635,8 +635,8 @@ static int client_create(struct sn_switch *sw, const struct sn_port *tmp, const 
 	return 0;
 }
 
-static int dgram_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
-			struct sn_error *err)
+static int dgram_create(struct sn_switch *sw, const struct sn_port_conf *conf, struct sn_spec *spec,
+			struct sn_port **ret_port, struct sn_error *err)
 {
 	const char *listen = sn_spec_get(spec, "listen");
 	const char *connect = sn_spec_get(spec, "connect");
@@ -646,12 +646,8 @@ static int dgram_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 	unsigned max_peers = MAX_PEERS_DEFAULT, peer_timeout = PEER_TIMEOUT_DEFAULT;
 	struct sn_sockaddr addr, local_addr = {.len = 0};
 	struct sn_sock_perm perm;
-	struct sn_port tmp = {0};
 	int r;
 
-	r = sn_port_init_spec(&tmp, sw, &dgram_client_ops, spec, err);
-	if (r < 0)
-		return r;
 	if (!listen == !connect)
 		return sn_error_set(err, -EINVAL, "dgram port needs exactly one of 'listen' and 'connect'");
 	r = unix_addr(listen ? listen : connect, listen ? "listen" : "connect", &addr, err);
@@ -682,11 +678,17 @@ static int dgram_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 	if (r < 0)
 		return r;
 	if (listen)
-		return listener_create(sw, &tmp, &addr, &perm, max_peers, peer_timeout, ret_port, err);
-	return client_create(sw, &tmp, &addr, &local_addr, &perm, hello != NULL, ret_port, err);
+		return listener_create(sw, conf, &addr, &perm, max_peers, peer_timeout, ret_port, err);
+	return client_create(sw, conf, &addr, &local_addr, &perm, hello != NULL, ret_port, err);
 }
+
+static const char *const dgram_keys[] = {"listen", "connect", "local", "hello", "max-peers", "peer-timeout",
+					 "mode", "group", NULL};
 
 const struct sn_port_kind sn_port_kind_dgram = {
 	.name = "dgram",
+	.usage = "dgram,listen=PATH | dgram,connect=PATH,local=PATH        QEMU -netdev dgram, vfkit\n"
+		 "    listen: max-peers=N (256), peer-timeout=SECONDS (300); connect: hello=vfkit",
+	.keys = dgram_keys,
 	.create = dgram_create,
 };

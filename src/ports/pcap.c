@@ -14,8 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../log.h"
-#include "../switch.h"
+#include "../logging.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 
 #define RX_BATCH 64
@@ -341,8 +342,8 @@ static const struct sn_port_ops pcap_port_ops = {
 	.describe = pcap_port_describe,
 };
 
-static int pcap_port_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
-			    struct sn_error *err)
+static int pcap_port_create(struct sn_switch *sw, const struct sn_port_conf *conf, struct sn_spec *spec,
+			    struct sn_port **ret_port, struct sn_error *err)
 {
 	const char *dev = sn_spec_get(spec, "dev");
 	const char *filter = sn_spec_get(spec, "filter");
@@ -353,7 +354,7 @@ static int pcap_port_create(struct sn_switch *sw, struct sn_spec *spec, struct s
 	pp = calloc(1, sizeof(*pp));
 	if (!pp)
 		return -ENOMEM;
-	r = sn_port_init_spec(&pp->base, sw, &pcap_port_ops, spec, err);
+	r = sn_port_init(&pp->base, sw, &pcap_port_ops, conf);
 	if (r < 0)
 		goto fail;
 	r = sn_spec_get_bool(spec, "promisc", &promisc, err);
@@ -396,7 +397,11 @@ fail:
 	return r;
 }
 
+static const char *const pcap_keys[] = {"dev", "filter", "promisc", NULL};
+
 const struct sn_port_kind sn_port_kind_pcap = {
 	.name = "pcap",
+	.usage = "pcap,dev=IFNAME[,filter=EXPR][,promisc=on|off]           a host interface through libpcap",
+	.keys = pcap_keys,
 	.create = pcap_port_create,
 };

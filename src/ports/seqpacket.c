@@ -14,7 +14,8 @@
 #include "../msgio.h"
 #include "../sock.h"
 #include "../sockconn.h"
-#include "../switch.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 
 #define RX_ROUNDS 4
@@ -149,6 +150,7 @@ static struct sn_port *child_new(struct sn_listener *l, const struct sn_sockaddr
 
 static const struct sn_port_ops seqpacket_listener_ops = {
 	.kind = "seqpacket",
+	.listener = true,
 	.close = sn_listener_close,
 	.describe = sn_listener_describe,
 };
@@ -163,65 +165,45 @@ static const struct sn_listener_ops seqpacket_listener_lops = {
 
 /* ---- creation from a SPEC ---- */
 
-static int seqpacket_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
-			    struct sn_error *err)
+static int seqpacket_create(struct sn_switch *sw, const struct sn_port_conf *conf, struct sn_spec *spec,
+			    struct sn_port **ret_port, struct sn_error *err)
 {
-	const char *listen = sn_spec_get(spec, "listen");
-	const char *connect = sn_spec_get(spec, "connect");
-	const char *text = listen ? listen : connect;
-	const char *key = listen ? "listen" : "connect";
-	struct sn_sockaddr addr;
-	struct sn_sock_perm perm;
-	struct sn_port tmp = {0};
+	struct sn_endpoint ep;
 	int r;
 
-	r = sn_port_init_spec(&tmp, sw, &seqpacket_port_ops, spec, err);
-	if (r < 0)
-		return r;
-	if (!listen == !connect)
-		return sn_error_set(err, -EINVAL, "seqpacket port needs exactly one of 'listen' and 'connect'");
-	r = sn_sockaddr_parse(text, key, true, &addr, err);
-	if (r < 0)
-		return r;
-	if (!sn_sockaddr_is_unix(&addr))
-		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': want a unix socket path", text, key);
-	r = sn_sock_perm_from_spec(spec, listen ? &addr : NULL, key, &perm, err);
+	r = sn_endpoint_from_spec(spec, "seqpacket", true, &ep, err);
 	if (r < 0)
 		return r;
 	r = sn_spec_check_unused(spec, err);
 	if (r < 0)
 		return r;
-
-	if (listen) {
+	if (ep.listen) {
 		struct sn_listener *l = calloc(1, sizeof(*l));
 
 		if (!l)
 			return -ENOMEM;
-		r = sn_listener_open(l, &tmp, &seqpacket_listener_lops, &addr, &perm, err);
+		r = sn_listener_open(l, sw, conf, &seqpacket_listener_lops, &ep.addr, &ep.perm, err);
 		if (r < 0) {
 			free(l);
 			return r;
 		}
 		*ret_port = &l->base;
+		return 0;
 	} else {
 		struct seqpacket_port *sp = seqpacket_port_new();
 
 		if (!sp)
 			return -ENOMEM;
-		sp->base = tmp;
-		sn_conn_dial(&sp->conn, &addr, SOCK_SEQPACKET, seqpacket_up);
-		r = sn_port_register(&sp->base);
-		if (r < 0) {
-			free(sp);
-			return r;
-		}
-		sn_dialer_start(&sp->conn.dialer);
-		*ret_port = &sp->base;
+		return sn_conn_open_dialing(&sp->base, &sp->conn, sw, conf, &seqpacket_port_ops, &ep.addr, SOCK_SEQPACKET,
+					    seqpacket_up, ret_port);
 	}
-	return 0;
 }
+
+static const char *const seqpacket_keys[] = {"listen", "connect", "mode", "group", NULL};
 
 const struct sn_port_kind sn_port_kind_seqpacket = {
 	.name = "seqpacket",
+	.usage = "seqpacket,listen=PATH | seqpacket,connect=PATH           gvproxy -listen-bess",
+	.keys = seqpacket_keys,
 	.create = seqpacket_create,
 };

@@ -16,7 +16,8 @@
 #include "../framing.h"
 #include "../sock.h"
 #include "../sockconn.h"
-#include "../switch.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 #include "stream.h"
 
@@ -326,6 +327,7 @@ static void listener_describe(struct sn_port *port, char *buf, size_t len)
 
 static const struct sn_port_ops stream_listener_ops = {
 	.kind = "stream",
+	.listener = true,
 	.close = sn_listener_close,
 	.describe = listener_describe,
 };
@@ -340,35 +342,25 @@ static const struct sn_listener_ops stream_listener_lops = {
 
 /* ---- creation from a SPEC ---- */
 
-static int stream_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
-			 struct sn_error *err)
+static int stream_create(struct sn_switch *sw, const struct sn_port_conf *pconf, struct sn_spec *spec,
+			 struct sn_port **ret_port, struct sn_error *err)
 {
-	const char *listen = sn_spec_get(spec, "listen");
-	const char *connect = sn_spec_get(spec, "connect");
 	const char *framing = sn_spec_get(spec, "framing");
 	struct stream_conf conf = {.framing = SN_FRAMING_QEMU};
-	struct sn_sock_perm perm;
-	struct sn_port tmp = {0};
+	struct sn_endpoint ep;
 	int r;
 
-	r = sn_port_init_spec(&tmp, sw, &stream_port_ops, spec, err);
-	if (r < 0)
-		return r;
-	if (!listen == !connect)
-		return sn_error_set(err, -EINVAL, "stream port needs exactly one of 'listen' and 'connect'");
-	r = sn_sockaddr_parse(listen ? listen : connect, listen ? "listen" : "connect", false, &conf.addr, err);
+	r = sn_endpoint_from_spec(spec, "stream", false, &ep, err);
 	if (r < 0)
 		return r;
 	if (framing && sn_framing_from_name(framing, &conf.framing) < 0)
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key 'framing': want qemu, hyperkit or vde",
 				    framing);
-	r = sn_sock_perm_from_spec(spec, listen ? &conf.addr : NULL, "listen", &perm, err);
-	if (r < 0)
-		return r;
 	r = sn_spec_check_unused(spec, err);
 	if (r < 0)
 		return r;
-	conf.listen = listen != NULL;
+	conf.addr = ep.addr;
+	conf.listen = ep.listen;
 
 	if (conf.listen) {
 		struct stream_listener *l = calloc(1, sizeof(*l));
@@ -376,7 +368,7 @@ static int stream_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_p
 		if (!l)
 			return -ENOMEM;
 		l->conf = conf;
-		r = sn_listener_open(&l->l, &tmp, &stream_listener_lops, &conf.addr, &perm, err);
+		r = sn_listener_open(&l->l, sw, pconf, &stream_listener_lops, &conf.addr, &ep.perm, err);
 		if (r < 0) {
 			free(l);
 			return r;
@@ -388,37 +380,40 @@ static int stream_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_p
 
 		if (!sp)
 			return -ENOMEM;
-		sp->base = tmp;
-		sn_conn_dial(&sp->conn, &conf.addr, SOCK_STREAM, stream_up);
-		r = sn_port_register(&sp->base);
-		if (r < 0) {
-			stream_port_free(&sp->base);
-			return r;
-		}
-		sn_dialer_start(&sp->conn.dialer);
-		*ret_port = &sp->base;
-		return 0;
+		return sn_conn_open_dialing(&sp->base, &sp->conn, sw, pconf, &stream_port_ops, &conf.addr, SOCK_STREAM,
+					    stream_up, ret_port);
 	}
 }
 
+static const char *const stream_keys[] = {"listen", "connect", "framing", "mode", "group", NULL};
+
 const struct sn_port_kind sn_port_kind_stream = {
 	.name = "stream",
+	.usage = "stream,listen=unix:PATH | stream,listen=tcp:HOST:PORT    accept QEMU -netdev stream clients\n"
+		 "stream,connect=unix:PATH | stream,connect=tcp:HOST:PORT  dial out, reconnect with backoff\n"
+		 "    framing=qemu|hyperkit|vde (default qemu: 4-byte big-endian length)",
+	.keys = stream_keys,
 	.create = stream_create,
 };
 
 /* ---- a descriptor opened elsewhere (stream.h) ---- */
 
-int sn_stream_port_create(const struct sn_port *tmpl, enum sn_framing framing, sn_stream_lost_fn lost,
-			  void *owner, struct sn_port **ret_port)
+int sn_stream_port_create(struct sn_switch *sw, const struct sn_port_conf *pconf, const struct sn_port_ops *ops,
+			  enum sn_framing framing, sn_stream_lost_fn lost, void *owner, struct sn_port **ret_port)
 {
 	struct stream_conf conf = {.framing = framing};
 	struct stream_port *sp;
+	int r;
 
 	conf.addr.u.sa.sa_family = AF_UNIX; /* no TCP_NODELAY in stream_up() */
 	sp = stream_port_new(&conf);
 	if (!sp)
 		return -ENOMEM;
-	sp->base = *tmpl;
+	r = sn_port_init(&sp->base, sw, ops, pconf);
+	if (r < 0) {
+		stream_port_free(&sp->base);
+		return r;
+	}
 	sp->lost = lost;
 	sp->owner = owner;
 	*ret_port = &sp->base;
@@ -467,4 +462,57 @@ void sn_stream_port_free(struct sn_port *port)
 void sn_stream_port_resume(struct sn_port *port)
 {
 	stream_resume(port);
+}
+
+/* ---- a descriptor the embedder hands over (sn_switch_add_stream_fd) ---- */
+
+/* Nobody redials such a peer: when it goes, so does its port. */
+static void handed_lost(struct sn_port *port, void *owner, const char *why)
+{
+	sn_port_close(port);
+}
+
+SN_EXPORT int sn_switch_add_stream_fd(struct sn_switch *sw, int fd, enum sn_stream_framing framing, const char *name,
+				      char *ret_name, size_t name_len, struct sn_error *err)
+{
+	static const enum sn_framing framings[] = {
+		[SN_STREAM_QEMU] = SN_FRAMING_QEMU,
+		[SN_STREAM_HYPERKIT] = SN_FRAMING_HYPERKIT,
+		[SN_STREAM_VDE] = SN_FRAMING_VDE,
+	};
+	struct sn_port_conf conf = {.mtu = 0};
+	struct sn_port *port;
+	char peer[32];
+	int type = 0, r;
+	socklen_t len = sizeof(type);
+
+	if (err)
+		err->msg[0] = '\0';
+	if (!sw || fd < 0)
+		return sn_error_set(err, -EINVAL, "no switch or no descriptor");
+	if ((unsigned)framing >= SN_ARRAY_SIZE(framings))
+		return sn_error_set(err, -EINVAL, "unknown framing %d", (int)framing);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM)
+		return sn_error_set(err, -EINVAL, "descriptor %d is not a stream socket", fd);
+	if (name) {
+		r = sn_port_name_check(sw, name, "name", err);
+		if (r < 0)
+			return r;
+		sn_strlcpy(conf.name, name, sizeof(conf.name));
+	}
+	r = sn_stream_port_create(sw, &conf, &stream_port_ops, framings[framing], handed_lost, NULL, &port);
+	if (r < 0)
+		return sn_error_set(err, r, "stream port: %s", strerror(-r));
+	r = sn_fd_nonblock(fd);
+	if (r >= 0)
+		r = sn_port_register(port);
+	if (r < 0) {
+		stream_port_free(port);
+		return sn_error_set(err, r, "stream port: %s", strerror(-r));
+	}
+	snprintf(peer, sizeof(peer), "fd %d", fd);
+	sn_stream_port_attach(port, fd, peer);
+	if (ret_name && name_len)
+		sn_strlcpy(ret_name, port->name, name_len);
+	return 0;
 }

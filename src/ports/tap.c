@@ -18,8 +18,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../log.h"
-#include "../switch.h"
+#include "../logging.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 
 #define RX_BATCH 64
@@ -252,8 +253,8 @@ static const struct sn_port_ops tap_port_ops = {
 	.describe = tap_port_describe,
 };
 
-static int tap_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
-		      struct sn_error *err)
+static int tap_create(struct sn_switch *sw, const struct sn_port_conf *conf, struct sn_spec *spec,
+		      struct sn_port **ret_port, struct sn_error *err)
 {
 	const char *ifname = sn_spec_get(spec, "ifname");
 	struct tap_port *tp;
@@ -263,7 +264,7 @@ static int tap_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port
 	if (!tp)
 		return -ENOMEM;
 	tp->fd = -1;
-	r = sn_port_init_spec(&tp->base, sw, &tap_port_ops, spec, err);
+	r = sn_port_init(&tp->base, sw, &tap_port_ops, conf);
 	if (r < 0)
 		goto fail;
 	r = sn_spec_get_bool(spec, "create", &tp->create, err);
@@ -298,7 +299,7 @@ static int tap_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port
 	tp->rio.data = tp;
 	ev_io_init(&tp->wio, write_cb, tp->fd, EV_WRITE);
 	tp->wio.data = tp;
-	ev_io_start(sw->loop, &tp->rio);
+	ev_io_start(sn_port_loop(&tp->base), &tp->rio);
 	sn_port_set_state(&tp->base, SN_PORT_UP);
 	*ret_port = &tp->base;
 	return 0;
@@ -308,7 +309,11 @@ fail:
 	return r;
 }
 
+static const char *const tap_keys[] = {"ifname", "create", NULL};
+
 const struct sn_port_kind sn_port_kind_tap = {
 	.name = "tap",
+	.usage = "tap,ifname=NAME[,create=on]                              a TAP device (Linux)",
+	.keys = tap_keys,
 	.create = tap_create,
 };

@@ -3,7 +3,7 @@
  * vhost-user,listen=PATH serves front-ends on a unix socket, one at a time; one that leaves
  * and comes back (QEMU reconnect=) gets the same port again. vhost-user,fd=N takes an
  * inherited socket instead: a listening one behaves as listen=, a connected one carries one
- * session. The control plane lives in backends/vhost_user.c; this file joins the two rings
+ * session. The control plane lives in backends/vhost_user_proto.c; this file joins the two rings
  * to the switch through the shared virtqueue engine (virtq.h): TX (ring 1) on its kick, RX
  * (ring 0) when the switch flushes the port or the driver posts buffers. The port is UP
  * while at least one ring runs. */
@@ -15,11 +15,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../backends/vhost_user.h"
+#include "../backends/vhost_user_proto.h"
 #include "../evfd.h"
-#include "../log.h"
+#include "../logging.h"
 #include "../sock.h"
-#include "../switch.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 #include "../virtq.h"
 
@@ -348,8 +349,8 @@ static const struct sn_port_ops vu_port_ops = {
 	.resume = vu_port_resume,
 };
 
-static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port,
-			     struct sn_error *err)
+static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *conf, struct sn_spec *spec,
+			     struct sn_port **ret_port, struct sn_error *err)
 {
 	const char *listen = sn_spec_get(spec, "listen");
 	unsigned fdnum = 0;
@@ -362,7 +363,7 @@ static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct 
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	r = sn_port_init_spec(&p->base, sw, &vu_port_ops, spec, err);
+	r = sn_port_init(&p->base, sw, &vu_port_ops, conf);
 	if (r < 0)
 		goto fail;
 	r = sn_spec_get_uint(spec, "fd", 0, 65535, &fdnum, err);
@@ -423,7 +424,7 @@ static int vhost_user_create(struct sn_switch *sw, struct sn_spec *spec, struct 
 			unlink(p->unlink_path);
 		goto fail;
 	}
-	r = sn_vu_init(&p->vu, sw->loop, fd, VU_FEATURES, &vu_ops, p, p->base.name, err);
+	r = sn_vu_init(&p->vu, sn_port_loop(&p->base), fd, VU_FEATURES, &vu_ops, p, p->base.name, err);
 	if (r < 0) {
 		p->unlink_path[0] = '\0';
 		sn_port_close(&p->base); /* frees p later, from the loop */
@@ -438,7 +439,11 @@ fail:
 	return r;
 }
 
+static const char *const vhost_user_keys[] = {"listen", "fd", "mode", "group", NULL};
+
 const struct sn_port_kind sn_port_kind_vhost_user = {
 	.name = "vhost-user",
+	.usage = "vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)",
+	.keys = vhost_user_keys,
 	.create = vhost_user_create,
 };

@@ -18,9 +18,10 @@
 #include <squibnet/virtio.h>
 
 #include "../evfd.h"
-#include "../log.h"
+#include "../logging.h"
 #include "../spec.h"
-#include "../switch.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 #include "../virtq.h"
 
@@ -276,6 +277,7 @@ SN_EXPORT int sn_virtio_port_create(struct sn_switch *sw, const struct sn_virtio
 	struct sn_virtio_port *vp;
 	uint64_t extra;
 	unsigned mtu;
+	struct sn_port_conf pconf = {.mtu = 0};
 	int r;
 
 	if (err)
@@ -293,12 +295,8 @@ SN_EXPORT int sn_virtio_port_create(struct sn_switch *sw, const struct sn_virtio
 	if (cfg->nregions == 0 || cfg->nregions > SN_VQ_MEM_REGIONS_MAX || !cfg->regions)
 		return sn_error_set(err, -EINVAL, "1 to %d memory regions needed, got %u", SN_VQ_MEM_REGIONS_MAX,
 				    cfg->nregions);
-	if (cfg->name) {
-		if (!*cfg->name || strlen(cfg->name) >= SN_PORT_NAME_MAX || strpbrk(cfg->name, " \t\n/"))
-			return sn_error_set(err, -EINVAL, "bad port name '%s'", cfg->name);
-		if (sn_switch_find_port(sw, cfg->name))
-			return sn_error_set(err, -EEXIST, "a port called '%s' exists already", cfg->name);
-	}
+	if (cfg->name && (r = sn_port_name_check(sw, cfg->name, "name", err)) < 0)
+		return r;
 	if (cfg->rx.call_fd < 0 && !cfg->notify)
 		return sn_error_set(err, -EINVAL, "rx queue: no call fd and no notify callback");
 	if (cfg->tx.call_fd < 0 && !cfg->notify)
@@ -319,7 +317,12 @@ SN_EXPORT int sn_virtio_port_create(struct sn_switch *sw, const struct sn_virtio
 	vp->mrg = cfg->features & SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF);
 	vp->notify = cfg->notify;
 	vp->opaque = cfg->opaque;
-	r = sn_port_init(&vp->base, sw, &virtio_ops, cfg->name, mtu);
+	pconf.mtu = mtu;
+	r = 0;
+	if (cfg->name)
+		r = sn_strlcpy(pconf.name, cfg->name, sizeof(pconf.name));
+	if (r >= 0)
+		r = sn_port_init(&vp->base, sw, &virtio_ops, &pconf);
 	if (r < 0) {
 		free(vp);
 		return sn_error_set(err, -EINVAL, "bad port name");
@@ -341,7 +344,7 @@ SN_EXPORT int sn_virtio_port_create(struct sn_switch *sw, const struct sn_virtio
 	vp->more_idle.data = vp;
 	for (int q = 0; q < 2; q++)
 		if (vp->kick_fd[q] >= 0)
-			ev_io_start(sw->loop, &vp->kick_io[q]);
+			ev_io_start(sn_port_loop(&vp->base), &vp->kick_io[q]);
 	sn_port_set_state(&vp->base, SN_PORT_UP);
 	sn_vq_notify_enable(&vp->vq[SN_VIRTIO_RX], true);
 	tx_run(vp);

@@ -19,8 +19,9 @@
 #include <unistd.h>
 
 #include "../backends/vmnet.h"
-#include "../log.h"
-#include "../switch.h"
+#include "../logging.h"
+#include "../port.h"
+#include "../spec.h"
 #include "../util.h"
 
 #define TIMEOUT_DEFAULT 10
@@ -51,75 +52,6 @@ struct vmnet_port {
 	struct sn_vmnet_pkt txp[SN_VMNET_BATCH_MAX];
 };
 
-/* ---- vmnet_return_t ---- */
-
-static const struct {
-	uint32_t code;
-	const char *name, *what;
-} statuses[] = {
-	{SN_VMNET_SUCCESS, "VMNET_SUCCESS", "success"},
-	{SN_VMNET_FAILURE, "VMNET_FAILURE", "general failure"},
-	{SN_VMNET_MEM_FAILURE, "VMNET_MEM_FAILURE", "out of memory"},
-	{SN_VMNET_INVALID_ARGUMENT, "VMNET_INVALID_ARGUMENT", "invalid argument"},
-	{SN_VMNET_SETUP_INCOMPLETE, "VMNET_SETUP_INCOMPLETE", "interface setup not complete"},
-	{SN_VMNET_INVALID_ACCESS, "VMNET_INVALID_ACCESS", "permission denied"},
-	{SN_VMNET_PACKET_TOO_BIG, "VMNET_PACKET_TOO_BIG", "packet larger than the interface allows"},
-	{SN_VMNET_BUFFER_EXHAUSTED, "VMNET_BUFFER_EXHAUSTED", "kernel buffers exhausted"},
-	{SN_VMNET_TOO_MANY_PACKETS, "VMNET_TOO_MANY_PACKETS", "more packets than one call allows"},
-	{SN_VMNET_SHARING_SERVICE_BUSY, "VMNET_SHARING_SERVICE_BUSY", "another sharing service is in use"},
-	{SN_VMNET_NOT_AUTHORIZED, "VMNET_NOT_AUTHORIZED", "not authorized"},
-};
-
-const char *sn_vmnet_status_name(uint32_t status)
-{
-	for (size_t i = 0; i < SN_ARRAY_SIZE(statuses); i++)
-		if (statuses[i].code == status)
-			return statuses[i].name;
-	return NULL;
-}
-
-const char *sn_vmnet_strstatus(uint32_t status, char *buf, size_t len)
-{
-	for (size_t i = 0; i < SN_ARRAY_SIZE(statuses); i++) {
-		if (statuses[i].code == status) {
-			snprintf(buf, len, "%s (%s)", statuses[i].name, statuses[i].what);
-			return buf;
-		}
-	}
-	snprintf(buf, len, "unknown vmnet_return_t %u", status);
-	return buf;
-}
-
-int sn_vmnet_errno(uint32_t status)
-{
-	switch (status) {
-	case SN_VMNET_SUCCESS:
-		return 0;
-	case SN_VMNET_MEM_FAILURE:
-		return -ENOMEM;
-	case SN_VMNET_INVALID_ARGUMENT:
-		return -EINVAL;
-	case SN_VMNET_SETUP_INCOMPLETE:
-		return -EAGAIN;
-	case SN_VMNET_INVALID_ACCESS:
-		return -EACCES;
-	case SN_VMNET_PACKET_TOO_BIG:
-		return -EMSGSIZE;
-	case SN_VMNET_BUFFER_EXHAUSTED:
-		return -ENOBUFS;
-	case SN_VMNET_TOO_MANY_PACKETS:
-		return -E2BIG;
-	case SN_VMNET_SHARING_SERVICE_BUSY:
-		return -EBUSY;
-	case SN_VMNET_NOT_AUTHORIZED:
-		return -EPERM;
-	case SN_VMNET_FAILURE:
-		return -EIO;
-	default:
-		return -EPROTO;
-	}
-}
-
 static const char *mode_name(enum sn_vmnet_mode mode)
 {
 	return mode == SN_VMNET_HOST_MODE ? "host" : mode == SN_VMNET_BRIDGED_MODE ? "bridged" : "shared";
@@ -141,10 +73,9 @@ static void wake_fn(void *ctx, unsigned estimate)
 
 static void drain(struct vmnet_port *vp)
 {
-	struct sn_switch *sw = vp->base.sw;
 	/* at most half an egress queue per iteration, so the flush step runs before the next
 	 * batch and one busy interface does not starve the other ports */
-	uint32_t budget = SN_MAX(sw->cfg.txq_len / 2, vp->rx_batch), got = 0;
+	uint32_t budget = SN_MAX(sn_port_txq_cap(&vp->base) / 2, vp->rx_batch), got = 0;
 
 	while (got < budget) {
 		int want = 0, n;
@@ -152,7 +83,7 @@ static void drain(struct vmnet_port *vp)
 
 		for (; want < (int)vp->rx_batch; want++) {
 			/* straight from the pool, not sn_port_frame_get(): a short batch is no drop */
-			struct sn_frame *f = sn_pool_get(&sw->pool, vp->buf_len);
+			struct sn_frame *f = sn_port_frame_try(&vp->base, vp->buf_len);
 
 			if (!f)
 				break;
@@ -466,22 +397,19 @@ static int start_error(const struct sn_vmnet_params *p, int r, uint32_t st, stru
 				    : "");
 }
 
-static int vmnet_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_port **ret_port, struct sn_error *err)
+static int vmnet_create(struct sn_switch *sw, const struct sn_port_conf *conf, struct sn_spec *spec,
+			struct sn_port **ret_port, struct sn_error *err)
 {
+	const char *name = conf->name[0] ? conf->name : "vmnet";
 	struct sn_vmnet_params p;
 	struct sn_vmnet_info info = {0};
-	struct sn_port tmp = {0};
 	struct vmnet_port *vp;
 	struct sn_vmnet *vm;
 	uint32_t st, bytes_per_pkt;
 	int r;
 
-	for (unsigned i = 0; i < spec->n; i++)
-		if (!strcmp(spec->kv[i].key, "mtu"))
-			return sn_error_set(err, -EINVAL, "key 'mtu' does not apply: a vmnet interface sets its own");
-	r = sn_port_init_spec(&tmp, sw, &vmnet_port_ops, spec, err);
-	if (r < 0)
-		return r;
+	if (conf->mtu)
+		return sn_error_set(err, -EINVAL, "key 'mtu' does not apply: a vmnet interface sets its own");
 	r = parse_params(spec, &p, err);
 	if (r < 0)
 		return r;
@@ -497,19 +425,24 @@ static int vmnet_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 	if (info.max_packet_size == 0)
 		info.max_packet_size = info.mtu + SN_ETH_HLEN;
 	if (info.mtu > SN_FRAME_MAX - SN_ETH_HLEN - SN_VLAN_HLEN || info.max_packet_size > SN_POOL_JUMBO_CAP) {
-		stop_backend(vm, p.timeout, tmp.name);
+		stop_backend(vm, p.timeout, name);
 		return sn_error_set(err, -ERANGE, "vmnet port: the interface's MTU %u / packet size %u is beyond %u",
 				    info.mtu, info.max_packet_size, SN_POOL_JUMBO_CAP);
 	}
 
 	vp = calloc(1, sizeof(*vp));
 	if (!vp) {
-		stop_backend(vm, p.timeout, tmp.name);
+		stop_backend(vm, p.timeout, name);
 		return -ENOMEM;
 	}
-	vp->base = tmp;
+	r = sn_port_init(&vp->base, sw, &vmnet_port_ops, conf);
+	if (r < 0) {
+		stop_backend(vm, p.timeout, name);
+		free(vp);
+		return r;
+	}
 	vp->base.mtu = info.mtu;
-	vp->loop = sw->loop;
+	vp->loop = sn_port_loop(&vp->base);
 	vp->vm = vm;
 	vp->info = info;
 	vp->mode = p.mode;
@@ -537,20 +470,16 @@ static int vmnet_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 	ev_io_init(&vp->wake, wake_cb, vp->wake_fd[0], EV_READ);
 	vp->wake.data = vp;
 
-	r = sn_port_register(&vp->base);
-	if (r == 0 && vp->buf_len > SN_POOL_STD_CAP)
-		r = sn_pool_want_jumbo(&sw->pool);
+	r = sn_port_want_buffers(&vp->base, vp->buf_len);
+	if (r >= 0)
+		r = sn_port_register(&vp->base);
 	if (r < 0) {
-		/* not linked (or linked without buffers): undo by hand or through the switch */
-		if (sn_switch_find_port(sw, vp->base.name) == &vp->base) {
-			sn_port_close(&vp->base);
-			return r;
-		}
+		/* not linked: undo by hand */
 		vmnet_port_close(&vp->base);
-		free(vp);
+		sn_port_free_unregistered(&vp->base);
 		return r;
 	}
-	ev_io_start(sw->loop, &vp->wake);
+	ev_io_start(vp->loop, &vp->wake);
 	st = sn_vmnet_set_event_callback(vm, wake_fn, vp);
 	if (st != SN_VMNET_SUCCESS) {
 		char buf[96];
@@ -562,7 +491,7 @@ static int vmnet_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 	}
 	sn_port_set_state(&vp->base, SN_PORT_UP);
 	/* packets that came before the callback was set announced themselves to nobody */
-	ev_timer_start(sw->loop, &vp->again);
+	ev_timer_start(vp->loop, &vp->again);
 	sn_info("port %s: vmnet %s interface up, mac %02x:%02x:%02x:%02x:%02x:%02x mtu %u", vp->base.name,
 		mode_name(p.mode), info.mac[0], info.mac[1], info.mac[2], info.mac[3], info.mac[4], info.mac[5],
 		info.mtu);
@@ -570,7 +499,11 @@ static int vmnet_create(struct sn_switch *sw, struct sn_spec *spec, struct sn_po
 	return 0;
 }
 
+static const char *const vmnet_keys[] = {"mode", "interface-id", "iface", "isolate", "timeout", NULL};
+
 const struct sn_port_kind sn_port_kind_vmnet = {
 	.name = "vmnet",
+	.usage = "vmnet,mode=shared|host|bridged[,iface=IF]...             vmnet.framework (macOS)",
+	.keys = vmnet_keys,
 	.create = vmnet_create,
 };

@@ -10,9 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stddef.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "switch.h"
+#include "core.h"
 #include "util.h"
 
 #include "sn-check.h"
@@ -79,12 +82,21 @@ static const struct sn_port_ops tport_bp_ops = {
 	.resume = tport_resume,
 };
 
+static struct sn_port_conf conf_of(const char *name, unsigned mtu)
+{
+	struct sn_port_conf c = {.mtu = mtu};
+
+	snprintf(c.name, sizeof(c.name), "%s", name);
+	return c;
+}
+
 static struct tport *tport_new_ops(const char *name, unsigned mtu, const struct sn_port_ops *ops)
 {
 	struct tport *t = calloc(1, sizeof(*t));
+	struct sn_port_conf c = conf_of(name, mtu);
 
 	ck_assert_ptr_nonnull(t);
-	ck_assert_int_eq(sn_port_init(&t->base, sw, ops, name, mtu), 0);
+	ck_assert_int_eq(sn_port_init(&t->base, sw, ops, &c), 0);
 	ck_assert_int_eq(sn_port_register(&t->base), 0);
 	sn_port_set_state(&t->base, SN_PORT_UP);
 	ck_assert_int_eq(t->base.state, SN_PORT_UP);
@@ -676,8 +688,9 @@ START_TEST(foreach_port)
 	/* the same name twice is refused */
 	{
 		struct tport *dup = calloc(1, sizeof(*dup));
+		struct sn_port_conf c = conf_of("a", 0);
 
-		ck_assert_int_eq(sn_port_init(&dup->base, sw, &tport_ops, "a", 0), 0);
+		ck_assert_int_eq(sn_port_init(&dup->base, sw, &tport_ops, &c), 0);
 		ck_assert_int_eq(sn_port_register(&dup->base), -EEXIST);
 		free(dup);
 	}
@@ -839,6 +852,98 @@ START_TEST(create_rejects)
 	ck_assert_int_eq(sn_switch_create(loop, &cfg, &s2), 0);
 	ck_assert_uint_eq(s2->cfg.txq_len, 128);
 	sn_switch_destroy(s2);
+}
+END_TEST
+
+/* A caller built against an older header sets fewer fields: the rest keep their defaults. A size
+ * the library cannot know is refused. */
+START_TEST(config_size)
+{
+	struct sn_switch_config cfg;
+	struct sn_switch *s2 = NULL;
+
+	sn_switch_config_init(&cfg);
+	ck_assert_uint_eq(cfg.size, sizeof(cfg));
+	cfg.size = 2;
+	ck_assert_int_eq(sn_switch_create(loop, &cfg, &s2), -EINVAL);
+	cfg.size = sizeof(cfg) + 8;
+	ck_assert_int_eq(sn_switch_create(loop, &cfg, &s2), -EINVAL);
+	ck_assert_ptr_null(s2);
+	sn_switch_config_init(&cfg);
+	cfg.pool_frames = 64;
+	cfg.fdb_evict = true; /* past the size below: not seen */
+	cfg.size = offsetof(struct sn_switch_config, fdb_evict);
+	ck_assert_int_eq(sn_switch_create(loop, &cfg, &s2), 0);
+	ck_assert_uint_eq(s2->cfg.pool_frames, 64);
+	ck_assert(!s2->fdb.evict);
+	sn_switch_destroy(s2);
+}
+END_TEST
+
+START_TEST(fdb_del)
+{
+	struct tport *a = tport_new("a", 0);
+
+	ck_assert_int_eq(sn_switch_fdb_add_static(sw, mac_a, 7, "a"), 0);
+	ck_assert_int_eq(sn_switch_fdb_del(sw, mac_a, 7), 0);
+	ck_assert_int_eq(sn_switch_fdb_del(sw, mac_a, 7), -ENOENT);
+	ck_assert_int_eq(sn_switch_fdb_del(sw, mac_a, 4096), -EINVAL);
+	inject(a, bcast, mac_b, 60);
+	ck_assert_int_eq(sn_switch_fdb_del(sw, mac_b, 0), 0); /* a learned one too */
+	ck_assert_uint_eq(stats().fdb_entries, 0);
+}
+END_TEST
+
+static bool readable(int fd, int ms)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+
+	return poll(&p, 1, ms) == 1;
+}
+
+/* A VMM hands over one end of a socketpair: frames go both ways, and the port goes with its
+ * peer. */
+START_TEST(stream_fd)
+{
+	struct sn_error err;
+	char name[SN_PORT_NAME_MAX];
+	int a[2], b[2], d[2];
+	uint8_t rec[4 + 60] = {0, 0, 0, 60}, got[256];
+	ssize_t n = 0;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, a), 0);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, b), 0);
+	ck_assert_int_eq(sn_switch_add_stream_fd(sw, a[0], SN_STREAM_QEMU, "vm-a", name, sizeof(name), &err), 0);
+	ck_assert_str_eq(name, "vm-a");
+	ck_assert_int_eq(sn_switch_add_stream_fd(sw, b[0], SN_STREAM_QEMU, NULL, name, sizeof(name), &err), 0);
+	ck_assert_str_eq(name, "stream0");
+	/* refusals leave the descriptor with the caller */
+	ck_assert_int_eq(sn_switch_add_stream_fd(sw, b[1], SN_STREAM_QEMU, "vm-a", NULL, 0, &err), -EEXIST);
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM, 0, d), 0);
+	ck_assert_int_eq(sn_switch_add_stream_fd(sw, d[0], SN_STREAM_QEMU, NULL, NULL, 0, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "not a stream socket"), "%s", err.msg);
+	ck_assert_int_eq(sn_switch_add_stream_fd(sw, d[0], (enum sn_stream_framing)7, NULL, NULL, 0, &err), -EINVAL);
+	close(d[0]);
+	close(d[1]);
+	memcpy(rec + 4, bcast, 6);
+	memcpy(rec + 10, mac_a, 6);
+	ck_assert_int_eq(write(a[1], rec, sizeof(rec)), (ssize_t)sizeof(rec));
+	for (int i = 0; i < 100 && !readable(b[1], 0); i++) {
+		run();
+		usleep(1000);
+	}
+	n = read(b[1], got, sizeof(got));
+	ck_assert_int_eq(n, (ssize_t)sizeof(rec));
+	ck_assert_mem_eq(got, rec, sizeof(rec));
+	/* the VMM closes its end: the port is gone */
+	close(a[1]);
+	for (int i = 0; i < 100 && sn_switch_find_port(sw, "vm-a"); i++) {
+		run();
+		usleep(1000);
+	}
+	ck_assert_ptr_null(sn_switch_find_port(sw, "vm-a"));
+	ck_assert_ptr_nonnull(sn_switch_find_port(sw, "stream0"));
+	close(b[1]);
 }
 END_TEST
 
@@ -1110,6 +1215,9 @@ int main(void)
 		{"listener_port", listener_port},
 		{"ager", ager},
 		{"create_rejects", create_rejects},
+		{"config_size", config_size},
+		{"fdb_del", fdb_del},
+		{"stream_fd", stream_fd},
 		{"flush_at_mark", flush_at_mark},
 		{"backpressure_unicast", backpressure_unicast},
 		{"flood_never_pauses", flood_never_pauses},

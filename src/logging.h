@@ -1,4 +1,4 @@
-/* log.h - internal logging macros over the embedder's handler. */
+/* logging.h - internal logging macros over the embedder's handler. */
 #ifndef SN_LOG_PRIV_H
 #define SN_LOG_PRIV_H
 

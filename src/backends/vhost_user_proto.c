@@ -1,4 +1,4 @@
-/* vhost_user.c - the vhost-user back-end control plane (QEMU docs/interop/vhost-user.rst).
+/* vhost_user_proto.c - the vhost-user back-end control plane (QEMU docs/interop/vhost-user.rst).
  *
  * Reads the front-end's messages one at a time (header, then exactly its payload, so the
  * descriptors passed with SCM_RIGHTS always belong to the message being read), checks each
@@ -20,12 +20,12 @@
 #include <unistd.h>
 
 #include "../evfd.h"
-#include "../log.h"
+#include "../logging.h"
 #include "../sock.h"
 #include "../spec.h"
 #include "../util.h"
 #include "memguard.h"
-#include "vhost_user.h"
+#include "vhost_user_proto.h"
 
 /* Protocol features we implement: one queue pair (MQ, for GET_QUEUE_NUM) and REPLY_ACK. */
 #define PROTOCOL_FEATURES ((1ull << SN_VU_PROTOCOL_F_MQ) | (1ull << SN_VU_PROTOCOL_F_REPLY_ACK))

@@ -1,4 +1,4 @@
-/* vhost_user.h - the vhost-user control plane as a back-end: one front-end connection at a time
+/* vhost_user_proto.h - the vhost-user control plane as a back-end: one front-end connection at a time
  * on a listening or already-connected unix socket, its messages read and checked, its guest
  * memory mapped, its two rings (0 = RX, 1 = TX) configured. The data path is not here: the
  * owner gets a callback when a ring starts or stops and drives the ring itself. */
