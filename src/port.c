@@ -255,6 +255,16 @@ struct ev_loop *sn_port_loop(struct sn_port *port)
 	return port->sw->loop;
 }
 
+double sn_port_fdb_aging(const struct sn_port *port)
+{
+	return port->sw->fdb.aging;
+}
+
+uint32_t sn_port_fdb_max(const struct sn_port *port)
+{
+	return port->sw->fdb.port_max;
+}
+
 struct sn_frame *sn_port_frame_get(struct sn_port *port, uint32_t len)
 {
 	struct sn_frame *f = sn_pool_get(&port->sw->pool, len);

@@ -71,6 +71,16 @@ struct sn_port_ops {
 	 * sn_port_input(); must process what the port buffered before it paused. NULL: the port
 	 * never pauses, and frames it sends to a full queue are dropped and counted there. */
 	void (*resume)(struct sn_port *port);
+	/* Tunnel ports (vxlan, geneve) keep a table of their own: which remote endpoint the
+	 * frames for a MAC go to. Pins frames for @mac on @vlan to the endpoint @dst ("IP",
+	 * "IP:PORT", "[IPv6]:PORT"), or with @dst NULL lets go of the pin: what `fdb add MAC PORT
+	 * dst=IP` and `fdb del MAC` ask for. Returns 0 or -errno with @err saying why. NULL: the
+	 * port has no remote endpoints, and dst= is refused for it. */
+	int (*fdb_dst_set)(struct sn_port *port, const uint8_t mac[6], uint16_t vlan, const char *dst,
+			   struct sn_error *err);
+	/* Writes where frames for @mac on @vlan go ("10.0.0.2") into @buf, "" when the port does
+	 * not know (optional: `fdb show` shows it beside the port). */
+	void (*fdb_dst_describe)(struct sn_port *port, const uint8_t mac[6], uint16_t vlan, char *buf, size_t len);
 };
 
 /* Frames a stalled port's queue keeps (at most a quarter of its ring). */
@@ -215,6 +225,12 @@ struct sn_frame *sn_port_frame_try(struct sn_port *port, uint32_t len);
  * sn_port_max_frame(); a listener whose clients will send them, or a port that reads into
  * larger buffers, asks here). Returns 0 or -ENOMEM. */
 int sn_port_want_buffers(struct sn_port *port, uint32_t len);
+
+/* What a port that keeps a table of its own (tunnel ports: MAC -> remote endpoint) takes
+ * from the switch's forwarding database: the aging time in seconds, and how many entries one
+ * port may own there. Read them when needed: they may change while the switch runs. */
+double sn_port_fdb_aging(const struct sn_port *port);
+uint32_t sn_port_fdb_max(const struct sn_port *port);
 
 /* The capacity of the port's egress queue, in frames. */
 static inline uint32_t sn_port_txq_cap(const struct sn_port *port)

@@ -575,6 +575,7 @@ SN_EXPORT int sn_switch_foreach_fdb(struct sn_switch *sw, int (*visit)(const str
 				    void *ctx)
 {
 	double now = ev_now(sw->loop);
+	char dst[128];
 
 	for (uint32_t i = 0; i <= sw->fdb.mask; i++) {
 		const struct sn_fdb_entry *e = &sw->fdb.slots[i];
@@ -587,6 +588,12 @@ SN_EXPORT int sn_switch_foreach_fdb(struct sn_switch *sw, int (*visit)(const str
 		info.port = e->port->name;
 		info.is_static = e->is_static;
 		info.age = e->is_static ? 0 : now - e->seen;
+		info.dst = NULL;
+		if (e->port->ops->fdb_dst_describe) {
+			dst[0] = '\0';
+			e->port->ops->fdb_dst_describe(e->port, info.mac, info.vlan, dst, sizeof(dst));
+			info.dst = dst[0] ? dst : NULL;
+		}
 		r = visit(&info, ctx);
 		if (r)
 			return r;
@@ -614,11 +621,52 @@ SN_EXPORT int sn_switch_fdb_add_static(struct sn_switch *sw, const uint8_t mac[6
 	return sn_fdb_add_static(&sw->fdb, mac, vlan, p);
 }
 
+/* A tunnel port's pin of @mac on @vlan to a remote endpoint goes with the switch's entry. */
+static void fdb_dst_unpin(struct sn_port *p, const uint8_t mac[6], uint16_t vlan)
+{
+	if (p && p->ops->fdb_dst_set)
+		p->ops->fdb_dst_set(p, mac, vlan, NULL, NULL);
+}
+
+SN_EXPORT int sn_switch_fdb_add_dst(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan, const char *name,
+				    const char *dst, struct sn_error *err)
+{
+	struct sn_port *p = sn_switch_find_port(sw, name), *old;
+	int r;
+
+	if (!p || p->ops->listener)
+		return sn_error_set(err, -ENOENT, "no port called '%s'", name);
+	if (!p->ops->fdb_dst_set)
+		return sn_error_set(err, -EOPNOTSUPP, "port %s is a %s port: dst= is for tunnel ports (vxlan, geneve)",
+				    name, p->ops->kind);
+	if (vlan > 4095)
+		return sn_error_set(err, -EINVAL, "VLAN %u is not 0 to 4095", vlan);
+	old = sn_fdb_lookup(&sw->fdb, mac, vlan, ev_now(sw->loop));
+	r = p->ops->fdb_dst_set(p, mac, vlan, dst, err);
+	if (r < 0)
+		return r;
+	r = sn_fdb_add_static(&sw->fdb, mac, vlan, p);
+	if (r < 0) {
+		fdb_dst_unpin(p, mac, vlan);
+		return sn_error_set(err, r, r == -ENOSPC ? "the forwarding database is full" : "%s", strerror(-r));
+	}
+	if (old != p)
+		fdb_dst_unpin(old, mac, vlan);
+	return 0;
+}
+
 SN_EXPORT int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan)
 {
+	struct sn_port *p;
+	int r;
+
 	if (vlan > 4095)
 		return -EINVAL;
-	return sn_fdb_del(&sw->fdb, mac, vlan);
+	p = sn_fdb_lookup(&sw->fdb, mac, vlan, ev_now(sw->loop));
+	r = sn_fdb_del(&sw->fdb, mac, vlan);
+	if (r == 0)
+		fdb_dst_unpin(p, mac, vlan);
+	return r;
 }
 
 SN_EXPORT void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats *ret)

@@ -139,6 +139,9 @@ struct sn_fdb_info {
 	const char *port;     /**< name of the port the MAC sits behind */
 	bool is_static;
 	double age;           /**< seconds since last seen (0 for static entries) */
+	/** Behind a tunnel port: the remote endpoint the port sends frames for the MAC to
+	 * ("10.0.0.2"); NULL for other ports, and while the port does not know it (it floods). */
+	const char *dst;
 };
 
 /** Calls @visit for every live entry. */
@@ -152,7 +155,19 @@ int sn_switch_fdb_flush(struct sn_switch *sw, const char *port);
 /** Pins @mac on @vlan to @port: never aged, never moved. -ENOENT, -ENOSPC (table full). */
 int sn_switch_fdb_add_static(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan, const char *port);
 
-/** Removes the entry for @mac on @vlan, static or learned. -ENOENT when there is none. */
+/**
+ * Pins @mac on @vlan to the tunnel port @port (a vxlan or geneve port) and, behind it, to the
+ * remote endpoint @dst ("IP", "IP:PORT" or "[IPv6]:PORT"): the entry is static in the switch's
+ * table, as sn_switch_fdb_add_static() makes it, and the port sends the MAC's frames to @dst
+ * only. What `fdb add MAC PORT dst=IP` does, and what an EVPN control plane installs.
+ * -ENOENT (no such port), -EOPNOTSUPP (@port has no remote endpoints), -EINVAL (a bad @dst or
+ * MAC), -ENOSPC (a table is full); @err (may be NULL) says why.
+ */
+int sn_switch_fdb_add_dst(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan, const char *port,
+			  const char *dst, struct sn_error *err);
+
+/** Removes the entry for @mac on @vlan, static or learned (and a tunnel port's pin of it to a
+ * remote endpoint). -ENOENT when there is none. */
 int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan);
 
 /** How frames are delimited on a byte stream. */
