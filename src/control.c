@@ -335,6 +335,7 @@ struct fdb_row {
 	bool is_static;
 	double age;
 	char port[SN_PORT_NAME_MAX];
+	char dst[64];  /* behind a tunnel port: its remote endpoint for the MAC, or "" */
 };
 
 struct fdb_rows {
@@ -362,6 +363,7 @@ static int fdb_collect(const struct sn_fdb_info *e, void *arg)
 	r->is_static = e->is_static;
 	r->age = e->age;
 	sn_strlcpy(r->port, e->port, sizeof(r->port));
+	sn_strlcpy(r->dst, e->dst ? e->dst : "", sizeof(r->dst));
 	return 0;
 }
 
@@ -375,8 +377,9 @@ static int fdb_row_cmp(const void *a, const void *b)
 
 static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
 {
-	static const char *const head[] = {"MAC", ">VLAN", "PORT", "TYPE", ">AGE"};
-	struct sn_table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
+	/* DST, where a tunnel port sends the MAC's frames, only when some entry has one */
+	static const char *const head[] = {"MAC", ">VLAN", "PORT", "TYPE", ">AGE", "DST"};
+	struct sn_table t = {.head = head, .ncol = SN_ARRAY_SIZE(head) - 1};
 	struct fdb_rows rows = {0};
 	struct sn_buf age;
 	int r;
@@ -389,6 +392,9 @@ static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
 	}
 	if (rows.n) /* qsort's pointer must not be NULL, even for no rows */
 		qsort(rows.v, rows.n, sizeof(*rows.v), fdb_row_cmp);
+	for (size_t i = 0; i < rows.n; i++)
+		if (rows.v[i].dst[0])
+			t.ncol = SN_ARRAY_SIZE(head);
 	if (ctx->json)
 		sn_json_begin_array(ctx->j, "fdb");
 	sn_buf_init(&age);
@@ -405,6 +411,8 @@ static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
 			sn_json_string(ctx->j, "port", e->port);
 			sn_json_bool(ctx->j, "static", e->is_static);
 			sn_json_decimal(ctx->j, "age", e->age, 3);
+			if (e->dst[0])
+				sn_json_string(ctx->j, "dst", e->dst);
 			sn_json_end_object(ctx->j);
 			continue;
 		}
@@ -418,6 +426,8 @@ static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
 		sn_table_cell(&t, "%s", e->port);
 		sn_table_cell(&t, "%s", e->is_static ? "static" : "dynamic");
 		sn_table_cell(&t, "%s", age.failed ? "?" : age.data);
+		if (t.ncol == SN_ARRAY_SIZE(head))
+			sn_table_cell(&t, "%s", e->dst[0] ? e->dst : "-");
 	}
 	if (ctx->json)
 		sn_json_end_array(ctx->j);
@@ -442,6 +452,88 @@ static int cmd_fdb_flush(struct sn_ctl_ctx *ctx)
 		sn_json_uint(ctx->j, "flushed", (unsigned)n);
 	else
 		sn_buf_printf(ctx->body, "flushed %d %s\n", n, n == 1 ? "entry" : "entries");
+	return 0;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char end;
+
+	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &end) != 6 ||
+	    strlen(s) != 17)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	return 0;
+}
+
+/* MAC, then KEY=VALUE arguments from @first on: vlan= for every fdb command, dst= (a tunnel
+ * port's remote endpoint) where @dst is not NULL. */
+static int fdb_args(struct sn_ctl_ctx *ctx, int first, uint8_t mac[6], unsigned *vlan, const char **dst)
+{
+	if (parse_mac(ctx->argv[0], mac) < 0)
+		return sn_error_set(&ctx->err, -EINVAL, "bad MAC '%s': want six hex bytes like 52:54:00:12:34:56",
+				    ctx->argv[0]);
+	for (int i = first; i < ctx->argc; i++) {
+		const char *a = ctx->argv[i];
+
+		if (!strncmp(a, "vlan=", 5)) {
+			if (sn_parse_uint(a + 5, 0, 4095, vlan) < 0)
+				return sn_error_set(&ctx->err, -EINVAL, "bad value '%s' for key 'vlan': want 0 to 4095", a + 5);
+		} else if (dst && !strncmp(a, "dst=", 4)) {
+			*dst = a + 4;
+		} else {
+			return sn_error_set(&ctx->err, -EINVAL, "unknown argument '%s' (want %s)", a,
+					    dst ? "vlan=N or dst=IP" : "vlan=N");
+		}
+	}
+	return 0;
+}
+
+/* fdb add MAC PORT [vlan=N] [dst=IP]: a static entry; dst= pins it, behind a tunnel port, to
+ * that remote endpoint as well. */
+static int cmd_fdb_add(struct sn_ctl_ctx *ctx)
+{
+	const char *port = ctx->argv[1], *dst = NULL;
+	uint8_t mac[6];
+	unsigned vlan = 0;
+	int r = fdb_args(ctx, 2, mac, &vlan, &dst);
+
+	if (r < 0)
+		return r;
+	if (dst) {
+		r = sn_switch_fdb_add_dst(ctx->sw, mac, (uint16_t)vlan, port, dst, &ctx->err);
+	} else {
+		r = sn_switch_fdb_add_static(ctx->sw, mac, (uint16_t)vlan, port);
+		if (r == -ENOENT)
+			return sn_error_set(&ctx->err, r, "no port called '%s'", port);
+		if (r == -EINVAL)
+			return sn_error_set(&ctx->err, r, "%s is a multicast MAC: it cannot sit behind one port",
+					    ctx->argv[0]);
+	}
+	if (r < 0)
+		return r;
+	if (ctx->json)
+		sn_json_string(ctx->j, "added", ctx->argv[0]);
+	return 0;
+}
+
+static int cmd_fdb_del(struct sn_ctl_ctx *ctx)
+{
+	uint8_t mac[6];
+	unsigned vlan = 0;
+	int r = fdb_args(ctx, 1, mac, &vlan, NULL);
+
+	if (r < 0)
+		return r;
+	r = sn_switch_fdb_del(ctx->sw, mac, (uint16_t)vlan);
+	if (r == -ENOENT)
+		return sn_error_set(&ctx->err, r, "no entry for %s on VLAN %u", ctx->argv[0], vlan);
+	if (r < 0)
+		return r;
+	if (ctx->json)
+		sn_json_string(ctx->j, "deleted", ctx->argv[0]);
 	return 0;
 }
 
@@ -567,6 +659,9 @@ static const struct sn_ctl_cmd core_cmds[] = {
 	{"ports", "", "list ports and listeners with their counters", 0, 0, cmd_ports},
 	{"fdb show", "", "list the forwarding database", 0, 0, cmd_fdb_show},
 	{"fdb flush", "[PORT]", "forget learned entries, all or one port's", 0, 1, cmd_fdb_flush},
+	{"fdb add", "MAC PORT [vlan=N] [dst=IP]", "a static entry; dst=: behind a tunnel port, its remote endpoint",
+	 2, 4, cmd_fdb_add},
+	{"fdb del", "MAC [vlan=N]", "remove an entry, static or learned", 1, 2, cmd_fdb_del},
 	{"fdb", "", NULL, 0, 0, cmd_fdb_show},
 	{"stats", "", "switch counters and per-port drops by reason", 0, 0, cmd_stats},
 	{"port add", "SPEC", "add a port, KIND,key=value,... (prints its name)", 1, 1, cmd_port_add},

@@ -238,6 +238,35 @@ def main():
         rc, out, err = ctl.run("fdb", "flush")
         check(rc == 0 and "flushed 1 entry" in out, "fdb flush prints the count: " + out)
 
+        # fdb add / del: static entries; dst= only behind tunnel ports
+        STATIC = "52:54:00:00:00:99"
+        rc, doc, err = ctl.json("fdb", "add", STATIC, "sw.2", "vlan=7")
+        check(rc == 0 and doc == {"version": 1, "added": STATIC}, "fdb add MAC PORT vlan=7: %s %s" % (doc, err))
+        rc, doc, err = ctl.json("fdb")
+        e = [x for x in (doc or {}).get("fdb", []) if x["mac"] == STATIC]
+        check(len(e) == 1 and e[0]["port"] == "sw.2" and e[0]["vlan"] == 7 and e[0]["static"] and "dst" not in e[0],
+              "the static entry is listed, without dst: %s" % e)
+        rc, out, err = ctl.run("fdb")
+        check(rc == 0 and out.split("\n")[0].split() == ["MAC", "VLAN", "PORT", "TYPE", "AGE"],
+              "no DST column without a tunnel port:\n" + out)
+        rc, out, err = ctl.run("fdb", "add", STATIC, "sw.2", "dst=10.0.0.2")
+        check(rc == 1 and "tunnel" in err and "sw.2" in err, "dst= behind a stream port is refused: %r" % err)
+        for bad, word in (("52:54:00:00:00", "bad MAC"), ("52:54:00:00:00:0g", "bad MAC")):
+            rc, out, err = ctl.run("fdb", "add", bad, "sw.2")
+            check(rc == 1 and word in err, "fdb add %s is refused: %r" % (bad, err))
+        rc, out, err = ctl.run("fdb", "add", STATIC, "sw.2", "vlan=4096")
+        check(rc == 1 and "vlan" in err, "vlan=4096 is refused: %r" % err)
+        rc, out, err = ctl.run("fdb", "add", "01:00:5e:00:00:01", "sw.2")
+        check(rc == 1 and "multicast" in err, "a multicast MAC is refused: %r" % err)
+        rc, out, err = ctl.run("fdb", "add", STATIC, "nosuch")
+        check(rc == 1 and "nosuch" in err, "fdb add to an unknown port fails: %r" % err)
+        rc, out, err = ctl.run("fdb", "del", STATIC)
+        check(rc == 1 and "VLAN 0" in err, "fdb del on the wrong VLAN finds nothing: %r" % err)
+        rc, doc, err = ctl.json("fdb", "del", STATIC, "vlan=7")
+        check(rc == 0 and doc == {"version": 1, "deleted": STATIC}, "fdb del MAC vlan=7: %s %s" % (doc, err))
+        rc, doc, err = ctl.json("fdb")
+        check(STATIC not in [x["mac"] for x in (doc or {}).get("fdb", [])], "the static entry is gone")
+
         # port add / del
         extra = os.path.join(tmp, "extra.sock")
         rc, out, err = ctl.run("port", "add", "stream,listen=unix:%s,name=extra" % extra)
