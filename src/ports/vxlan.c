@@ -1589,6 +1589,42 @@ int sn_tunnel_receive(struct sn_port *port, bool group, const uint8_t *data, siz
 
 /* ---- creation ---- */
 
+/* The MTU of the route from @local to @remote, as the kernel knows it (IP_MTU of a connected
+ * socket: the interface's, or less when path MTU discovery learned less); 0 when unknown. */
+static unsigned route_mtu(int family, const struct vtep *local, const struct vtep *remote)
+{
+#if defined(IP_MTU) && defined(IPV6_MTU)
+	union inaddr sa;
+	socklen_t len;
+	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0), mtu = 0;
+
+	if (fd < 0)
+		return 0;
+	if (!vtep_is_any(family, local)) {
+		struct vtep l = *local;
+
+		l.port = 0;
+		len = vtep_to_sa(family, &l, &sa);
+		if (bind(fd, &sa.sa, len) < 0)
+			goto out;
+	}
+	len = vtep_to_sa(family, remote, &sa);
+	if (connect(fd, &sa.sa, len) == 0) {
+		socklen_t ol = sizeof(mtu);
+
+		if (getsockopt(fd, family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6, family == AF_INET ? IP_MTU : IPV6_MTU,
+			       &mtu, &ol) < 0)
+			mtu = 0;
+	}
+out:
+	close(fd);
+	return mtu > 0 ? (unsigned)mtu : 0;
+#else
+	(void)family, (void)local, (void)remote;
+	return 0;
+#endif
+}
+
 /* The MTU of the interface @dev, or of the one holding @local; 0 when neither is found. */
 static unsigned underlay_mtu(int family, const struct vtep *local, const char *dev)
 {
@@ -1622,7 +1658,8 @@ static unsigned underlay_mtu(int family, const struct vtep *local, const char *d
 	if (ioctl(fd, SIOCGIFMTU, &ifr) == 0)
 		mtu = ifr.ifr_mtu;
 	close(fd);
-	return mtu > 0 ? (unsigned)mtu : 0;
+	/* an IP packet has at most 65535 bytes, whatever lo's MTU (65536) says */
+	return mtu > 0 ? SN_MIN((unsigned)mtu, 65535u) : 0;
 }
 
 static void build_cmsg(struct tport *t)
@@ -1776,9 +1813,12 @@ static int tport_create(struct sn_switch *sw, const struct sn_port_conf *conf, s
 	if (r < 0)
 		goto fail;
 
-	/* the inner MTU: the underlay's less what the tunnel adds, unless mtu= says */
+	/* the inner MTU: the underlay's less what the tunnel adds, unless mtu= says. The underlay's
+	 * is the route's to the first remote, else the interface's of dev= or of local= */
 	overhead = t->family == AF_INET ? OVERHEAD4 : OVERHEAD6;
-	pmtu = underlay_mtu(t->family, &t->local, group ? dev : NULL);
+	pmtu = group || !t->nflood ? 0 : route_mtu(t->family, &t->local, &t->flood[0]);
+	if (!pmtu)
+		pmtu = underlay_mtu(t->family, &t->local, group ? dev : NULL);
 	if (!c.mtu)
 		c.mtu = (pmtu ? pmtu : 1500) - overhead;
 	else if (pmtu && c.mtu + overhead > pmtu)
