@@ -284,7 +284,16 @@ class Daemon:
         self.args = args
         self.proc = popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if expect_start:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                # no with block will stop it: a daemon that never came up must not outlive us
+                if self.proc.poll() is None:
+                    self.proc.kill()
+                self.proc.communicate()
+                if self.own_tmp:
+                    shutil.rmtree(self.tmp, ignore_errors=True)
+                raise
 
     def path(self, name):
         return os.path.join(self.tmp, name)
