@@ -43,6 +43,8 @@ WRAPPER = shlex.split(os.environ.get("SQUIBNET_WRAPPER", ""))
 if WRAPPER:  # found now: a test may run the daemon with another PATH
     WRAPPER[0] = shutil.which(WRAPPER[0]) or WRAPPER[0]
 VALGRIND = bool(WRAPPER) and os.path.basename(WRAPPER[0]) == "valgrind"
+if VALGRIND and not {"-q", "--quiet"} & set(WRAPPER):
+    WRAPPER.insert(1, "--quiet")  # so that a log holds nothing but reports (and warnings)
 
 _log_dir = None
 _logs = []           # the valgrind log of every process command() made, in order
