@@ -25,8 +25,8 @@ def main():
     prog = os.path.realpath(cmd[0])
     if wrapper and os.path.commonpath([root, prog]) == root:
         if not shutil.which(wrapper[0]):
-            print(f"wrap-built.py: {wrapper[0]} is not installed", file=sys.stderr)
-            return 1
+            print(f"skip: {wrapper[0]} is not installed", file=sys.stderr)
+            return 77
         cmd = wrapper + cmd
     sys.stdout.flush()
     os.execvp(cmd[0], cmd)

@@ -41,7 +41,10 @@ def scaled(seconds):
 
 WRAPPER = shlex.split(os.environ.get("SQUIBNET_WRAPPER", ""))
 if WRAPPER:  # found now: a test may run the daemon with another PATH
-    WRAPPER[0] = shutil.which(WRAPPER[0]) or WRAPPER[0]
+    if not shutil.which(WRAPPER[0]):
+        print(f"skip: {WRAPPER[0]} (SQUIBNET_WRAPPER) is not installed", file=sys.stderr)
+        sys.exit(SKIP)
+    WRAPPER[0] = shutil.which(WRAPPER[0])
 VALGRIND = bool(WRAPPER) and os.path.basename(WRAPPER[0]) == "valgrind"
 if VALGRIND and not {"-q", "--quiet"} & set(WRAPPER):
     WRAPPER.insert(1, "--quiet")  # so that a log holds nothing but reports (and warnings)
