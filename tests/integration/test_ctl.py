@@ -20,6 +20,9 @@ import tempfile
 import shutil
 import time
 
+import sntest
+from sntest import scaled
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SQUIBNET = os.environ.get("SQUIBNET", os.path.join(ROOT, "build-ctl", "tools", "squibnet"))
 SQUIBNETCTL = os.environ.get("SQUIBNETCTL", os.path.join(ROOT, "build-ctl", "tools", "squibnetctl"))
@@ -40,7 +43,7 @@ def check(cond, what):
 
 
 def wait_for(pred, timeout=5.0):
-    end = time.monotonic() + timeout
+    end = time.monotonic() + scaled(timeout)
     while time.monotonic() < end:
         v = pred()
         if v:
@@ -56,7 +59,7 @@ def frame(src):
 
 
 def recv_frame(sock, timeout=3.0):
-    sock.settimeout(timeout)
+    sock.settimeout(scaled(timeout))
     buf = b""
     try:
         while len(buf) < 4 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
@@ -75,7 +78,7 @@ class Ctl:
 
     def run(self, *args, js=False, control=None):
         cmd = [SQUIBNETCTL, "--control", control or self.path] + (["--json"] if js else []) + list(args)
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        p = sntest.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
 
     def port_names(self):
@@ -93,7 +96,7 @@ class Ctl:
 def raw_request(path, data, close_early=False):
     """Sends @data on a fresh control connection and returns everything the server answers."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
+    s.settimeout(scaled(5))
     s.connect(path)
     s.sendall(data)
     if close_early:
@@ -144,8 +147,8 @@ def main():
     sw_path = os.path.join(tmp, "sw.sock")
     ctl_path = os.path.join(tmp, "ctl.sock")
     log = open(os.path.join(tmp, "daemon.log"), "w+")
-    daemon = subprocess.Popen([SQUIBNET, "--port", "stream,listen=unix:%s,name=sw" % sw_path,
-                               "--control", ctl_path], stdout=log, stderr=subprocess.STDOUT)
+    daemon = sntest.popen([SQUIBNET, "--port", "stream,listen=unix:%s,name=sw" % sw_path,
+                           "--control", ctl_path], stdout=log, stderr=subprocess.STDOUT)
     clients = []
     try:
         if not check(wait_for(lambda: os.path.exists(ctl_path) and os.path.exists(sw_path)),
@@ -310,7 +313,7 @@ def main():
             s.sendall(b"\n")
         answers = []
         for s in held:
-            s.settimeout(5)
+            s.settimeout(scaled(5))
             data = b""
             while True:
                 chunk = s.recv(65536)
@@ -323,21 +326,23 @@ def main():
         check(daemon.poll() is None, "the daemon is still running")
 
         # a second daemon on the same control path is refused, and the first one is unharmed
-        p = subprocess.run([SQUIBNET, "--port", "stream,listen=unix:%s" % os.path.join(tmp, "other.sock"),
-                            "--control", ctl_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        p = sntest.run([SQUIBNET, "--port", "stream,listen=unix:%s" % os.path.join(tmp, "other.sock"),
+                        "--control", ctl_path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         check(p.returncode != 0 and b"in use" in p.stderr, "a live control path is refused: %r" % p.stderr)
         rc, out, err = ctl.run("ports")
         check(rc == 0 and os.path.exists(ctl_path), "the first daemon still answers")
 
         rc, out, err = ctl.run("help")
         check(rc == 0 and "port add SPEC" in out, "help lists the commands")
-        p = subprocess.run([SQUIBNETCTL, "--version"], stdout=subprocess.PIPE, timeout=10)
+        p = sntest.run([SQUIBNETCTL, "--version"], stdout=subprocess.PIPE)
         check(p.returncode == 0 and re.match(rb"squibnetctl \d+\.\d+\.\d+\n", p.stdout), "--version")
-        p = subprocess.run([SQUIBNETCTL, "--help"], stdout=subprocess.PIPE, timeout=10)
+        p = sntest.run([SQUIBNETCTL, "--help"], stdout=subprocess.PIPE)
         check(p.returncode == 0 and b"usage: squibnetctl" in p.stdout, "--help")
 
         daemon.send_signal(signal.SIGTERM)
-        check(daemon.wait(timeout=10) == 0, "the daemon exits cleanly")
+        check(daemon.wait(timeout=scaled(10)) == 0, "the daemon exits cleanly")
+        report = sntest.valgrind_report(daemon.valgrind_log)
+        check(report is None, "the daemon exits without a valgrind report" + ("\n" + report if report else ""))
         check(not os.path.exists(ctl_path), "the control socket file is removed at exit")
     finally:
         for s in clients:
@@ -357,4 +362,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sntest.finish(main()))

@@ -12,7 +12,7 @@ import socket
 import tempfile
 import time
 
-from sntest import (BROADCAST, Daemon, StreamClient, assert_specs_refused, eth, mac, mac_str, run_tests)
+from sntest import (BROADCAST, Daemon, StreamClient, assert_specs_refused, eth, mac, mac_str, run_tests, scaled)
 
 HELLO = b"VFKT"
 
@@ -25,7 +25,7 @@ class DgramPeer:
         self.remote = remote
         self.connected = connect
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.settimeout(5)
+        self.sock.settimeout(scaled(5))
         if path is not None:
             self.sock.bind(path)
         if connect:
@@ -38,8 +38,8 @@ class DgramPeer:
             self.sock.sendto(frame, to or self.remote)
 
     def recv(self, timeout=2.0):
-        """The next datagram and its sender, or (None, None) when none arrives in time."""
-        r, _, _ = select.select([self.sock], [], [], timeout)
+        """The next datagram and its sender, or (None, None) when none arrives in time (scaled)."""
+        r, _, _ = select.select([self.sock], [], [], scaled(timeout))
         if not r:
             return None, None
         return self.sock.recvfrom(1 << 17)
@@ -244,7 +244,7 @@ def test_connect_mode_peer_comes_later():
         d.wait_ports(lambda ps: "st.1" in ps)
         for i in range(5):
             s.send(eth(BROADCAST, mac(1), b"lost %d" % i))
-        time.sleep(0.2)
+        time.sleep(scaled(0.2))
         assert d.ports()["qm"]["state"] == "up", "the port went down while nobody listened"
         q = DgramPeer(remote)
         s.send(eth(BROADCAST, mac(1), b"found"))
@@ -264,7 +264,7 @@ def test_connect_mode_vfkit_hello():
         s = StreamClient(d.path("s.sock"))
         d.wait_ports(lambda ps: "st.1" in ps)
         s.send(eth(BROADCAST, mac(1), b"lost"))
-        time.sleep(0.2)
+        time.sleep(scaled(0.2))
         g2 = DgramPeer(remote2)
         s.send(eth(BROADCAST, mac(1), b"first"))
         assert g2.recv_all() == [HELLO, eth(BROADCAST, mac(1), b"first")]
@@ -396,7 +396,7 @@ def test_bad_specs_refused_at_start():
 def test_live_path_refused_stale_replaced():
     with Daemon(["dgram,listen=@d.sock"]) as d:
         with Daemon([f"dgram,listen={d.path('d.sock')}"], expect_start=False) as d2:
-            assert d2.proc.wait(timeout=5) != 0
+            assert d2.proc.wait(timeout=scaled(5)) != 0
             assert "in use" in d2.proc.stderr.read()
         tmp = d.tmp
         d.proc.kill()                                    # leaves d.sock behind
