@@ -122,7 +122,7 @@ def check_table(text, what):
     if not check(head.split()[:3] == ["NAME", "KIND", "STATE"], what + ": header row"):
         return
     cols = [(m.group(), m.start(), m.end()) for m in re.finditer(r"\S+", head)]
-    left = {"NAME", "KIND", "STATE", "PEER"}
+    left = {"NAME", "KIND", "STATE", "VLAN", "PEER"}
     ok = True
     for row in lines[1:]:
         cells = [(m.start(), m.end()) for m in re.finditer(r"\S+", row)]
@@ -188,10 +188,10 @@ def main():
                   "%s counted 1 frame in, 60 bytes, 1 frame out: %s" % (name, st))
             check(st.get("fdb_entries") == 1 and p.get("txq_len", 0) > 0, "%s owns one MAC" % name)
         keys = {"rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "drop_txq_full", "drop_runt",
-                "drop_oversize", "drop_bad_framing", "drop_no_buffer", "fdb_refused", "rx_pauses", "stalls",
+                "drop_oversize", "drop_bad_framing", "drop_no_buffer", "drop_vlan", "fdb_refused", "rx_pauses", "stalls",
                 "fdb_entries", "txq_depth"}
         check(all(set(p.get("stats", {})) == keys for p in ports.values()), "every port has the stats keys")
-        check(all(set(p) == {"name", "kind", "parent", "peer", "state", "mtu", "txq_len", "rx_paused", "stalled",
+        check(all(set(p) == {"name", "kind", "parent", "peer", "state", "mtu", "txq_len", "vlan", "rx_paused", "stalled",
                              "stats"}
                   for p in ports.values()), "every port has the port keys")
 
@@ -211,7 +211,7 @@ def main():
         # human ports table
         rc, out, err = ctl.run("ports")
         check(rc == 0 and err == "", "ports exits 0 quietly")
-        check(out.split("\n")[0].split()[:11] == ["NAME", "KIND", "STATE", "MTU", "RX-FRAMES", "RX-BYTES",
+        check(out.split("\n")[0].split()[:12] == ["NAME", "KIND", "STATE", "MTU", "VLAN", "RX-FRAMES", "RX-BYTES",
                                                   "TX-FRAMES", "TX-BYTES", "DROPS", "MACS", "PEER"],
               "ports header names the columns")
         check_table(out, "ports")
@@ -220,7 +220,7 @@ def main():
         # stats
         rc, doc, err = ctl.json("stats")
         swst = (doc or {}).get("switch", {})
-        check(rc == 0 and set(swst) == {"unicast", "flooded", "filtered", "fdb_refused_table", "fdb_refused_port",
+        check(rc == 0 and set(swst) == {"unicast", "flooded", "filtered", "isolated", "fdb_refused_table", "fdb_refused_port",
                                         "fdb_moves", "fdb_evicted", "fdb_entries", "fdb_max", "pool_free", "pool_total",
                                         "ports"},
               "stats --json switch keys")
