@@ -977,6 +977,32 @@ static int json_forwards(const char *p, int (*row)(const struct forward *, void 
 	}
 }
 
+int sn_gvproxy_reply_parse(struct sn_buf *b, bool eof, const char **ret_body, size_t *ret_len)
+{
+	return reply_parse(b, eof, ret_body, ret_len);
+}
+
+struct forwards_walk {
+	int (*row)(const char *local, const char *remote, const char *proto, void *ctx);
+	void *ctx;
+};
+
+static int forwards_row(const struct forward *f, void *arg)
+{
+	const struct forwards_walk *w = arg;
+
+	return w->row(f->local, f->remote, f->proto, w->ctx);
+}
+
+int sn_gvproxy_read_forwards(const char *json,
+			     int (*row)(const char *local, const char *remote, const char *proto, void *ctx),
+			     void *ctx)
+{
+	struct forwards_walk w = {row, ctx};
+
+	return json_forwards(json, forwards_row, &w);
+}
+
 /* ---- control commands ---- */
 
 /* The gvproxy port a command is about: --port NAME, or the only one there is. */
