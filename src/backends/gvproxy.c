@@ -818,9 +818,13 @@ static int reply_parse(struct sn_buf *b, bool eof, const char **ret_body, size_t
 
 	if (b->len < 12 || !(hdr_end = memmem(b->data, b->len, "\r\n\r\n", 4)))
 		return eof ? -EPROTO : 0;
-	if (strncmp(b->data, "HTTP/1.", 7) || b->data[8] != ' ' || !isdigit((unsigned char)b->data[9]))
+	/* the status code is exactly three digits, 100 to 999 (RFC 9110 15); atoi() would wrap a
+	 * longer one */
+	if (strncmp(b->data, "HTTP/1.", 7) || b->data[8] != ' ' || b->data[9] < '1' || b->data[9] > '9' ||
+	    !isdigit((unsigned char)b->data[10]) || !isdigit((unsigned char)b->data[11]) ||
+	    isdigit((unsigned char)b->data[12]))
 		return -EPROTO;
-	status = atoi(b->data + 9);
+	status = (b->data[9] - '0') * 100 + (b->data[10] - '0') * 10 + (b->data[11] - '0');
 	hl = (size_t)(hdr_end - b->data) + 4;
 	for (p = memchr(b->data, '\n', hl); p && p < hdr_end; p = memchr(p, '\n', (size_t)(hdr_end - p))) {
 		size_t line;
