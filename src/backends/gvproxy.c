@@ -798,7 +798,7 @@ static ssize_t unchunk(char *body, size_t len)
 		in = (size_t)(crlf - body) + 2;
 		if (n == 0)
 			return (ssize_t)out;
-		if (len - in < n + 2)
+		if (len - in < 2 || n > len - in - 2) /* n + 2 would wrap for a huge size */
 			return -1;
 		memmove(body + out, body + in, n);
 		out += n;
