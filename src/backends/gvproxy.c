@@ -780,8 +780,9 @@ const struct sn_port_kind sn_port_kind_gvproxy = {
 
 /* ---- the HTTP API: the reply parser ---- */
 
-/* Decodes a chunked body in place; returns its length, or -1 when it is not whole yet. */
-static ssize_t unchunk(char *body, size_t len)
+/* Decodes a chunked body in place (only when @apply; else it only looks); returns its length,
+ * or -1 when it is not whole yet. */
+static ssize_t unchunk(char *body, size_t len, bool apply)
 {
 	size_t in = 0, out = 0;
 
@@ -800,7 +801,8 @@ static ssize_t unchunk(char *body, size_t len)
 			return (ssize_t)out;
 		if (len - in < 2 || n > len - in - 2) /* n + 2 would wrap for a huge size */
 			return -1;
-		memmove(body + out, body + in, n);
+		if (apply)
+			memmove(body + out, body + in, n);
 		out += n;
 		in += n + 2;
 	}
@@ -843,9 +845,12 @@ static int reply_parse(struct sn_buf *b, bool eof, const char **ret_body, size_t
 		/* decode a copy at the end only when whole: the terminating chunk must be there */
 		if (!memmem(b->data + hl, have, "\r\n0\r\n", 5) && strncmp(b->data + hl, "0\r\n", 3))
 			return eof ? -EPROTO : 0;
-		n = unchunk(b->data + hl, have);
+		/* decoding moves bytes: only once the whole body is there, or the next read would
+		 * find the first chunks decoded already */
+		n = unchunk(b->data + hl, have, false);
 		if (n < 0)
 			return eof ? -EPROTO : 0;
+		unchunk(b->data + hl, have, true);
 		have = (size_t)n;
 	} else if (cl >= 0) {
 		if (have < (size_t)cl)
