@@ -65,7 +65,7 @@ struct front {
 };
 
 static struct ev_loop *loop;
-static int fds_at_start;
+static int fds_at_start; /* open when the input started */
 
 static void fport_flush(struct sn_port *port)
 {
@@ -287,8 +287,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char spec[64];
 	int sv[2], n;
 
-	if (!fds_at_start)
-		fds_at_start = count_fds();
+	fds_at_start = count_fds();
 	for (int i = 0; i < SLOTS; i++) {
 		f.mem[i] = (struct mfd){.fd = -1};
 		f.efd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
