@@ -21,6 +21,14 @@ CORPUS = os.path.join(HERE, "corpus")
 written = {}
 
 
+def pending(target, name, data):
+    """A reproducer of a defect that is not fixed yet: crashes-pending/TARGET/NAME, not replayed."""
+    d = os.path.join(HERE, "crashes-pending", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
 def put(target, name, data):
     if isinstance(data, str):
         data = data.encode()
@@ -209,7 +217,7 @@ def gen_control():
 
 # ---- virtq: header, then operations (see fuzz-virtq.c) ----
 
-F_EVENT_IDX, F_INDIRECT, F_MRG, F_V1, F_MTU9000 = 1, 2, 4, 8, 16
+F_EVENT_IDX, F_INDIRECT, F_MRG, F_V1, F_MTU9000, F_PORT = 1, 2, 4, 8, 16, 32
 TX, RX = 0, 1
 BUF0 = 0x4000
 DESC_BASE = [0x0000, 0x2000]
@@ -356,6 +364,16 @@ def gen_virtq():
         op_desc(TX, 1, BUF0 + 64, 64) + op_avail(TX, 0) + op_tx())
     put("virtq", "bad-rx-readonly", vq_header(v1, 3) + op_desc(RX, 0, BUF0, 2048) + op_avail(RX, 0) +
         op_inject(60) + op_rx())
+    # the same rings served by the in-process virtio port
+    for name in ["tx-rx-one-frame", "tx-batch", "tx-indirect", "rx-mergeable", "event-idx", "wraparound",
+                 "legacy-header", "jumbo", "bad-loop", "bad-outside", "bad-rx-readonly"]:
+        with open(os.path.join(CORPUS, "virtq", "seed-" + name), "rb") as f:
+            data = f.read()
+        put("virtq", "port-" + name, bytes([data[0] | F_PORT]) + data[1:])
+    # issue 9 defect 2: the virtio port's RX loop spins when a mergeable frame needs more
+    # buffers than the driver posted
+    pending("virtq", "timeout-virtio-port-mrg-rx-short", vq_header(v1 | F_MRG | F_PORT, 3) + rx_buffers(2, 256) +
+            op_inject(1400) + op_rx())
     put("virtq", "bad-setup", vq_header(v1, 3) + struct.pack("<BBHQQQH", 11, TX, 6, 0x100000, 0x101000, 0x101400, 0) +
         struct.pack("<BBHQQQH", 11, RX, 8, 0x10FFF0, 0x103000, 0x103400, 0) + op_tx() + op_rx())
 
@@ -522,6 +540,11 @@ def gen_vhost_user():
     put("vhost-user", "bad-rings-in-guest", handshake() + mem_write(0, 0x1000, struct.pack("<QIHH", 0, 64, 1, 0)) +
         mem_write(0, ring_layout(1)[1] + 4, struct.pack("<H", 0)) + mem_write(0, ring_layout(1)[1] + 2, b"\x09\x00") +
         kick(1) + run())
+    # issue 9 defect 8: /dev/zero as kick fd never runs dry, drain_kick() reads forever
+    pending("vhost-user", "timeout-kick-fd-dev-zero", handshake(kick_kind=FD_DEVZERO) + kick(1) + run())
+    # issue 9 defect 1: the front-end shrinks its memfd under running rings, then kicks: SIGBUS
+    pending("vhost-user", "crash-memfd-shrink-sigbus", handshake() + post_rx(2) + run() +
+            struct.pack("<BBI", 8, 0, 0) + send_tx([arp_request()]) + inject(60) + run())
     put("vhost-user", "odd-kick-fds", handshake(kick_kind=FD_PIPE) + post_rx(1) + run() +
         u64(SET_VRING_KICK, 0, [fd(FD_DEVNULL)]) + u64(SET_VRING_KICK, 1, [fd(FD_SOCKET)]) + run() +
         u64(SET_VRING_CALL, 1, [fd(FD_EMPTY_MEMFD)]) + send_tx([arp_request()]) + run())
