@@ -57,6 +57,10 @@ static bool input_safe(const uint8_t *data, size_t size)
 			line[n] = '\0';
 			if (!fuzz_spec_safe(line))
 				return false;
+			/* a listener of another socket type replaces the live control socket
+			 * (crashes-pending/control/): left out while that is open */
+			if (fuzz_skip_pending() && strstr(line, CTL_PATH))
+				return false;
 			n = 0;
 			continue;
 		}
