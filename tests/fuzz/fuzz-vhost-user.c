@@ -238,6 +238,7 @@ static void send_msg(struct front *f, struct fuzz_in *in)
 	if (nfds) {
 		struct cmsghdr *c;
 
+		memset(&cbuf, 0, sizeof(cbuf)); /* the padding goes to the kernel too */
 		mh.msg_control = cbuf.buf;
 		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
 		c = CMSG_FIRSTHDR(&mh);
