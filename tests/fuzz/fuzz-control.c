@@ -9,8 +9,9 @@
  *
  * After a connection's bytes are out, the loop runs until the server closes the connection
  * (or a bounded number of passes: a request without its end, a live capture), then the client
- * hangs up. Oracles: whatever the server answers starts with "OK\n" or "ERR E"; the loop
- * always returns; everything is freed when the switch goes (LeakSanitizer). Inputs that could
+ * hangs up. Oracles: whatever the server answers starts with "OK\n" or "ERR E"; a JSON body
+ * (one that starts with '{') is one valid JSON document (strict RFC 8259, UTF-8 included) and
+ * a newline, whatever bytes the request held; the loop always returns; everything is freed when the switch goes (LeakSanitizer). Inputs that could
  * reach outside the private directory are left out (fuzz_spec_safe() on every line). */
 #include <errno.h>
 #include <ev.h>
@@ -30,7 +31,7 @@
 
 #define CTL_PATH "ctl.sock"
 #define PASSES 64       /* loop passes a connection gets to be answered */
-#define REPLY_KEEP 64   /* bytes of each reply kept for the oracle */
+#define REPLY_KEEP (256 * 1024) /* bytes of each reply kept for the oracles */
 
 static struct ev_loop *loop;
 
@@ -77,6 +78,164 @@ struct reply {
 	size_t len;
 	bool eof;
 };
+
+/* ---- a strict JSON checker (RFC 8259) for the replies json.c writes ---- */
+
+static const char *json_value(const char *p, const char *end, int depth);
+
+static const char *json_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* Length of the UTF-8 sequence at @p (1 to 4), or 0 when it is not valid UTF-8. */
+static size_t utf8_len(const unsigned char *p, const unsigned char *end)
+{
+	unsigned n = p[0] < 0x80 ? 1 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3 :
+		     p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+	uint32_t cp;
+
+	if (n == 0 || (size_t)(end - p) < n)
+		return 0;
+	for (unsigned i = 1; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if (n == 3) {
+		cp = (uint32_t)(p[0] & 0x0f) << 12 | (uint32_t)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+		if (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+	} else if (n == 4) {
+		cp = (uint32_t)(p[0] & 0x07) << 18 | (uint32_t)(p[1] & 0x3f) << 12 | (uint32_t)(p[2] & 0x3f) << 6 |
+		     (p[3] & 0x3f);
+		if (cp < 0x10000 || cp > 0x10ffff)
+			return 0;
+	}
+	return n;
+}
+
+static const char *json_string(const char *p, const char *end)
+{
+	if (p >= end || *p++ != '"')
+		return NULL;
+	while (p < end && *p != '"') {
+		if ((unsigned char)*p < 0x20)
+			return NULL;
+		if (*p == '\\') {
+			if (++p >= end)
+				return NULL;
+			if (*p == 'u') {
+				for (int i = 1; i <= 4; i++)
+					if (p + i >= end || !strchr("0123456789abcdefABCDEF", p[i]) || !p[i])
+						return NULL;
+				p += 5;
+			} else if (*p && strchr("\"\\/bfnrt", *p)) {
+				p++;
+			} else {
+				return NULL;
+			}
+			continue;
+		}
+		{
+			size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)end);
+
+			if (!n)
+				return NULL;
+			p += n;
+		}
+	}
+	return p < end ? p + 1 : NULL;
+}
+
+static const char *json_number(const char *p, const char *end)
+{
+	const char *start;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (p < end && *p >= '1' && *p <= '9')
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+	else
+		return NULL;
+	if (p < end && *p == '.') {
+		start = ++p;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+		if (p == start)
+			return NULL;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		start = p;
+		while (p < end && *p >= '0' && *p <= '9')
+			p++;
+		if (p == start)
+			return NULL;
+	}
+	return p;
+}
+
+static const char *json_value(const char *p, const char *end, int depth)
+{
+	char open;
+
+	p = json_ws(p, end);
+	if (p >= end || depth > 32)
+		return NULL;
+	if (*p == '"')
+		return json_string(p, end);
+	if (*p == '-' || (*p >= '0' && *p <= '9'))
+		return json_number(p, end);
+	for (const char *const *w = (const char *const[]){"true", "false", "null", NULL}; *w; w++)
+		if ((size_t)(end - p) >= strlen(*w) && !memcmp(p, *w, strlen(*w)))
+			return p + strlen(*w);
+	if (*p != '{' && *p != '[')
+		return NULL;
+	open = *p++;
+	p = json_ws(p, end);
+	if (p < end && *p == (open == '{' ? '}' : ']'))
+		return p + 1;
+	for (;;) {
+		if (open == '{') {
+			p = json_string(json_ws(p, end), end);
+			if (!p)
+				return NULL;
+			p = json_ws(p, end);
+			if (p >= end || *p++ != ':')
+				return NULL;
+		}
+		p = json_value(p, end, depth + 1);
+		if (!p)
+			return NULL;
+		p = json_ws(p, end);
+		if (p < end && *p == ',') {
+			p++;
+			continue;
+		}
+		if (p < end && *p == (open == '{' ? '}' : ']'))
+			return p + 1;
+		return NULL;
+	}
+}
+
+/* A JSON reply (its body starts with '{') is one valid document and a newline. */
+static void check_json(const struct reply *r)
+{
+	const char *nl = memchr(r->head, '\n', r->len), *end = r->head + r->len, *after;
+
+	if (!r->eof || r->len > REPLY_KEEP || !nl || nl + 1 >= end || nl[1] != '{')
+		return;
+	after = json_value(nl + 1, end, 0);
+	if (!after || after + 1 != end || *after != '\n')
+		fuzz_fail("a JSON reply that is not one JSON document and a newline: '%.*s'", (int)SN_MIN(r->len, 300u),
+			  r->head);
+}
 
 /* Reads what the server sent so far. */
 static void drain(int fd, struct reply *r)
@@ -157,6 +316,7 @@ static void session(const uint8_t *data, size_t size)
 		drain(fd, &r);
 	}
 	check_reply(&r);
+	check_json(&r);
 	close(fd);
 	/* let the server see the hang-up and free the client */
 	ev_run(loop, EVRUN_NOWAIT);

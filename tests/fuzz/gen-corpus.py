@@ -213,6 +213,10 @@ def gen_control():
     }
     for name, text in s.items():
         put("control", name, text)
+    # bytes that are not UTF-8 and quotes in names and messages: JSON replies must stay valid
+    put("control", "json-hostile-bytes",
+        req("port", "add", 'stream,listen=unix:a.sock,name=\xff\xfe"ok\\', json=True).encode("latin-1") + b"\f" +
+        req("ports", json=True).encode() + b"\f" + "SQUIBNET-CONTROL 1 json\nfrob\xc3\x01\n\n".encode("latin-1"))
 
 
 # ---- virtq: header, then operations (see fuzz-virtq.c) ----
