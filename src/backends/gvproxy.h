@@ -5,6 +5,9 @@
 #ifndef SN_BACKENDS_GVPROXY_H
 #define SN_BACKENDS_GVPROXY_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 /** Seconds a child gets between SIGTERM and SIGKILL when the port closes. */
 #define SN_GVPROXY_GRACE 2.0
 
@@ -24,9 +27,6 @@
 #define SN_GVPROXY_ENV "SQUIBNET_GVPROXY"
 
 /* Internal, for tests/fuzz: the API reply parsers the control commands use. */
-#include <stdbool.h>
-#include <stddef.h>
-
 struct sn_buf;
 
 /* Looks for a whole HTTP reply in @b (which has one byte of room past b->len): its status once
