@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,14 +45,23 @@ log_discard(enum sn_log_level level, const char *fmt, va_list ap, void *userdata
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 }
 
-void fuzz_quiet_log(void)
+static void sigpipe(int sig)
 {
-	if (getenv("SN_FUZZ_LOG")) {
+	static const char msg[] = "fuzz: oracle failed: SIGPIPE: the library wrote to a vanished peer\n";
+
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		abort();
+	abort();
+}
+
+void fuzz_init(void)
+{
+	if (getenv("SN_FUZZ_LOG"))
 		sn_log_set_handler(sn_log_stderr, NULL);
-	} else {
+	else
 		sn_log_set_handler(log_discard, NULL);
-	}
 	sn_log_set_level(SN_LOG_DEBUG);
+	signal(SIGPIPE, fuzz_skip_pending() ? SIG_IGN : sigpipe);
 }
 
 static char sandbox[4096];

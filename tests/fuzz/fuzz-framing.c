@@ -61,7 +61,7 @@ static int on_frame(void *ctx, const uint8_t *data, uint32_t len)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	fuzz_quiet_log();
+	fuzz_init();
 	return 0;
 }
 

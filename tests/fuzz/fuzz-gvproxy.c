@@ -102,7 +102,7 @@ static struct result parse_pieces(const uint8_t *p, size_t n, uint32_t seed)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	fuzz_quiet_log();
+	fuzz_init();
 	return 0;
 }
 

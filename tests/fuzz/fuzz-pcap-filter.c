@@ -43,7 +43,7 @@ static const struct sn_port_ops fport_ops = {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	fuzz_quiet_log();
+	fuzz_init();
 	loop = ev_loop_new(EVFLAG_AUTO);
 	if (!loop)
 		abort();

@@ -33,7 +33,7 @@ static struct ev_loop *loop;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	fuzz_quiet_log();
+	fuzz_init();
 	fuzz_sandbox(argc, argv);
 	loop = ev_loop_new(EVFLAG_AUTO);
 	if (!loop)

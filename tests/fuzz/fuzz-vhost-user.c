@@ -98,7 +98,7 @@ static int count_fds(void)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	fuzz_quiet_log();
+	fuzz_init();
 	loop = ev_loop_new(EVFLAG_AUTO);
 	if (!loop)
 		abort();

@@ -88,7 +88,7 @@ static struct fport *fport_new(struct sn_switch *sw, const char *name, unsigned 
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	fuzz_quiet_log();
+	fuzz_init();
 	loop = ev_loop_new(EVFLAG_AUTO);
 	r0 = aligned_alloc(4096, R0_SIZE);
 	r1 = aligned_alloc(4096, R1_SIZE);

@@ -20,9 +20,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 /* Failing an oracle: prints @what and aborts, which libFuzzer and the replay both report. */
 void fuzz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
-/* Routes the library's log (every level) into a buffer that is formatted and thrown away, so
- * the log calls run with fuzzed arguments but print nothing. */
-void fuzz_quiet_log(void);
+/* What every target's LLVMFuzzerInitialize() does first. Routes the library's log (every level)
+ * into a buffer that is formatted and thrown away, so the log calls run with fuzzed arguments
+ * but print nothing (SN_FUZZ_LOG=1: to stderr). Makes SIGPIPE an oracle failure: the library
+ * must never raise it in its embedder (sock.h), and by default it would end the process without
+ * a word (SN_FUZZ_SKIP_PENDING ignores it, as the daemon does, while a case is pending). */
+void fuzz_init(void);
 
 /* Makes a private directory under $TMPDIR (or /tmp), removed at exit, for what a target
  * creates by relative path (sockets, capture files), and points $SQUIBNET_GVPROXY at a name

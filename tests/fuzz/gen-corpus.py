@@ -549,6 +549,10 @@ def gen_vhost_user():
     # issue 9 defect 1: the front-end shrinks its memfd under running rings, then kicks: SIGBUS
     pending("vhost-user", "crash-memfd-shrink-sigbus", handshake() + post_rx(2) + run() +
             struct.pack("<BBI", 8, 0, 0) + send_tx([arp_request()]) + inject(60) + run())
+    # issue 9 defect 8: a socket as call fd: signal_call() write()s to it, and once its peer is
+    # gone that raises SIGPIPE in the embedder
+    pending("vhost-user", "crash-call-fd-socket-sigpipe", handshake() + u64(SET_VRING_CALL, 1, [fd(FD_SOCKET)]) +
+            post_rx(1) + send_tx([arp_request()]) + run())
     put("vhost-user", "odd-kick-fds", handshake(kick_kind=FD_PIPE) + post_rx(1) + run() +
         u64(SET_VRING_KICK, 0, [fd(FD_DEVNULL)]) + u64(SET_VRING_KICK, 1, [fd(FD_SOCKET)]) + run() +
         u64(SET_VRING_CALL, 1, [fd(FD_EMPTY_MEMFD)]) + send_tx([arp_request()]) + run())
