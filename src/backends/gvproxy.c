@@ -785,8 +785,9 @@ const struct sn_port_kind sn_port_kind_gvproxy = {
 
 /* ---- the HTTP API: the reply parser ---- */
 
-/* Decodes a chunked body in place; returns its length, or -1 when it is not whole yet. */
-static ssize_t unchunk(char *body, size_t len)
+/* Decodes a chunked body in place (only when @apply; else it only looks); returns its length,
+ * or -1 when it is not whole yet. */
+static ssize_t unchunk(char *body, size_t len, bool apply)
 {
 	size_t in = 0, out = 0;
 
@@ -803,9 +804,10 @@ static ssize_t unchunk(char *body, size_t len)
 		in = (size_t)(crlf - body) + 2;
 		if (n == 0)
 			return (ssize_t)out;
-		if (len - in < n + 2)
+		if (len - in < 2 || n > len - in - 2) /* n + 2 would wrap for a huge size */
 			return -1;
-		memmove(body + out, body + in, n);
+		if (apply)
+			memmove(body + out, body + in, n);
 		out += n;
 		in += n + 2;
 	}
@@ -823,9 +825,13 @@ static int reply_parse(struct sn_buf *b, bool eof, const char **ret_body, size_t
 
 	if (b->len < 12 || !(hdr_end = memmem(b->data, b->len, "\r\n\r\n", 4)))
 		return eof ? -EPROTO : 0;
-	if (strncmp(b->data, "HTTP/1.", 7) || b->data[8] != ' ' || !isdigit((unsigned char)b->data[9]))
+	/* the status code is exactly three digits, 100 to 999 (RFC 9110 15); atoi() would wrap a
+	 * longer one */
+	if (strncmp(b->data, "HTTP/1.", 7) || b->data[8] != ' ' || b->data[9] < '1' || b->data[9] > '9' ||
+	    !isdigit((unsigned char)b->data[10]) || !isdigit((unsigned char)b->data[11]) ||
+	    isdigit((unsigned char)b->data[12]))
 		return -EPROTO;
-	status = atoi(b->data + 9);
+	status = (b->data[9] - '0') * 100 + (b->data[10] - '0') * 10 + (b->data[11] - '0');
 	hl = (size_t)(hdr_end - b->data) + 4;
 	for (p = memchr(b->data, '\n', hl); p && p < hdr_end; p = memchr(p, '\n', (size_t)(hdr_end - p))) {
 		size_t line;
@@ -844,9 +850,12 @@ static int reply_parse(struct sn_buf *b, bool eof, const char **ret_body, size_t
 		/* decode a copy at the end only when whole: the terminating chunk must be there */
 		if (!memmem(b->data + hl, have, "\r\n0\r\n", 5) && strncmp(b->data + hl, "0\r\n", 3))
 			return eof ? -EPROTO : 0;
-		n = unchunk(b->data + hl, have);
+		/* decoding moves bytes: only once the whole body is there, or the next read would
+		 * find the first chunks decoded already */
+		n = unchunk(b->data + hl, have, false);
 		if (n < 0)
 			return eof ? -EPROTO : 0;
+		unchunk(b->data + hl, have, true);
 		have = (size_t)n;
 	} else if (cl >= 0) {
 		if (have < (size_t)cl)
@@ -980,6 +989,32 @@ static int json_forwards(const char *p, int (*row)(const struct forward *, void 
 		if (*p++ != ',')
 			return -EPROTO;
 	}
+}
+
+int sn_gvproxy_reply_parse(struct sn_buf *b, bool eof, const char **ret_body, size_t *ret_len)
+{
+	return reply_parse(b, eof, ret_body, ret_len);
+}
+
+struct forwards_walk {
+	int (*row)(const char *local, const char *remote, const char *proto, void *ctx);
+	void *ctx;
+};
+
+static int forwards_row(const struct forward *f, void *arg)
+{
+	const struct forwards_walk *w = arg;
+
+	return w->row(f->local, f->remote, f->proto, w->ctx);
+}
+
+int sn_gvproxy_read_forwards(const char *json,
+			     int (*row)(const char *local, const char *remote, const char *proto, void *ctx),
+			     void *ctx)
+{
+	struct forwards_walk w = {row, ctx};
+
+	return json_forwards(json, forwards_row, &w);
 }
 
 /* ---- control commands ---- */
