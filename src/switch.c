@@ -113,20 +113,29 @@ void sn_switch_want_prepare(struct sn_switch *sw)
 	}
 }
 
-/* Finds the stalls no enqueue would notice: a queue nobody adds to any more (its senders are
- * paused, or it got a burst and then nothing). Runs while some queue is at its congested mark
- * or has senders waiting. */
+/* Finds the stalls: a peer that kept a sender waiting, or took nothing with frames waiting, for
+ * stall_timeout. Before it is judged it gets one more chance to take a frame: when the switch
+ * itself was busy for a while (a long loop iteration), the peer may well have kept up. Runs
+ * while some queue is at its congested mark or has senders waiting. */
 static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sn_switch *sw = w->data;
 	double now = ev_now(loop);
 	bool any = false;
 
-	for (unsigned i = 0; i < sw->nup; i++) {
+	/* backwards: a port closed by its flush takes the last one's place, seen already */
+	for (unsigned i = sw->nup; i-- > 0;) {
 		struct sn_port *p = sw->up[i];
 
-		if (sn_port_stalling(p, now))
-			sn_port_stall(p, now);
+		if (sn_port_stalling(p, now)) {
+			uint64_t sent = p->stats.tx_frames;
+
+			p->ops->flush(p);
+			if (p->closed || p->state != SN_PORT_UP)
+				continue;
+			if (p->stats.tx_frames == sent)
+				sn_port_stall(p, now);
+		}
 		if (p->waiters || (!p->stalled && sn_txq_len(&p->txq) >= sn_txq_congested_mark(p->txq.mask + 1)))
 			any = true;
 	}
@@ -388,8 +397,6 @@ static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_fr
 		 * one at hand is taken already, hence >) */
 		uint32_t nfree = sn_pool_class_free(f);
 
-		if (sn_port_stalling(out, now))
-			sn_port_stall(out, now);
 		sn_switch_watchdog_want(out->sw);
 		if (len >= ring || len > nfree || (out->stalled && len >= sn_txq_stalled_keep(ring))) {
 			out->stats.drop_txq_full++;
