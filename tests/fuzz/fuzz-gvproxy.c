@@ -1,5 +1,5 @@
 /* fuzz-gvproxy.c - what gvproxy's HTTP API may answer: the reply parser and the JSON reader of
- * backends/gvproxy.c (sn_gvproxy_reply_parse, sn_gvproxy_read_forwards).
+ * backends/gvproxy_api.c (sn_gvproxy_reply_parse, sn_gvproxy_read_forwards).
  *
  * Input: byte 0, then the bytes gvproxy sends. Bit 0 of byte 0 set: the bytes are a JSON body
  * for the list reader alone. Clear: they are an HTTP reply, fed to the parser as call_read()
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backends/gvproxy.h"
+#include "backends/gvproxy_child.h"
 #include "json.h"
 #include "util.h"
 
