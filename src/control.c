@@ -247,7 +247,8 @@ static const char *state_name(enum sn_port_state s)
 
 static uint64_t drops_total(const struct sn_port_stats *s)
 {
-	return s->drop_txq_full + s->drop_runt + s->drop_oversize + s->drop_bad_framing + s->drop_no_buffer;
+	return s->drop_txq_full + s->drop_runt + s->drop_oversize + s->drop_bad_framing + s->drop_no_buffer +
+	       s->drop_vlan;
 }
 
 static void json_port_stats(struct sn_json *j, const struct sn_port_stats *s)
@@ -262,6 +263,7 @@ static void json_port_stats(struct sn_json *j, const struct sn_port_stats *s)
 	sn_json_uint(j, "drop_oversize", s->drop_oversize);
 	sn_json_uint(j, "drop_bad_framing", s->drop_bad_framing);
 	sn_json_uint(j, "drop_no_buffer", s->drop_no_buffer);
+	sn_json_uint(j, "drop_vlan", s->drop_vlan);
 	sn_json_uint(j, "fdb_refused", s->fdb_refused);
 	sn_json_uint(j, "rx_pauses", s->rx_pauses);
 	sn_json_uint(j, "stalls", s->stalls);
@@ -274,6 +276,31 @@ struct walk {
 	struct sn_ctl_ctx *ctx;
 	struct sn_table *t;
 };
+
+/* The VLAN text as one word for the table: "trunk 10,20 native 1 isolated" is
+ * "trunk:10,20;native:1;isolated", "transparent" a dash. */
+static void vlan_cell(struct sn_table *t, const char *text)
+{
+	char buf[1100];
+	size_t n = 0;
+	bool first = true;
+
+	if (!strcmp(text, "transparent")) {
+		sn_table_cell(t, "-");
+		return;
+	}
+	for (const char *p = text; *p && n + 1 < sizeof(buf); p++) {
+		if (*p != ' ') {
+			buf[n++] = *p;
+			continue;
+		}
+		/* a keyword's value follows it after ':'; words that stand alone after ';' */
+		buf[n++] = first || (p[1] >= '0' && p[1] <= '9') ? ':' : ';';
+		first = false;
+	}
+	buf[n] = '\0';
+	sn_table_cell(t, "%s", buf);
+}
 
 static int ports_visit(const struct sn_port_info *p, void *arg)
 {
@@ -290,6 +317,7 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 		sn_json_string(j, "state", state_name(p->state));
 		sn_json_uint(j, "mtu", p->mtu);
 		sn_json_uint(j, "txq_len", p->txq_len);
+		sn_json_string(j, "vlan", p->vlan);
 		sn_json_bool(j, "rx_paused", p->rx_paused);
 		sn_json_bool(j, "stalled", p->stalled);
 		json_port_stats(j, s);
@@ -300,6 +328,7 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 	sn_table_cell(w->t, "%s", p->kind);
 	sn_table_cell(w->t, "%s%s%s", state_name(p->state), p->stalled ? ",stalled" : "", p->rx_paused ? ",paused" : "");
 	sn_table_cell(w->t, "%u", p->mtu);
+	vlan_cell(w->t, p->vlan);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->rx_frames);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->rx_bytes);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->tx_frames);
@@ -312,7 +341,7 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 
 static int cmd_ports(struct sn_ctl_ctx *ctx)
 {
-	static const char *const head[] = {"NAME", "KIND", "STATE", ">MTU", ">RX-FRAMES", ">RX-BYTES",
+	static const char *const head[] = {"NAME", "KIND", "STATE", ">MTU", "VLAN", ">RX-FRAMES", ">RX-BYTES",
 					   ">TX-FRAMES", ">TX-BYTES", ">DROPS", ">MACS", "PEER"};
 	struct sn_table t = {.head = head, .ncol = SN_ARRAY_SIZE(head)};
 	struct walk w = {ctx, &t};
@@ -341,6 +370,10 @@ struct fdb_row {
 struct fdb_rows {
 	struct fdb_row *v;
 	size_t n, cap;
+	/* fdb find: only this MAC, and only this VLAN when vlan >= 0 */
+	bool filter;
+	uint8_t mac[6];
+	int vlan;
 };
 
 static int fdb_collect(const struct sn_fdb_info *e, void *arg)
@@ -348,6 +381,8 @@ static int fdb_collect(const struct sn_fdb_info *e, void *arg)
 	struct fdb_rows *rows = arg;
 	struct fdb_row *r;
 
+	if (rows->filter && (memcmp(e->mac, rows->mac, 6) || (rows->vlan >= 0 && e->vlan != rows->vlan)))
+		return 0;
 	if (rows->n == rows->cap) {
 		size_t cap = rows->cap ? rows->cap * 2 : 64;
 		struct fdb_row *v = realloc(rows->v, cap * sizeof(*v));
@@ -375,12 +410,12 @@ static int fdb_row_cmp(const void *a, const void *b)
 	return r ? r : (int)x->vlan - (int)y->vlan;
 }
 
-static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
+/* The FDB as a table or JSON: all of it, or what @rows filters. */
+static int fdb_list(struct sn_ctl_ctx *ctx, struct fdb_rows rows)
 {
 	/* DST, where a tunnel port sends the MAC's frames, only when some entry has one */
 	static const char *const head[] = {"MAC", ">VLAN", "PORT", "TYPE", ">AGE", "DST"};
 	struct sn_table t = {.head = head, .ncol = SN_ARRAY_SIZE(head) - 1};
-	struct fdb_rows rows = {0};
 	struct sn_buf age;
 	int r;
 
@@ -439,6 +474,154 @@ static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
 	return 0;
 }
 
+static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
+{
+	return fdb_list(ctx, (struct fdb_rows){.vlan = -1});
+}
+
+/* "52:54:00:12:34:56" (or with '-'), a unicast address the FDB can hold. */
+static int parse_mac(struct sn_ctl_ctx *ctx, const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char sep[5], end;
+
+	if (sscanf(s, "%2x%c%2x%c%2x%c%2x%c%2x%c%2x%c", &v[0], &sep[0], &v[1], &sep[1], &v[2], &sep[2], &v[3],
+		   &sep[3], &v[4], &sep[4], &v[5], &end) != 11 || strlen(s) != 17)
+		return sn_error_set(&ctx->err, -EINVAL, "'%s' is not a MAC address (52:54:00:12:34:56)", s);
+	for (int i = 0; i < 5; i++)
+		if (sep[i] != ':' && sep[i] != '-')
+			return sn_error_set(&ctx->err, -EINVAL, "'%s' is not a MAC address (52:54:00:12:34:56)", s);
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+	return 0;
+}
+
+/* The optional "vlan=N" after the positional arguments: @ret stays -1 without it. Where @dst
+ * is not NULL, "dst=IP" (a tunnel port's remote VTEP) is taken too, and *@dst stays NULL
+ * without it. */
+static int parse_vlan_arg(struct sn_ctl_ctx *ctx, int first, int *ret, const char **dst)
+{
+	unsigned v;
+
+	*ret = -1;
+	for (int i = first; i < ctx->argc; i++) {
+		if (dst && !strncmp(ctx->argv[i], "dst=", 4)) {
+			*dst = ctx->argv[i] + 4;
+			continue;
+		}
+		if (strncmp(ctx->argv[i], "vlan=", 5) || sn_parse_uint(ctx->argv[i] + 5, 0, 4095, &v) < 0)
+			return sn_error_set(&ctx->err, -EINVAL, "'%s': want vlan=N (0 to 4095)%s", ctx->argv[i],
+					    dst ? " or dst=IP" : "");
+		*ret = (int)v;
+	}
+	return 0;
+}
+
+static int cmd_fdb_find(struct sn_ctl_ctx *ctx)
+{
+	struct fdb_rows rows = {.filter = true};
+	int r = parse_mac(ctx, ctx->argv[0], rows.mac);
+
+	if (r >= 0)
+		r = parse_vlan_arg(ctx, 1, &rows.vlan, NULL);
+	return r < 0 ? r : fdb_list(ctx, rows);
+}
+
+static int cmd_fdb_add(struct sn_ctl_ctx *ctx)
+{
+	const char *dst = NULL;
+	uint8_t mac[6];
+	int vlan, r = parse_mac(ctx, ctx->argv[0], mac);
+
+	if (r >= 0)
+		r = parse_vlan_arg(ctx, 2, &vlan, &dst);
+	if (r < 0)
+		return r;
+	/* behind a tunnel port, the entry names the remote VTEP too */
+	if (dst)
+		return sn_switch_fdb_add_dst(ctx->sw, mac, vlan < 0 ? 0 : (uint16_t)vlan, ctx->argv[1], dst, &ctx->err);
+	r = sn_switch_fdb_add_static(ctx->sw, mac, vlan < 0 ? 0 : (uint16_t)vlan, ctx->argv[1]);
+	if (r == -ENOENT)
+		return sn_error_set(&ctx->err, r, "no data port called '%s'", ctx->argv[1]);
+	if (r == -ENOSPC)
+		return sn_error_set(&ctx->err, r, "the forwarding database is full");
+	if (r == -EINVAL)
+		return sn_error_set(&ctx->err, r, "'%s' is a multicast address", ctx->argv[0]);
+	return r;
+}
+
+static int cmd_fdb_del(struct sn_ctl_ctx *ctx)
+{
+	uint8_t mac[6];
+	int vlan, r = parse_mac(ctx, ctx->argv[0], mac);
+
+	if (r >= 0)
+		r = parse_vlan_arg(ctx, 1, &vlan, NULL);
+	if (r < 0)
+		return r;
+	r = sn_switch_fdb_del(ctx->sw, mac, vlan < 0 ? 0 : (uint16_t)vlan);
+	if (r == -ENOENT)
+		return sn_error_set(&ctx->err, r, "no entry for %s on VLAN %d", ctx->argv[0], vlan < 0 ? 0 : vlan);
+	return r;
+}
+
+/* Arguments from @first on as one "key=value,..." text, quoting values that hold commas. */
+static int join_keys(struct sn_ctl_ctx *ctx, int first, char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (int i = first; i < ctx->argc; i++) {
+		const char *a = ctx->argv[i], *eq = strchr(a, '=');
+		int n;
+
+		if (!eq || eq == a)
+			return sn_error_set(&ctx->err, -EINVAL, "'%s' is not key=value", a);
+		if (strchr(eq, ',') && eq[1] != '"')
+			n = snprintf(buf + off, len - off, "%s%.*s=\"%s\"", off ? "," : "", (int)(eq - a), a, eq + 1);
+		else
+			n = snprintf(buf + off, len - off, "%s%s", off ? "," : "", a);
+		if (n < 0 || (size_t)n >= len - off)
+			return sn_error_set(&ctx->err, -E2BIG, "arguments too long");
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static int cmd_port_set(struct sn_ctl_ctx *ctx)
+{
+	char keys[SN_SPEC_MAX_LEN];
+	int r = join_keys(ctx, 1, keys, sizeof(keys));
+
+	return r < 0 ? r : sn_switch_port_set(ctx->sw, ctx->argv[0], keys, &ctx->err);
+}
+
+static int cmd_set(struct sn_ctl_ctx *ctx)
+{
+	struct sn_switch_config c;
+	char keys[SN_SPEC_MAX_LEN];
+	int r = join_keys(ctx, 0, keys, sizeof(keys));
+
+	if (r >= 0 && ctx->argc)
+		r = sn_switch_set(ctx->sw, keys, &ctx->err);
+	if (r < 0)
+		return r;
+	sn_switch_get_config(ctx->sw, &c);
+	if (ctx->json) {
+		sn_json_begin_object(ctx->j, "settings");
+		sn_json_uint(ctx->j, "fdb_aging", (uint64_t)c.fdb_aging);
+		sn_json_uint(ctx->j, "fdb_max", c.fdb_max);
+		sn_json_uint(ctx->j, "fdb_port_max", c.fdb_port_max);
+		sn_json_bool(ctx->j, "fdb_evict", c.fdb_evict);
+		sn_json_uint(ctx->j, "stall_timeout_ms", (uint64_t)(c.stall_timeout * 1000 + 0.5));
+		sn_json_end_object(ctx->j);
+	} else {
+		sn_buf_printf(ctx->body, "fdb-aging=%.0f fdb-max=%u fdb-port-max=%u fdb-evict=%s stall-timeout=%.0f\n",
+			      c.fdb_aging, c.fdb_max, c.fdb_port_max, c.fdb_evict ? "on" : "off", c.stall_timeout * 1000);
+	}
+	return 0;
+}
+
 static int cmd_fdb_flush(struct sn_ctl_ctx *ctx)
 {
 	const char *port = ctx->argc ? ctx->argv[0] : NULL;
@@ -452,88 +635,6 @@ static int cmd_fdb_flush(struct sn_ctl_ctx *ctx)
 		sn_json_uint(ctx->j, "flushed", (unsigned)n);
 	else
 		sn_buf_printf(ctx->body, "flushed %d %s\n", n, n == 1 ? "entry" : "entries");
-	return 0;
-}
-
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	unsigned v[6];
-	char end;
-
-	if (sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &end) != 6 ||
-	    strlen(s) != 17)
-		return -EINVAL;
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)v[i];
-	return 0;
-}
-
-/* MAC, then KEY=VALUE arguments from @first on: vlan= for every fdb command, dst= (a tunnel
- * port's remote endpoint) where @dst is not NULL. */
-static int fdb_args(struct sn_ctl_ctx *ctx, int first, uint8_t mac[6], unsigned *vlan, const char **dst)
-{
-	if (parse_mac(ctx->argv[0], mac) < 0)
-		return sn_error_set(&ctx->err, -EINVAL, "bad MAC '%s': want six hex bytes like 52:54:00:12:34:56",
-				    ctx->argv[0]);
-	for (int i = first; i < ctx->argc; i++) {
-		const char *a = ctx->argv[i];
-
-		if (!strncmp(a, "vlan=", 5)) {
-			if (sn_parse_uint(a + 5, 0, 4095, vlan) < 0)
-				return sn_error_set(&ctx->err, -EINVAL, "bad value '%s' for key 'vlan': want 0 to 4095", a + 5);
-		} else if (dst && !strncmp(a, "dst=", 4)) {
-			*dst = a + 4;
-		} else {
-			return sn_error_set(&ctx->err, -EINVAL, "unknown argument '%s' (want %s)", a,
-					    dst ? "vlan=N or dst=IP" : "vlan=N");
-		}
-	}
-	return 0;
-}
-
-/* fdb add MAC PORT [vlan=N] [dst=IP]: a static entry; dst= pins it, behind a tunnel port, to
- * that remote endpoint as well. */
-static int cmd_fdb_add(struct sn_ctl_ctx *ctx)
-{
-	const char *port = ctx->argv[1], *dst = NULL;
-	uint8_t mac[6];
-	unsigned vlan = 0;
-	int r = fdb_args(ctx, 2, mac, &vlan, &dst);
-
-	if (r < 0)
-		return r;
-	if (dst) {
-		r = sn_switch_fdb_add_dst(ctx->sw, mac, (uint16_t)vlan, port, dst, &ctx->err);
-	} else {
-		r = sn_switch_fdb_add_static(ctx->sw, mac, (uint16_t)vlan, port);
-		if (r == -ENOENT)
-			return sn_error_set(&ctx->err, r, "no port called '%s'", port);
-		if (r == -EINVAL)
-			return sn_error_set(&ctx->err, r, "%s is a multicast MAC: it cannot sit behind one port",
-					    ctx->argv[0]);
-	}
-	if (r < 0)
-		return r;
-	if (ctx->json)
-		sn_json_string(ctx->j, "added", ctx->argv[0]);
-	return 0;
-}
-
-static int cmd_fdb_del(struct sn_ctl_ctx *ctx)
-{
-	uint8_t mac[6];
-	unsigned vlan = 0;
-	int r = fdb_args(ctx, 1, mac, &vlan, NULL);
-
-	if (r < 0)
-		return r;
-	r = sn_switch_fdb_del(ctx->sw, mac, (uint16_t)vlan);
-	if (r == -ENOENT)
-		return sn_error_set(&ctx->err, r, "no entry for %s on VLAN %u", ctx->argv[0], vlan);
-	if (r < 0)
-		return r;
-	if (ctx->json)
-		sn_json_string(ctx->j, "deleted", ctx->argv[0]);
 	return 0;
 }
 
@@ -577,6 +678,7 @@ static int cmd_stats(struct sn_ctl_ctx *ctx)
 		sn_json_uint(j, "unicast", st.unicast);
 		sn_json_uint(j, "flooded", st.flooded);
 		sn_json_uint(j, "filtered", st.filtered);
+		sn_json_uint(j, "isolated", st.isolated);
 		sn_json_uint(j, "fdb_refused_table", st.fdb_refused_table);
 		sn_json_uint(j, "fdb_refused_port", st.fdb_refused_port);
 		sn_json_uint(j, "fdb_moves", st.fdb_moves);
@@ -659,13 +761,19 @@ static const struct sn_ctl_cmd core_cmds[] = {
 	{"ports", "", "list ports and listeners with their counters", 0, 0, cmd_ports},
 	{"fdb show", "", "list the forwarding database", 0, 0, cmd_fdb_show},
 	{"fdb flush", "[PORT]", "forget learned entries, all or one port's", 0, 1, cmd_fdb_flush},
-	{"fdb add", "MAC PORT [vlan=N] [dst=IP]", "a static entry; dst=: behind a tunnel port, its remote endpoint",
-	 2, 4, cmd_fdb_add},
-	{"fdb del", "MAC [vlan=N]", "remove an entry, static or learned", 1, 2, cmd_fdb_del},
+	{"fdb add", "MAC PORT [vlan=N] [dst=IP]",
+	 "pin MAC (on VLAN N) to PORT: a static entry; dst=: behind a tunnel port, the remote VTEP", 2, 4,
+	 cmd_fdb_add},
+	{"fdb del", "MAC [vlan=N]", "remove the entry of MAC (on VLAN N), static or learned", 1, 2, cmd_fdb_del},
+	{"fdb find", "MAC [vlan=N]", "show where MAC is, on every VLAN or one", 1, 2, cmd_fdb_find},
 	{"fdb", "", NULL, 0, 0, cmd_fdb_show},
 	{"stats", "", "switch counters and per-port drops by reason", 0, 0, cmd_stats},
 	{"port add", "SPEC", "add a port, KIND,key=value,... (prints its name)", 1, 1, cmd_port_add},
 	{"port del", "NAME", "remove a port, or a listener with its clients", 1, 1, cmd_port_del},
+	{"port set", "NAME KEY=VALUE...", "change a port's VLANs and policy (vlan=, trunk=, isolated=, ...)", 2,
+	 1 + SN_SPEC_MAX_KEYS, cmd_port_set},
+	{"set", "[KEY=VALUE]...", "show or change fdb-aging, fdb-max, fdb-port-max, fdb-evict, stall-timeout", 0,
+	 SN_SPEC_MAX_KEYS, cmd_set},
 	{"help", "", "list the commands", 0, 0, cmd_help},
 };
 

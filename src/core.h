@@ -30,7 +30,7 @@ struct sn_switch {
 	ev_idle kick;               /* active while the ev_prepare has work: the loop must not block */
 	ev_timer ager;
 	ev_timer watchdog;          /* active while a queue is congested: finds stalls */
-	uint64_t unicast, flooded, filtered;
+	uint64_t unicast, flooded, filtered, isolated;
 	struct sn_frame_tap *taps;   /* the data path tests only ntaps */
 	unsigned ntaps;
 	struct sn_switch_ext *exts;  /* modules' own state */

@@ -93,6 +93,12 @@ static bool learnable(const uint8_t mac[6])
 	return (mac[0] | mac[1] | mac[2] | mac[3] | mac[4] | mac[5]) != 0;
 }
 
+/* What @port may own: its own max-macs=, else the table's per-port cap. */
+static inline uint32_t port_cap(const struct sn_fdb *fdb, const struct sn_port *port)
+{
+	return port->conf.policy.max_macs ? port->conf.policy.max_macs : fdb->port_max;
+}
+
 static void owns_one_more(struct sn_fdb *fdb, struct sn_port *port)
 {
 	port->stats.fdb_entries++;
@@ -158,7 +164,7 @@ enum sn_fdb_learn_result sn_fdb_learn(struct sn_fdb *fdb, const uint8_t mac[6], 
 		}
 		if (e->is_static)
 			return SN_FDB_IGNORED;
-		if (port->stats.fdb_entries >= fdb->port_max)
+		if (port->stats.fdb_entries >= port_cap(fdb, port))
 			return refuse(fdb, port, false);
 		e->port->stats.fdb_entries--;
 		owns_one_more(fdb, port);
@@ -174,13 +180,13 @@ enum sn_fdb_learn_result sn_fdb_learn(struct sn_fdb *fdb, const uint8_t mac[6], 
 		if (fdb->count >= fdb->max) {
 			if (!fdb->evict)
 				return refuse(fdb, port, true);
-			if (port->stats.fdb_entries >= fdb->port_max)
+			if (port->stats.fdb_entries >= port_cap(fdb, port))
 				return refuse(fdb, port, false);
 			if (!evict_one(fdb))
 				return refuse(fdb, port, true);
 		}
 	}
-	if (port->stats.fdb_entries >= fdb->port_max)
+	if (port->stats.fdb_entries >= port_cap(fdb, port))
 		return refuse(fdb, port, false);
 	e = insert(fdb, key);
 	e->port = port;
@@ -190,6 +196,11 @@ enum sn_fdb_learn_result sn_fdb_learn(struct sn_fdb *fdb, const uint8_t mac[6], 
 		fdb->next_expiry = now + fdb->aging;
 	owns_one_more(fdb, port);
 	return SN_FDB_LEARNED;
+}
+
+const struct sn_fdb_entry *sn_fdb_find(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan)
+{
+	return find(fdb, sn_fdb_key(mac, vlan));
 }
 
 struct sn_port *sn_fdb_lookup(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan, double now)
@@ -242,6 +253,51 @@ uint32_t sn_fdb_flush(struct sn_fdb *fdb, struct sn_port *port, bool with_static
 		}
 	}
 	return n;
+}
+
+int sn_fdb_set_max(struct sn_fdb *fdb, uint32_t max, uint32_t port_max, double now)
+{
+	struct sn_fdb n;
+	uint32_t statics = 0;
+	int r;
+
+	if (max == 0 || max > (1u << 24))
+		return -EINVAL;
+	for (uint32_t i = 0; i <= fdb->mask; i++)
+		statics += fdb->slots[i].key && fdb->slots[i].is_static;
+	if (statics > max)
+		return -ENOSPC;
+	r = sn_fdb_init(&n, max, port_max, fdb->aging);
+	if (r < 0)
+		return r;
+	if (fdb->count > max)
+		sn_fdb_age(fdb, now);
+	for (uint32_t i = 0; i <= fdb->mask; i++) {
+		struct sn_fdb_entry *e = &fdb->slots[i], *ne;
+
+		if (!e->key)
+			continue;
+		/* every static entry stays; a dynamic one only in the room they leave */
+		if (e->is_static) {
+			statics--;
+		} else if (n.count + statics >= max) {
+			e->port->stats.fdb_entries--;
+			continue;
+		}
+		ne = insert(&n, e->key);
+		*ne = *e;
+	}
+	n.next_expiry = fdb->next_expiry;
+	n.evict = fdb->evict;
+	n.heavy = fdb->heavy;
+	n.refused_table = fdb->refused_table;
+	n.refused_port = fdb->refused_port;
+	n.moves = fdb->moves;
+	n.evicted = fdb->evicted;
+	n.scans = fdb->scans;
+	sn_fdb_finish(fdb);
+	*fdb = n;
+	return 0;
 }
 
 int sn_fdb_add_static(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan, struct sn_port *port)

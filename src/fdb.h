@@ -70,6 +70,9 @@ static inline bool sn_fdb_expired(const struct sn_fdb *fdb, const struct sn_fdb_
 enum sn_fdb_learn_result sn_fdb_learn(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan,
 				      struct sn_port *port, double now);
 
+/* The entry of @mac on @vlan, expired or not, or NULL. */
+const struct sn_fdb_entry *sn_fdb_find(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan);
+
 /* The port behind @mac on @vlan, or NULL (unknown or expired). */
 struct sn_port *sn_fdb_lookup(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan, double now);
 
@@ -79,6 +82,11 @@ double sn_fdb_age(struct sn_fdb *fdb, double now);
 /* Removes the dynamic entries of @port (NULL: of every port); with @with_static, static ones
  * too. Returns how many went. */
 uint32_t sn_fdb_flush(struct sn_fdb *fdb, struct sn_port *port, bool with_static);
+
+/* Sets the caps at run time: @max entries in all (the table is rebuilt; when more are in it,
+ * dynamic entries go, expired ones first; -ENOSPC when static ones alone are more), @port_max
+ * per port (0: @max). -EINVAL for 0 or over 2^24, -ENOMEM. */
+int sn_fdb_set_max(struct sn_fdb *fdb, uint32_t max, uint32_t port_max, double now);
 
 int sn_fdb_add_static(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan, struct sn_port *port);
 int sn_fdb_del(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan);

@@ -68,6 +68,16 @@ int sn_pool_want_jumbo(struct sn_pool *pool)
 	return class_init(pool, &pool->jumbo, pool->jumbo_want, SN_POOL_JUMBO_CAP);
 }
 
+static inline uint8_t *buffer_of(const struct sn_pool_class *c, const struct sn_frame *f)
+{
+	return c->mem + (size_t)(f - c->frames) * c->cap;
+}
+
+static inline struct sn_pool_class *class_of(const struct sn_frame *f)
+{
+	return f->cap == SN_POOL_STD_CAP ? &f->pool->std : &f->pool->jumbo;
+}
+
 static struct sn_frame *class_get(struct sn_pool_class *c)
 {
 	struct sn_frame *f = c->free;
@@ -78,7 +88,14 @@ static struct sn_frame *class_get(struct sn_pool_class *c)
 	c->nfree--;
 	f->refs = 1;
 	f->len = 0;
+	f->data = buffer_of(c, f);
+	f->vlan = f->tpid = f->tci = 0;
 	return f;
+}
+
+uint32_t sn_frame_headroom(const struct sn_frame *f)
+{
+	return (uint32_t)(f->data - buffer_of(class_of(f), f));
 }
 
 struct sn_frame *sn_pool_get(struct sn_pool *pool, uint32_t len)
@@ -92,8 +109,12 @@ struct sn_frame *sn_pool_get(struct sn_pool *pool, uint32_t len)
 
 void sn_frame_release(struct sn_frame *f)
 {
-	struct sn_pool_class *c = f->cap == SN_POOL_STD_CAP ? &f->pool->std : &f->pool->jumbo;
+	struct sn_pool_class *c = class_of(f);
 
+	if (f->alt) {
+		sn_frame_unref(f->alt);
+		f->alt = NULL;
+	}
 	f->next_free = c->free;
 	c->free = f;
 	c->nfree++;

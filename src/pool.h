@@ -11,12 +11,20 @@
 struct sn_pool;
 
 struct sn_frame {
-	uint8_t *data;     /* the frame's first byte */
+	uint8_t *data;     /* the frame's first byte (moves forward when a tag is popped in place) */
 	uint32_t len;      /* bytes of frame at data */
 	uint32_t refs;
 	struct sn_pool *pool;
 	struct sn_frame *next_free;
 	uint32_t cap;      /* bytes the buffer holds */
+	/* 802.1Q, set by the switch on ingress: the VLAN the frame is in, and the tag at data + 12
+	 * that says so on the wire (tpid 0: none there) */
+	uint16_t vlan;
+	uint16_t tpid;
+	uint16_t tci;      /* the tag as it came (priority and DEI kept when re-tagged) */
+	/* the same frame tagged otherwise, made for the first port that needed it and shared by the
+	 * ports that need the same (released with this one) */
+	struct sn_frame *alt;
 };
 
 struct sn_pool_class {
@@ -43,6 +51,9 @@ int sn_pool_want_jumbo(struct sn_pool *pool);
 struct sn_frame *sn_pool_get(struct sn_pool *pool, uint32_t len);
 
 void sn_frame_release(struct sn_frame *f);
+
+/* Bytes from the buffer's start to @f->data: what a tag popped in place gave back. */
+uint32_t sn_frame_headroom(const struct sn_frame *f);
 
 static inline void sn_frame_ref(struct sn_frame *f)
 {

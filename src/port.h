@@ -4,7 +4,8 @@
  * defines `const struct sn_port_kind sn_port_kind_KIND` (its SPEC name, usage text, keys and
  * create function); meson lists the kinds of the build from that table. Its port struct embeds
  * struct sn_port first and points at a static const struct sn_port_ops. create() gets the keys
- * every kind has (name=, mtu=) already parsed into a struct sn_port_conf, reads its own from the
+ * every kind has (name=, mtu=, and the VLAN and policy keys of vlan.h) already parsed into a
+ * struct sn_port_conf, reads its own from the
  * SPEC, initialises the port with sn_port_init(), registers it with sn_port_register() (from
  * then on the switch owns it) and brings it UP with sn_port_set_state() when its peer is there.
  *
@@ -24,6 +25,7 @@
 
 #include "pool.h"
 #include "util.h"
+#include "vlan.h"
 
 struct sn_switch;
 struct sn_port;
@@ -34,6 +36,7 @@ struct sn_spec;
 struct sn_port_conf {
 	char name[SN_PORT_NAME_MAX]; /* empty: the switch names the port after its kind */
 	unsigned mtu;                /* 0: SN_MTU_DEFAULT */
+	struct sn_port_policy policy; /* VLAN mode, isolation, flooding, MAC cap */
 };
 
 /* A port kind, as src/ports/meson.build lists it. */

@@ -316,25 +316,44 @@ static int bind_private(int fd, const struct sn_sockaddr *a)
 }
 
 /* Decides what to do with an existing file at a unix socket path before binding it. */
+/* Whether a @type socket reaches @a: 1 (someone is there, or something other than a dead
+ * socket answered), 0 (nobody: the file is left over), -EPROTOTYPE (a socket of another type
+ * is there), other -errno from socket(). */
+static int probe_live(const struct sn_sockaddr *a, int type)
+{
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0), r;
+
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, &a->u.sa, a->len) == 0 ? 1 : errno == ECONNREFUSED || errno == ENOENT ? 0
+					      : errno == EPROTOTYPE ? -EPROTOTYPE : 1;
+	close(fd);
+	return r;
+}
+
 static int clear_stale(const struct sn_sockaddr *a, int type, struct sn_error *err)
 {
 	const char *path = a->u.un.sun_path;
 	struct stat st;
-	int fd, r;
+	int r;
 
 	if (lstat(path, &st) < 0)
 		return errno == ENOENT ? 0 : sn_error_set(err, -errno, "%s: %s", path, strerror(errno));
 	if (!S_ISSOCK(st.st_mode))
 		return sn_error_set(err, -EEXIST, "%s exists and is not a socket", path);
-	fd = socket(AF_UNIX, type, 0);
-	if (fd < 0)
-		return sn_error_set(err, -errno, "socket: %s", strerror(errno));
-	r = connect(fd, &a->u.sa, a->len);
-	if (r == 0 || (r < 0 && errno != ECONNREFUSED && errno != ENOENT && errno != EPROTOTYPE)) {
-		close(fd);
-		return sn_error_set(err, -EADDRINUSE, "%s is in use by a live process", path);
+	r = probe_live(a, type);
+	if (r == -EPROTOTYPE) {
+		/* a socket of another type: live, if one of that type can reach it */
+		static const int types[] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET};
+
+		for (size_t i = 0; i < SN_ARRAY_SIZE(types) && r != 1; i++)
+			if (types[i] != type && probe_live(a, types[i]) == 1)
+				r = 1;
 	}
-	close(fd);
+	if (r == 1)
+		return sn_error_set(err, -EADDRINUSE, "%s is in use by a live process", path);
+	if (r < 0 && r != -EPROTOTYPE)
+		return sn_error_set(err, r, "socket: %s", strerror(-r));
 	if (unlink(path) < 0 && errno != ENOENT)
 		return sn_error_set(err, -errno, "cannot remove stale %s: %s", path, strerror(errno));
 	return 0;

@@ -113,20 +113,29 @@ void sn_switch_want_prepare(struct sn_switch *sw)
 	}
 }
 
-/* Finds the stalls no enqueue would notice: a queue nobody adds to any more (its senders are
- * paused, or it got a burst and then nothing). Runs while some queue is at its congested mark
- * or has senders waiting. */
+/* Finds the stalls: a peer that kept a sender waiting, or took nothing with frames waiting, for
+ * stall_timeout. Before it is judged it gets one more chance to take a frame: when the switch
+ * itself was busy for a while (a long loop iteration), the peer may well have kept up. Runs
+ * while some queue is at its congested mark or has senders waiting. */
 static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct sn_switch *sw = w->data;
 	double now = ev_now(loop);
 	bool any = false;
 
-	for (unsigned i = 0; i < sw->nup; i++) {
+	/* backwards: a port closed by its flush takes the last one's place, seen already */
+	for (unsigned i = sw->nup; i-- > 0;) {
 		struct sn_port *p = sw->up[i];
 
-		if (sn_port_stalling(p, now))
-			sn_port_stall(p, now);
+		if (sn_port_stalling(p, now)) {
+			uint64_t sent = p->stats.tx_frames;
+
+			p->ops->flush(p);
+			if (p->closed || p->state != SN_PORT_UP)
+				continue;
+			if (p->stats.tx_frames == sent)
+				sn_port_stall(p, now);
+		}
 		if (p->waiters || (!p->stalled && sn_txq_len(&p->txq) >= sn_txq_congested_mark(p->txq.mask + 1)))
 			any = true;
 	}
@@ -323,15 +332,61 @@ struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name)
 
 /* ---- forwarding ---- */
 
-/* Queues @f on @out; @payload is the frame's length less its Ethernet (and VLAN) header.
- * @in sent it; @unicast: to @out alone, so @in may be paused when @out's queue fills. */
-static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_frame *f, uint32_t payload,
-			   bool unicast, double now)
+static inline bool has_tag(const struct sn_frame *f)
+{
+	uint16_t et = f->len >= SN_ETH_HLEN + SN_VLAN_HLEN ? sn_get_be16(f->data + 12) : 0;
+
+	return et == SN_TPID_8021Q || et == SN_TPID_8021AD;
+}
+
+/* @f as @tpid (0: untagged) says it leaves, made once from the pool and kept on @f for the
+ * ports that want the same; NULL when the pool has no buffer. */
+static struct sn_frame *retag(struct sn_switch *sw, struct sn_frame *f, uint16_t tpid)
+{
+	uint32_t have = f->tpid ? SN_VLAN_HLEN : 0, want = tpid ? SN_VLAN_HLEN : 0;
+	struct sn_frame *g;
+
+	if (f->alt && f->alt->tpid == tpid)
+		return f->alt;
+	g = sn_pool_get(&sw->pool, f->len - have + want);
+	if (!g)
+		return NULL;
+	memcpy(g->data, f->data, 12);
+	if (want) {
+		sn_put_be16(g->data + 12, tpid);
+		sn_put_be16(g->data + 14, (uint16_t)((f->tci & 0xf000) | f->vlan));
+	}
+	memcpy(g->data + 12 + want, f->data + 12 + have, f->len - 12 - have);
+	g->len = f->len - have + want;
+	g->vlan = f->vlan;
+	g->tpid = tpid;
+	g->tci = (uint16_t)((f->tci & 0xf000) | f->vlan);
+	if (f->alt)
+		sn_frame_unref(f->alt); /* queues that hold it keep it */
+	f->alt = g;
+	return g;
+}
+
+/* Queues @f on @out, tagged as @out wants its VLAN (or not at all when @out is not in it). @in
+ * sent it; @unicast: to @out alone, so @in may be paused when @out's queue fills. */
+static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_frame *f, bool unicast, double now)
 {
 	struct sn_txq *q = &out->txq;
 	uint32_t len = q->tail - q->head, ring = q->mask + 1;
+	int tag = sn_vlan_egress(&out->conf.policy, f->vlan);
 
-	if (sn_unlikely(payload > out->mtu)) {
+	if (tag == -1)
+		return; /* not a member of the frame's VLAN */
+	if (sn_unlikely(tag >= 0 && tag != f->tpid)) {
+		f = retag(out->sw, f, (uint16_t)tag);
+		if (!f) {
+			out->stats.drop_no_buffer++;
+			return;
+		}
+	}
+	/* one tag is allowed on top of the MTU, a customer's as well as ours; a second one (an outer
+	 * tag pushed on it) counts */
+	if (sn_unlikely(f->len - SN_ETH_HLEN - (has_tag(f) ? SN_VLAN_HLEN : 0) > out->mtu)) {
 		out->stats.drop_oversize++;
 		return;
 	}
@@ -342,8 +397,6 @@ static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_fr
 		 * one at hand is taken already, hence >) */
 		uint32_t nfree = sn_pool_class_free(f);
 
-		if (sn_port_stalling(out, now))
-			sn_port_stall(out, now);
 		sn_switch_watchdog_want(out->sw);
 		if (len >= ring || len > nfree || (out->stalled && len >= sn_txq_stalled_keep(ring))) {
 			out->stats.drop_txq_full++;
@@ -367,28 +420,82 @@ static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_fr
 	sn_port_want_flush(out);
 }
 
+/*
+ * Which VLAN @f, arriving at @in, is in (f->vlan, and f->tpid/tci when it keeps its tag).
+ * Returns 1 when the port's own tag is to be popped, 0 when the frame stays as it is, -1 when
+ * the port does not take it: a tagged frame on an access port, a VLAN a trunk does not carry,
+ * an untagged frame on a trunk without a native VLAN. A priority tag (VID 0) counts as none.
+ */
+static inline int classify(const struct sn_port_policy *p, struct sn_frame *f)
+{
+	const uint8_t *d = f->data;
+	uint16_t et = f->len >= SN_ETH_HLEN + SN_VLAN_HLEN ? sn_get_be16(d + 12) : 0, tci, vid;
+
+	if (sn_likely(p->mode == SN_VLAN_TRANSPARENT)) {
+		if (et == SN_TPID_8021Q) {
+			f->tci = sn_get_be16(d + 14);
+			f->vlan = f->tci & 0xfff;
+			f->tpid = et;
+		}
+		return 0;
+	}
+	if (et != p->tpid) {
+		f->vlan = p->mode == SN_VLAN_ACCESS ? p->vid : p->native;
+		return f->vlan ? 0 : -1;
+	}
+	tci = sn_get_be16(d + 14);
+	vid = tci & 0xfff;
+	f->tci = tci;
+	if (p->mode == SN_VLAN_ACCESS) {
+		f->vlan = p->vid;
+		return vid ? -1 : 1;
+	}
+	if (!vid)
+		vid = p->native;
+	else if (!sn_vlan_in_trunk(p, vid) && vid != p->native)
+		return -1;
+	f->vlan = vid;
+	return vid ? 1 : -1;
+}
+
+/* Takes the frame's first tag out in place: the frame is still only the caller's. */
+static inline void pop_tag(struct sn_frame *f)
+{
+	memmove(f->data + SN_VLAN_HLEN, f->data, 12);
+	f->data += SN_VLAN_HLEN;
+	f->len -= SN_VLAN_HLEN;
+	f->tpid = 0;
+}
+
 void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
 {
 	struct sn_switch *sw = in->sw;
+	const struct sn_port_policy *pol = &in->conf.policy;
 	double now = ev_now(sw->loop);
 	struct sn_port *p;
 
 	for (unsigned i = 0; i < n; i++) {
 		struct sn_frame *f = frames[i];
-		const uint8_t *d = f->data;
 		uint32_t len = f->len, payload;
-		uint16_t vlan = 0;
 		struct sn_port *out;
+		const uint8_t *d;
+		uint16_t et;
+		int pop;
 
 		if (sn_unlikely(len < SN_ETH_HLEN)) {
 			in->stats.drop_runt++;
 			goto done;
 		}
-		payload = len - SN_ETH_HLEN;
-		if (sn_unlikely(sn_get_be16(d + 12) == SN_ETH_P_8021Q) && len >= SN_ETH_HLEN + SN_VLAN_HLEN) {
-			vlan = sn_get_be16(d + 14) & 0xfff;
-			payload -= SN_VLAN_HLEN;
+		pop = classify(pol, f);
+		if (sn_unlikely(pop < 0)) {
+			in->stats.drop_vlan++;
+			goto done;
 		}
+		/* one tag, the port's or a customer's inside it, is allowed on top of the MTU */
+		et = len >= SN_ETH_HLEN + SN_VLAN_HLEN ? sn_get_be16(f->data + 12 + (pop ? SN_VLAN_HLEN : 0)) : 0;
+		payload = len - SN_ETH_HLEN - (pop ? SN_VLAN_HLEN : 0);
+		if (f->tpid || et == SN_TPID_8021Q || et == SN_TPID_8021AD)
+			payload -= SN_VLAN_HLEN;
 		if (sn_unlikely(payload > in->mtu)) {
 			in->stats.drop_oversize++;
 			goto done;
@@ -396,25 +503,40 @@ void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
 		in->stats.rx_frames++;
 		in->stats.rx_bytes += len;
 		if (sn_unlikely(sw->ntaps))
-			sn_switch_taps_frame(sw, in, d, len, SN_TAP_IN);
-		if (sn_fdb_learn(&sw->fdb, d + 6, vlan, in, now) == SN_FDB_LEARNED && !ev_is_active(&sw->ager)) {
+			sn_switch_taps_frame(sw, in, f->data, len, SN_TAP_IN);
+		if (pop)
+			pop_tag(f);
+		d = f->data;
+		if (sn_fdb_learn(&sw->fdb, d + 6, f->vlan, in, now) == SN_FDB_LEARNED && !ev_is_active(&sw->ager)) {
 			sw->ager.repeat = sw->fdb.aging;
 			ev_timer_again(sw->loop, &sw->ager);
 			ev_unref(sw->loop);
 		}
-		if (!(d[0] & 1) && (out = sn_fdb_lookup(&sw->fdb, d, vlan, now))) {
+		if (!(d[0] & 1) && (out = sn_fdb_lookup(&sw->fdb, d, f->vlan, now))) {
 			if (out == in) {
 				sw->filtered++;
+			} else if (sn_unlikely(pol->isolated && out->conf.policy.isolated)) {
+				sw->isolated++;
 			} else if (sn_likely(out->state == SN_PORT_UP)) {
 				sw->unicast++;
-				enqueue(in, out, f, payload, true, now);
+				enqueue(in, out, f, true, now);
 			}
 			/* else a static entry names a port that is down: no peer to carry it */
 		} else {
+			/* unknown unicast, multicast or broadcast: every other member, as their flags allow */
+			bool bcast = (d[0] & d[1] & d[2] & d[3] & d[4] & d[5]) == 0xff;
+			bool mcast = (d[0] & 1) && !bcast, unknown = !(d[0] & 1);
+
 			sw->flooded++;
-			for (unsigned j = 0; j < sw->nup; j++)
-				if (sw->up[j] != in)
-					enqueue(in, sw->up[j], f, payload, false, now);
+			for (unsigned j = 0; j < sw->nup; j++) {
+				struct sn_port *o = sw->up[j];
+				const struct sn_port_policy *op = &o->conf.policy;
+
+				if (o == in || (pol->isolated && op->isolated) || (unknown && op->no_flood) ||
+				    (mcast && op->no_mcast_flood))
+					continue;
+				enqueue(in, o, f, false, now);
+			}
 		}
 done:
 		sn_frame_unref(f);
@@ -430,7 +552,7 @@ done:
 
 /* ---- the public face ---- */
 
-/* The keys every port kind takes, parsed here for all of them. */
+/* The keys every port kind takes, parsed here for all of them (and the policy's, vlan.h). */
 static const char *const common_keys[] = {"name", "mtu", NULL};
 
 static bool key_in(const char *key, const char *const *keys)
@@ -446,7 +568,8 @@ static bool key_in(const char *key, const char *const *keys)
 static int check_keys(const struct sn_port_kind *kind, const struct sn_spec *spec, struct sn_error *err)
 {
 	for (unsigned i = 0; i < spec->n; i++)
-		if (!key_in(spec->kv[i].key, common_keys) && !key_in(spec->kv[i].key, kind->keys))
+		if (!key_in(spec->kv[i].key, common_keys) && !key_in(spec->kv[i].key, sn_policy_keys) &&
+		    !key_in(spec->kv[i].key, kind->keys))
 			return sn_error_set(err, -EINVAL, "unknown key '%s' for port kind '%s'", spec->kv[i].key,
 					    kind->name);
 	return 0;
@@ -461,6 +584,9 @@ int sn_port_conf_from_spec(struct sn_switch *sw, struct sn_spec *spec, struct sn
 	*ret = (struct sn_port_conf){0};
 	/* left 0 when absent: a kind may tell "not given" from the default */
 	r = sn_spec_get_uint(spec, "mtu", 68, SN_FRAME_MAX - SN_ETH_HLEN - SN_VLAN_HLEN, &ret->mtu, err);
+	if (r < 0)
+		return r;
+	r = sn_policy_from_spec(&ret->policy, spec, err);
 	if (r < 0)
 		return r;
 	if (name) {
@@ -543,7 +669,7 @@ SN_EXPORT int sn_switch_del_port(struct sn_switch *sw, const char *name)
 SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const struct sn_port_info *, void *),
 				     void *ctx)
 {
-	char peer[256];
+	char peer[256], vlan[1100];
 
 	for (struct sn_port *p = sw->ports; p; p = p->next) {
 		struct sn_port_info info = {
@@ -554,6 +680,7 @@ SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const st
 			.state = p->state,
 			.mtu = p->mtu,
 			.txq_len = p->txq.ring ? p->txq.mask + 1 : 0,
+			.vlan = vlan,
 			.rx_paused = sn_port_rx_paused(p),
 			.stalled = p->stalled,
 			.stats = p->stats,
@@ -561,6 +688,7 @@ SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const st
 		int r;
 
 		peer[0] = '\0';
+		sn_policy_describe(&p->conf.policy, vlan, sizeof(vlan));
 		if (p->ops->describe)
 			p->ops->describe(p, peer, sizeof(peer));
 		info.stats.txq_depth = sn_txq_len(&p->txq);
@@ -655,6 +783,188 @@ SN_EXPORT int sn_switch_fdb_add_dst(struct sn_switch *sw, const uint8_t mac[6], 
 	return 0;
 }
 
+/* ---- settings and policy at run time ---- */
+
+/* Re-arms the ager for the entries the table holds now (after the aging time changed). */
+static void ager_rearm(struct sn_switch *sw)
+{
+	double now = ev_now(sw->loop), next = sn_fdb_age(&sw->fdb, now);
+
+	if (next > 0) {
+		sw->ager.repeat = next - now + 0.001;
+		if (!ev_is_active(&sw->ager)) {
+			ev_timer_again(sw->loop, &sw->ager);
+			ev_unref(sw->loop);
+		} else {
+			ev_timer_again(sw->loop, &sw->ager);
+		}
+	} else if (ev_is_active(&sw->ager)) {
+		ev_ref(sw->loop);
+		ev_timer_stop(sw->loop, &sw->ager);
+	}
+}
+
+SN_EXPORT int sn_switch_set_fdb_aging(struct sn_switch *sw, double seconds)
+{
+	if (!(seconds > 0) || seconds > 1e6)
+		return -EINVAL;
+	sw->fdb.aging = seconds;
+	sw->cfg.fdb_aging = seconds;
+	ager_rearm(sw);
+	return 0;
+}
+
+SN_EXPORT int sn_switch_set_fdb_max(struct sn_switch *sw, unsigned max, unsigned port_max)
+{
+	int r = sn_fdb_set_max(&sw->fdb, max, port_max, ev_now(sw->loop));
+
+	if (r < 0)
+		return r;
+	sw->cfg.fdb_max = max;
+	sw->cfg.fdb_port_max = port_max;
+	return 0;
+}
+
+SN_EXPORT void sn_switch_set_fdb_evict(struct sn_switch *sw, bool evict)
+{
+	sw->fdb.evict = evict;
+	sw->cfg.fdb_evict = evict;
+}
+
+SN_EXPORT int sn_switch_set_stall_timeout(struct sn_switch *sw, double seconds)
+{
+	if (!(seconds > 0) || seconds > 3600)
+		return -EINVAL;
+	sw->cfg.stall_timeout = seconds;
+	sw->watchdog.repeat = seconds / 4;
+	return 0;
+}
+
+SN_EXPORT void sn_switch_get_config(struct sn_switch *sw, struct sn_switch_config *ret)
+{
+	*ret = sw->cfg;
+}
+
+/* Parses "key=value,..." (or nothing) into @spec, as a SPEC of kind @kind. */
+static int keys_parse(struct sn_spec *spec, const char *kind, const char *keys, struct sn_error *err)
+{
+	char text[SN_SPEC_MAX_LEN];
+
+	if (snprintf(text, sizeof(text), "%s%s%s", kind, keys && *keys ? "," : "", keys ? keys : "") >= (int)sizeof(text))
+		return sn_error_set(err, -EINVAL, "settings longer than %zu bytes", sizeof(text) - 1);
+	return sn_spec_parse(spec, text, err);
+}
+
+SN_EXPORT int sn_switch_set(struct sn_switch *sw, const char *keys, struct sn_error *err)
+{
+	static const char *const known[] = {"fdb-aging", "fdb-max", "fdb-port-max", "fdb-evict", "stall-timeout", NULL};
+	unsigned aging = 0, max = sw->cfg.fdb_max, port_max = sw->cfg.fdb_port_max, stall_ms = 0;
+	bool evict = sw->cfg.fdb_evict;
+	struct sn_spec spec;
+	int r;
+
+	if (err)
+		err->msg[0] = '\0';
+	r = keys_parse(&spec, "set", keys, err);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < spec.n; i++)
+		if (!key_in(spec.kv[i].key, known))
+			return sn_error_set(err, -EINVAL,
+					    "unknown setting '%s' (settings: fdb-aging, fdb-max, fdb-port-max, fdb-evict, stall-timeout)",
+					    spec.kv[i].key);
+	/* every value is checked before any is applied */
+	if ((r = sn_spec_get_uint(&spec, "fdb-aging", 1, 1000000, &aging, err)) < 0 ||
+	    (r = sn_spec_get_uint(&spec, "fdb-max", 1, 1u << 24, &max, err)) < 0 ||
+	    (r = sn_spec_get_uint(&spec, "fdb-port-max", 0, 1u << 24, &port_max, err)) < 0 ||
+	    (r = sn_spec_get_bool(&spec, "fdb-evict", &evict, err)) < 0 ||
+	    (r = sn_spec_get_uint(&spec, "stall-timeout", 1, 3600000, &stall_ms, err)) < 0)
+		return r;
+	if (sn_spec_get(&spec, "fdb-max") || sn_spec_get(&spec, "fdb-port-max")) {
+		r = sn_switch_set_fdb_max(sw, max, port_max);
+		if (r == -ENOSPC)
+			return sn_error_set(err, r, "fdb-max=%u: the table holds more static entries than that", max);
+		if (r < 0)
+			return sn_error_set(err, r, "fdb-max: %s", strerror(-r));
+	}
+	if (aging)
+		sn_switch_set_fdb_aging(sw, aging);
+	if (stall_ms)
+		sn_switch_set_stall_timeout(sw, stall_ms / 1000.0);
+	sn_switch_set_fdb_evict(sw, evict);
+	return 0;
+}
+
+/* Whether the two policies put the port's frames in different VLANs or tag them otherwise. */
+static bool vlan_differs(const struct sn_port_policy *a, const struct sn_port_policy *b)
+{
+	return a->mode != b->mode || a->vid != b->vid || a->native != b->native ||
+	       a->native_tagged != b->native_tagged || a->tpid != b->tpid || memcmp(a->trunk, b->trunk, sizeof(a->trunk));
+}
+
+static void policy_apply(struct sn_port *p, const struct sn_port_policy *np)
+{
+	bool vlans = vlan_differs(&p->conf.policy, np);
+
+	p->conf.policy = *np;
+	if (vlans) {
+		/* what was learned or queued was in the VLANs, and tagged as, the old policy said */
+		sn_fdb_flush(&p->sw->fdb, p, false);
+		sn_txq_clear(p);
+	}
+}
+
+SN_EXPORT int sn_switch_port_set(struct sn_switch *sw, const char *name, const char *keys, struct sn_error *err)
+{
+	struct sn_port_policy np;
+	struct sn_spec spec;
+	struct sn_port *p;
+	int r;
+
+	if (err)
+		err->msg[0] = '\0';
+	p = name ? sn_switch_find_port(sw, name) : NULL;
+	if (!p)
+		return sn_error_set(err, -ENOENT, "no port called '%s'", name ? name : "");
+	r = keys_parse(&spec, "port", keys, err);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < spec.n; i++)
+		if (!key_in(spec.kv[i].key, sn_policy_keys))
+			return sn_error_set(err, -EINVAL,
+					    "key '%s' cannot change at run time (port set takes vlan, trunk, native, native-tagged, "
+					    "tpid, isolated, flood, mcast-flood, max-macs)", spec.kv[i].key);
+	np = p->conf.policy;
+	r = sn_policy_from_spec(&np, &spec, err);
+	if (r < 0)
+		return r;
+	policy_apply(p, &np);
+	/* a listener's clients follow it, and so will the clients it accepts later */
+	if (p->ops->listener)
+		for (struct sn_port *c = sw->ports; c; c = c->next)
+			if (c->parent == p)
+				policy_apply(c, &np);
+	return 0;
+}
+
+SN_EXPORT int sn_switch_fdb_lookup(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan, struct sn_fdb_info *ret)
+{
+	double now = ev_now(sw->loop);
+	const struct sn_fdb_entry *e;
+
+	if (vlan > 4095)
+		return -EINVAL;
+	e = sn_fdb_find(&sw->fdb, mac, vlan);
+	if (!e || sn_fdb_expired(&sw->fdb, e, now))
+		return -ENOENT;
+	sn_fdb_key_mac(e->key, ret->mac, &ret->vlan);
+	ret->port = e->port->name;
+	ret->is_static = e->is_static;
+	ret->age = e->is_static ? 0 : now - e->seen;
+	ret->dst = NULL; /* no buffer here to hold it: sn_switch_foreach_fdb() shows it */
+	return 0;
+}
+
 SN_EXPORT int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan)
 {
 	struct sn_port *p;
@@ -675,6 +985,7 @@ SN_EXPORT void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats 
 		.unicast = sw->unicast,
 		.flooded = sw->flooded,
 		.filtered = sw->filtered,
+		.isolated = sw->isolated,
 		.fdb_refused_table = sw->fdb.refused_table,
 		.fdb_refused_port = sw->fdb.refused_port,
 		.fdb_moves = sw->fdb.moves,

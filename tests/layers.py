@@ -27,7 +27,7 @@ ALLOWED = {
 }
 
 CORE_INCLUDES_FORBIDDEN = ("control.h", "capture_impl.h", "ports/", "backends/")
-PUBLIC_NAMES = {"switch.h", "capture.h", "log.h", "virtio.h", "squibnet.h", "config.h"}
+PUBLIC_NAMES = {"switch.h", "capture.h", "log.h", "virtio.h", "squibnet.h", "config.h", "gvproxy.h"}
 
 
 def layer_of(obj):

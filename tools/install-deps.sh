@@ -1,11 +1,11 @@
 #!/bin/sh
 # Installs what building squibnet needs on Debian/Ubuntu; with --test, also what the test
-# suites use (QEMU and busybox for the vm suite, tcpdump/tshark to read captures back, Open
-# vSwitch for the tunnel ports' interop test).
+# suites use (QEMU and busybox for the vm suite, tcpdump/tshark to read captures back, valgrind
+# for meson test --setup valgrind, Open vSwitch for the tunnel ports' interop test).
 set -eu
 pkgs="gcc meson ninja-build pkg-config libev-dev libpcap-dev check python3"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs clang qemu-system-x86 busybox-static cpio iproute2 iputils-ping tcpdump tshark vde2 openvswitch-switch"
+	pkgs="$pkgs clang qemu-system-x86 busybox-static cpio iproute2 iputils-ping tcpdump tshark valgrind vde2 openvswitch-switch"
 fi
 missing=""
 for p in $pkgs; do

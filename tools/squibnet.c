@@ -49,6 +49,8 @@ static void usage(FILE *f)
 	sn_port_kinds_foreach(print_kind, f);
 	fprintf(f,
 		"  every kind: name=NAME, mtu=N;  socket files (listen=, local=): mode=0600, group=GROUP\n"
+		"  every kind: vlan=N | trunk=LIST[,native=N][,native-tagged=on] [,tpid=0x88a8]\n"
+		"              isolated=on, flood=off, mcast-flood=off, max-macs=N\n"
 		"\n"
 		"With no --port: a stream listener at $XDG_RUNTIME_DIR/squibnet/switch.sock.\n"
 		"  --control PATH      control socket for squibnetctl (default: beside the default listener)\n"

@@ -5,6 +5,7 @@
 
 #include <squibnet/capture.h>
 #include <squibnet/config.h>
+#include <squibnet/gvproxy.h>
 #include <squibnet/log.h>
 #include <squibnet/switch.h>
 #include <squibnet/virtio.h>

@@ -106,6 +106,7 @@ struct sn_port_stats {
 	uint64_t drop_oversize;    /**< frame over MTU + 14 (+4 tagged), on ingress or egress */
 	uint64_t drop_bad_framing; /**< malformed length prefix or message: the peer was closed */
 	uint64_t drop_no_buffer;   /**< frame pool empty */
+	uint64_t drop_vlan;        /**< refused by the port's VLAN mode: tagged on an access port, a VLAN a trunk does not carry, untagged on a trunk without a native VLAN */
 	uint64_t fdb_refused;      /**< source MACs not learned because a cap was reached */
 	uint64_t rx_pauses;        /**< times reading this port paused for a destination's full queue */
 	uint64_t stalls;           /**< times this port's peer stopped taking frames (see stall_timeout) */
@@ -122,6 +123,7 @@ struct sn_port_info {
 	enum sn_port_state state;
 	unsigned mtu;
 	unsigned txq_len;
+	const char *vlan;   /**< its VLAN mode and policy: "transparent", "access 10", "trunk 10,20-30 native 1 isolated" */
 	bool rx_paused;     /**< not reading now: a destination's queue is filling (back-pressure) */
 	bool stalled;       /**< its peer is not taking frames: few are queued for it */
 	struct sn_port_stats stats;
@@ -140,7 +142,8 @@ struct sn_fdb_info {
 	bool is_static;
 	double age;           /**< seconds since last seen (0 for static entries) */
 	/** Behind a tunnel port: the remote endpoint the port sends frames for the MAC to
-	 * ("10.0.0.2"); NULL for other ports, and while the port does not know it (it floods). */
+	 * ("10.0.0.2"); NULL for other ports, and while the port does not know it (it floods).
+	 * sn_switch_foreach_fdb() fills it in; sn_switch_fdb_lookup() leaves it NULL. */
 	const char *dst;
 };
 
@@ -166,6 +169,10 @@ int sn_switch_fdb_add_static(struct sn_switch *sw, const uint8_t mac[6], uint16_
 int sn_switch_fdb_add_dst(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan, const char *port,
 			  const char *dst, struct sn_error *err);
 
+/** The live entry for @mac on @vlan into *@ret (its port name valid until the FDB changes).
+ * -ENOENT when there is none, -EINVAL for a VLAN over 4095. */
+int sn_switch_fdb_lookup(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan, struct sn_fdb_info *ret);
+
 /** Removes the entry for @mac on @vlan, static or learned (and a tunnel port's pin of it to a
  * remote endpoint). -ENOENT when there is none. */
 int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan);
@@ -186,11 +193,38 @@ enum sn_stream_framing {
 int sn_switch_add_stream_fd(struct sn_switch *sw, int fd, enum sn_stream_framing framing, const char *name,
 			    char *ret_name, size_t name_len, struct sn_error *err);
 
+/**
+ * Changes the policy of port @name at run time: @keys is "key=value,..." of vlan= (N, or none
+ * for transparent), trunk= (a list such as "10,20-30", quoted in a SPEC, or 10+20-30),
+ * native=, native-tagged=, tpid= (0x8100 or 0x88a8), isolated=, flood=, mcast-flood=,
+ * max-macs=, as a port's SPEC takes them. A change of VLANs forgets what the port learned and
+ * drops its queue. A listener's clients follow it. -ENOENT, -EINVAL with @err naming the key.
+ */
+int sn_switch_port_set(struct sn_switch *sw, const char *name, const char *keys, struct sn_error *err);
+
+/**
+ * Changes switch settings at run time: @keys is "key=value,..." of fdb-aging=SECONDS,
+ * fdb-max=N, fdb-port-max=N (0: fdb-max), fdb-evict=on|off, stall-timeout=MS. Every value is
+ * checked before any is applied. -EINVAL with @err naming the key; -ENOSPC when fdb-max is
+ * below the static entries.
+ */
+int sn_switch_set(struct sn_switch *sw, const char *keys, struct sn_error *err);
+
+/** The same, typed. A smaller table drops learned entries, expired ones first. */
+int sn_switch_set_fdb_aging(struct sn_switch *sw, double seconds);
+int sn_switch_set_fdb_max(struct sn_switch *sw, unsigned max, unsigned port_max);
+void sn_switch_set_fdb_evict(struct sn_switch *sw, bool evict);
+int sn_switch_set_stall_timeout(struct sn_switch *sw, double seconds);
+
+/** The settings in force now. */
+void sn_switch_get_config(struct sn_switch *sw, struct sn_switch_config *ret);
+
 /** Switch-wide counters. */
 struct sn_switch_stats {
 	uint64_t unicast;        /**< frames sent to one known port */
 	uint64_t flooded;        /**< frames flooded (broadcast, multicast, unknown unicast) */
 	uint64_t filtered;       /**< frames whose destination sits behind the ingress port */
+	uint64_t isolated;       /**< known unicast not delivered: both ports are isolated */
 	uint64_t fdb_refused_table; /**< source MACs not learned: table full */
 	uint64_t fdb_refused_port;  /**< source MACs not learned: port cap reached */
 	uint64_t fdb_moves;         /**< MACs that moved to another port */

@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import sntest  # noqa: E402
-from sntest import Daemon, binary  # noqa: E402
+from sntest import Daemon, binary, popen, scaled  # noqa: E402
 
 PING = binary("SQUIBNET_PING", "tools/squibnet-ping")
 FAKE = binary("FAKE_GVPROXY", "tests/gvproxy/fake-gvproxy")
@@ -88,7 +88,7 @@ def gv_pid(d):
 
 
 def wait_up(d, not_pid=None, timeout=5.0):
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         pid = gv_pid(d)
         if pid and pid != not_pid:
@@ -98,8 +98,8 @@ def wait_up(d, not_pid=None, timeout=5.0):
 
 
 def station(d, *args, timeout=15):
-    r = subprocess.run([PING, "--connect", "unix:" + d.path("vms.sock"), *args], capture_output=True,
-                       text=True, timeout=timeout)
+    r = sntest.run([PING, "--connect", "unix:" + d.path("vms.sock"), *args], capture_output=True,
+                   text=True, timeout=timeout)
     return r
 
 
@@ -114,8 +114,9 @@ def alive(pid):
 
 
 def reap_orphan(pid, timeout):
-    """Waits for a reparented child of ours to exit; its status, or None if it is still running."""
-    deadline = time.monotonic() + timeout
+    """Waits for a reparented child of ours to exit (timeout scaled); its status, or None if it
+    is still running."""
+    deadline = time.monotonic() + scaled(timeout)
     while time.monotonic() < deadline:
         try:
             p, status = os.waitpid(pid, os.WNOHANG)
@@ -216,12 +217,12 @@ def check_sigkill_leaves_nothing(path):
 def check_two_stations(path):
     with start(path) as d:
         wait_up(d)
-        a = subprocess.Popen([PING, "--connect", "unix:" + d.path("vms.sock"), "--dhcp", "--mac",
-                              "52:54:00:b0:00:01", "--ping-gateway", "--count", "2", "--serve", "30"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        a = popen([PING, "--connect", "unix:" + d.path("vms.sock"), "--dhcp", "--mac",
+                   "52:54:00:b0:00:01", "--ping-gateway", "--count", "2", "--serve", "30"],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             a_ip = None
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + scaled(10)
             while time.monotonic() < deadline and not a_ip:
                 line = a.stdout.readline()
                 m = re.match(r"lease (\S+)/24 router " + re.escape(GATEWAY), line)
@@ -250,7 +251,7 @@ def check_two_stations(path):
             dhcp_ping(d, "52:54:00:b0:00:02")
         finally:
             a.terminate()
-            a.communicate(timeout=5)
+            a.communicate(timeout=scaled(5))
         assert d.stop() == 0
 
 
@@ -292,7 +293,7 @@ def test_hanging_child_is_killed():
         t0 = time.monotonic()
         assert d.stop(signal.SIGTERM, timeout=10) == 0
         took = time.monotonic() - t0
-        assert GRACE - 0.2 <= took <= GRACE + 3, f"squibnet took {took:.2f} s to stop"
+        assert GRACE - 0.2 <= took <= GRACE + scaled(3), f"squibnet took {took:.2f} s to stop"
         assert not alive(pid), "the hanging gvproxy survived"
         assert "sending SIGKILL" in d.stderr and re.search(rf"pid {pid} killed by signal 9", d.stderr), d.stderr
 
@@ -303,9 +304,9 @@ def test_hanging_child_port_del():
         pid = wait_up(d)
         t0 = time.monotonic()
         d.ctl("port", "del", "gv")
-        assert time.monotonic() - t0 < 1.0, "port del waited for the child"
+        assert time.monotonic() - t0 < scaled(1.0), "port del waited for the child"
         assert "gv" not in d.ports()
-        deadline = time.monotonic() + GRACE + 3
+        deadline = time.monotonic() + GRACE + scaled(3)
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(pid), "the child was not killed after port del"
@@ -376,7 +377,7 @@ def ctl_raw(d, *args, json_mode=True):
 def read_reply(s, timeout):
     """The whole reply (to end of stream) of a raw request, and how long it took to come."""
     t0 = time.monotonic()
-    s.settimeout(timeout)
+    s.settimeout(scaled(timeout))
     data = b""
     while True:
         chunk = s.recv(65536)
@@ -390,8 +391,8 @@ def read_reply(s, timeout):
 def pinger(d, ip):
     """A station that answers ARP and echo at @ip until terminated; waits until it is attached."""
     before = {n for n in d.ports() if n.startswith("vms.")}
-    p = subprocess.Popen([PING, "--connect", "unix:" + d.path("vms.sock"), "--ip", ip + "/24",
-                          "--serve", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = popen([PING, "--connect", "unix:" + d.path("vms.sock"), "--ip", ip + "/24", "--serve", "60"],
+              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     d.wait_ports(lambda ports: {n for n in ports if n.startswith("vms.")} - before)
     return p
 
@@ -412,7 +413,7 @@ def test_slow_api_does_not_stall_the_switch():
             t1 = time.monotonic()
             assert "gv" in d.ports()
             took = time.monotonic() - t1
-            assert took < 1.0, f"`ports` took {took:.2f} s while a gvproxy call was pending"
+            assert took < scaled(1.0), f"`ports` took {took:.2f} s while a gvproxy call was pending"
             # and two stations on the stream port ping each other without a stall
             b = station(d, "--ip", "192.168.127.61/24", "--ping", "192.168.127.60", "--count", "15",
                         "--interval", "0.05", "--json")
@@ -429,7 +430,7 @@ def test_slow_api_does_not_stall_the_switch():
             data, _ = read_reply(second, 10)
             assert data == b"OK\nPROTO  LOCAL  REMOTE\n", data
             took2 = time.monotonic() - t0
-            assert delay - 0.1 <= took and took2 < delay + 1.5, \
+            assert delay - 0.1 <= took and took2 < delay + scaled(1.5), \
                 f"replies after {took:.2f} s and {took2:.2f} s"
             # squibnetctl, with an expose in between: the state changed through deferred replies
             local = f"127.0.0.1:{free_port()}"
@@ -441,7 +442,7 @@ def test_slow_api_does_not_stall_the_switch():
             assert dup.returncode == 1 and "already running" in dup.stderr, dup
         finally:
             a.terminate()
-            a.communicate(timeout=5)
+            a.communicate(timeout=scaled(5))
         assert d.stop() == 0
 
 
@@ -454,21 +455,21 @@ def test_api_timeout():
         assert d.ctl("ports")
         data, _ = read_reply(s, API_TIMEOUT + 5)
         took = time.monotonic() - t0
-        assert API_TIMEOUT - 0.2 <= took <= API_TIMEOUT + 1.5, f"ERR after {took:.2f} s"
+        assert API_TIMEOUT - 0.2 <= took <= API_TIMEOUT + scaled(1.5), f"ERR after {took:.2f} s"
         head, body = data.split(b"\n", 1)
         assert head == b"ERR ETIMEDOUT gvproxy API did not answer within 5 s", data
         assert json.loads(body) == {"version": 1, "error": {
             "code": "ETIMEDOUT", "message": "gvproxy API did not answer within 5 s"}}, data
         # text mode through squibnetctl, in parallel with the switch carrying frames
-        ctl = subprocess.Popen([d.ctl_bin, "--control", d.control, "gvproxy", "unexpose", "127.0.0.1:1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ctl = popen([d.ctl_bin, "--control", d.control, "gvproxy", "unexpose", "127.0.0.1:1"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         r = station(d, "--dhcp", "--mac", "52:54:00:e0:00:01", "--ping-gateway", "--count", "2", "--json")
         assert r.returncode == 0 and ctl.poll() is None, (r.stderr, ctl.poll())
-        out, err = ctl.communicate(timeout=API_TIMEOUT + 5)
+        out, err = ctl.communicate(timeout=scaled(API_TIMEOUT + 5))
         assert ctl.returncode == 1 and out == "" and "did not answer within 5 s" in err, (out, err)
         # the switch is fine, and it had closed the call: gvproxy's late answer found nobody
         assert d.ctl("ports")["ports"]
-        time.sleep(max(0, t0 + API_TIMEOUT + 2.5 - time.monotonic()))
+        time.sleep(max(0, t0 + API_TIMEOUT + 2 + scaled(0.5) - time.monotonic()))
         assert d.stop() == 0
         assert "answer not delivered, the client left" in d.stderr, d.stderr
 
@@ -482,7 +483,7 @@ def test_client_leaves_mid_call():
         time.sleep(0.2)
         s.close()  # the command is abandoned: squibnet must drop its HTTP request too
         assert d.ctl("ports")
-        time.sleep(max(0, t0 + 2.4 - time.monotonic()))
+        time.sleep(max(0, t0 + 2 + scaled(0.4) - time.monotonic()))
         # a later call still works
         assert d.ctl("gvproxy", "list")["forwards"] == []
         assert d.stop() == 0
@@ -496,12 +497,12 @@ def test_port_del_mid_call():
         time.sleep(0.2)
         d.ctl("port", "del", "gv")
         data, took = read_reply(s, 5)
-        assert took < 1.0, f"the pending call was answered {took:.2f} s after port del"
+        assert took < scaled(1.0), f"the pending call was answered {took:.2f} s after port del"
         head, body = data.split(b"\n", 1)
         assert head.startswith(b"ERR ECANCELED port 'gv': the port was removed"), data
         assert json.loads(body)["error"]["code"] == "ECANCELED", data
         assert "gv" not in d.ports()
-        deadline = time.monotonic() + GRACE + 2
+        deadline = time.monotonic() + GRACE + scaled(2)
         while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(pid)
@@ -515,7 +516,7 @@ def test_child_dies_mid_call():
         time.sleep(0.2)
         os.kill(pid, signal.SIGKILL)
         data, took = read_reply(s, 5)
-        assert took < 1.0, f"the pending call was answered {took:.2f} s after gvproxy died"
+        assert took < scaled(1.0), f"the pending call was answered {took:.2f} s after gvproxy died"
         assert data.startswith(b"ERR ECONNRESET ") and data.endswith(b"\n") and data.count(b"\n") == 1, data
         new = wait_up(d, not_pid=pid)
         # the new child answers (after its delay)
@@ -534,7 +535,7 @@ def test_shutdown_mid_call():
         time.sleep(0.2)
         t0 = time.monotonic()
         assert d.stop() == 0
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < scaled(2.0)
         data, _ = read_reply(s, 2)
         assert data == b"", data  # no status line: the switch went away
         assert not alive(pid)
@@ -589,7 +590,7 @@ def test_bad_specs():
 def test_bad_path_at_startup():
     d = Daemon(["gvproxy,path=/nonexistent/gvproxy"], expect_start=False)
     with d:
-        out, err = d.proc.communicate(timeout=10)
+        out, err = d.proc.communicate(timeout=scaled(10))
         assert d.proc.returncode != 0
         assert "/nonexistent/gvproxy" in err and "No such file" in err, err
 

@@ -12,7 +12,7 @@ import socket
 import tempfile
 import time
 
-from sntest import (BROADCAST, Daemon, StreamClient, assert_specs_refused, eth, mac, mac_str, run_tests)
+from sntest import (BROADCAST, Daemon, StreamClient, assert_specs_refused, eth, mac, mac_str, run_tests, scaled)
 
 HELLO = b"VFKT"
 
@@ -25,7 +25,7 @@ class DgramPeer:
         self.remote = remote
         self.connected = connect
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.settimeout(5)
+        self.sock.settimeout(scaled(5))
         if path is not None:
             self.sock.bind(path)
         if connect:
@@ -38,8 +38,8 @@ class DgramPeer:
             self.sock.sendto(frame, to or self.remote)
 
     def recv(self, timeout=2.0):
-        """The next datagram and its sender, or (None, None) when none arrives in time."""
-        r, _, _ = select.select([self.sock], [], [], timeout)
+        """The next datagram and its sender, or (None, None) when none arrives in time (scaled)."""
+        r, _, _ = select.select([self.sock], [], [], scaled(timeout))
         if not r:
             return None, None
         return self.sock.recvfrom(1 << 17)
@@ -244,7 +244,7 @@ def test_connect_mode_peer_comes_later():
         d.wait_ports(lambda ps: "st.1" in ps)
         for i in range(5):
             s.send(eth(BROADCAST, mac(1), b"lost %d" % i))
-        time.sleep(0.2)
+        time.sleep(scaled(0.2))
         assert d.ports()["qm"]["state"] == "up", "the port went down while nobody listened"
         q = DgramPeer(remote)
         s.send(eth(BROADCAST, mac(1), b"found"))
@@ -264,7 +264,7 @@ def test_connect_mode_vfkit_hello():
         s = StreamClient(d.path("s.sock"))
         d.wait_ports(lambda ps: "st.1" in ps)
         s.send(eth(BROADCAST, mac(1), b"lost"))
-        time.sleep(0.2)
+        time.sleep(scaled(0.2))
         g2 = DgramPeer(remote2)
         s.send(eth(BROADCAST, mac(1), b"first"))
         assert g2.recv_all() == [HELLO, eth(BROADCAST, mac(1), b"first")]
@@ -341,7 +341,9 @@ def test_max_peers():
 
 
 def test_max_peers_key_and_timeout():
-    with Daemon(["dgram,listen=@d.sock,name=dg,max-peers=2,peer-timeout=2"]) as d:
+    # the steps below must fit inside one peer-timeout, however slow the programs run
+    timeout = max(2, round(scaled(2)))
+    with Daemon([f"dgram,listen=@d.sock,name=dg,max-peers=2,peer-timeout={timeout}"]) as d:
         sock = d.path("d.sock")
         a, b, c = (DgramPeer(d.path(n), sock) for n in ("a.sock", "b.sock", "c.sock"))
         names = announce(d, [a, b])
@@ -351,10 +353,10 @@ def test_max_peers_key_and_timeout():
         # b talks, a stays silent: a is closed after peer-timeout, and c takes its place
         t0 = time.monotonic()
         while names[0] in d.ports():
-            assert time.monotonic() - t0 < 6, "a silent peer was never aged out"
+            assert time.monotonic() - t0 < 3 * timeout, "a silent peer was never aged out"
             b.send(eth(BROADCAST, mac(2), b"still here"))
             time.sleep(0.2)
-        # (quickly now: b is silent from here on, and ages out in 2 s too)
+        # (quickly now: b is silent from here on, and ages out in one peer-timeout too)
         ports = d.ports()
         assert names[1] in ports, "a peer that kept talking was aged out"
         assert mac_str(mac(1)) not in {e["mac"] for e in d.fdb()}
@@ -396,7 +398,7 @@ def test_bad_specs_refused_at_start():
 def test_live_path_refused_stale_replaced():
     with Daemon(["dgram,listen=@d.sock"]) as d:
         with Daemon([f"dgram,listen={d.path('d.sock')}"], expect_start=False) as d2:
-            assert d2.proc.wait(timeout=5) != 0
+            assert d2.proc.wait(timeout=scaled(5)) != 0
             assert "in use" in d2.proc.stderr.read()
         tmp = d.tmp
         d.proc.kill()                                    # leaves d.sock behind

@@ -22,7 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from sntest import SKIP, Daemon, StreamClient, binary, eth, mac, mac_str, run_tests  # noqa: E402
+from sntest import SKIP, Daemon, StreamClient, binary, eth, mac, mac_str, popen, run, run_tests, scaled  # noqa: E402
 
 PID = os.getpid()
 NS_IP = "10.77.0.1"
@@ -105,16 +105,16 @@ class Stations:
         self.procs = []
 
     def serve(self, ip):
-        p = subprocess.Popen([self.bin, "--connect", "unix:" + self.sock, "--ip", ip + "/24", "--serve", "0",
-                              "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = popen([self.bin, "--connect", "unix:" + self.sock, "--ip", ip + "/24", "--serve", "0", "-q"],
+                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.procs.append(p)
         return p
 
     def ping(self, ip, peer, count=3):
         """Runs a station at @ip pinging @peer; returns (exit status, JSON summary or None, stderr)."""
-        r = subprocess.run([self.bin, "--connect", "unix:" + self.sock, "--ip", ip + "/24", "--ping", peer,
-                            "--count", str(count), "--interval", "0.2", "--timeout", "2", "--json"],
-                           capture_output=True, text=True, timeout=30)
+        r = run([self.bin, "--connect", "unix:" + self.sock, "--ip", ip + "/24", "--ping", peer,
+                 "--count", str(count), "--interval", "0.2", "--timeout", "2", "--json"],
+                capture_output=True, text=True, timeout=30)
         try:
             j = json.loads(r.stdout)
         except ValueError:
@@ -126,7 +126,7 @@ class Stations:
             if p.poll() is None:
                 p.terminate()
                 try:
-                    p.wait(5)
+                    p.wait(scaled(5))
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
@@ -150,7 +150,7 @@ def expect_start_fails(spec, *words):
     """The daemon refuses @spec at start, exits non-zero, and its message holds every word."""
     with Daemon([spec], expect_start=False) as d:
         try:
-            d.proc.wait(10)
+            d.proc.wait(scaled(10))
         except subprocess.TimeoutExpired:
             raise AssertionError(f"squibnet --port {spec} kept running")
         err = d.proc.stderr.read()
@@ -210,7 +210,7 @@ def test_pcap_ping_both_ways():
         with Daemon(["stream,name=vms,listen=unix:@s.sock", f"pcap,name=host,dev={host}"]) as d:
             st = Stations(d.path("s.sock"))
             st.serve("10.77.0.2")
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             expect_ping_ok(net, "10.77.0.2", "pcap")
             rc, j, err = st.ping("10.77.0.3", NS_IP)
             assert rc == 0 and j and j["received"] == 3, f"station -> namespace over pcap: rc={rc} {j} {err}"
@@ -235,7 +235,7 @@ def test_pcap_ping_both_ways():
             ns_tx0 = link_stats(inner, net.name)[1]
             for i in range(300):
                 c.send(eth(b"\xff" * 6, vm, struct.pack("!I", i), size=60))
-            time.sleep(0.5)
+            time.sleep(scaled(0.5))
             hp = d.ports()["host"]
             s = hp["stats"]
             ns_tx1 = link_stats(inner, net.name)[1]
@@ -268,7 +268,7 @@ def test_pcap_filter():
         with Daemon(["stream,name=vms,listen=unix:@s.sock", spec]) as d:
             st = Stations(d.path("s.sock"))
             st.serve("10.77.0.2")
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             expect_ping_ok(net, "10.77.0.2", "pcap with filter")
             c = StreamClient(d.path("s.sock"))
             c.send(eth(b"\xff" * 6, mac(0x7702), b"hello", size=60))  # so there is a VM to flood to
@@ -277,7 +277,7 @@ def test_pcap_filter():
                     "s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1); "
                     "[s.sendto(b'x' * 32, ('10.77.0.255', 9)) for _ in range(20)]")
             sh(sys.executable, "-c", code, ns=net.name)
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             rx1 = d.ports()["host"]["stats"]["rx_frames"]
             assert rx1 == rx0, f"the filter let {rx1 - rx0} UDP frames in"
             got = [f for f in c.recv_all(0.3) if len(f) >= 34 and f[12:14] == b"\x08\x00" and f[23] == 17]
@@ -302,9 +302,9 @@ def test_pcap_errors():
     expect_start_fails("pcap,dev=lo,promisc=maybe", "promisc")
     # without the privilege: as nobody, with every capability dropped
     if shutil.which("setpriv"):
-        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                            binary("SQUIBNET", "tools/squibnet"), "--port", "pcap,dev=lo", "--control",
-                            f"/tmp/sn-hostports-{PID}.sock"], capture_output=True, text=True, timeout=10)
+        r = run([binary("SQUIBNET", "tools/squibnet"), "--port", "pcap,dev=lo", "--control",
+                 f"/tmp/sn-hostports-{PID}.sock"], capture_output=True, text=True,
+                prefix=["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
         assert r.returncode != 0, "capturing as nobody succeeded"
         assert "CAP_NET_RAW" in r.stderr and "lo" in r.stderr, f"permission message: {r.stderr.strip()}"
 
@@ -322,7 +322,7 @@ def test_pcap_interface_comes_back():
         with Daemon(["stream,name=vms,listen=unix:@s.sock", f"pcap,name=host,dev={host}"]) as d:
             st = Stations(d.path("s.sock"))
             st.serve("10.77.0.2")
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             expect_ping_ok(net, "10.77.0.2", "before")
             sh("ip", "link", "del", host)
             d.wait_ports(lambda p: p["host"]["state"] == "down", timeout=5)
@@ -354,7 +354,7 @@ def test_tap_created_in_namespace():
             net.addr(dev)
             st = Stations(d.path("s.sock"))
             st.serve("10.77.0.2")
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             expect_ping_ok(net, "10.77.0.2", "tap")
             rc, j, err = st.ping("10.77.0.3", NS_IP)
             assert rc == 0 and j and j["received"] == 3, f"station -> namespace over tap: rc={rc} {j} {err}"
@@ -367,7 +367,7 @@ def test_tap_created_in_namespace():
                 f"tap counters {s['rx_frames']}/{s['tx_frames']} vs the device's {ns_tx}/{ns_rx}"
             # a device the port created goes away with the port
             d.ctl("port", "del", "host")
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + scaled(3)
             while link_exists(dev, net.name) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not link_exists(dev, net.name), f"{dev} outlived the port that created it"
@@ -400,10 +400,10 @@ def test_tap_existing_device():
             net.addr(dev)
             st = Stations(d.path("s.sock"))
             st.serve("10.77.0.2")
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             expect_ping_ok(net, "10.77.0.2", "persistent tap")
             d.ctl("port", "del", "host")
-            time.sleep(0.2)
+            time.sleep(scaled(0.2))
             assert link_exists(dev, net.name), f"persistent {dev} was removed with the port"
             stop_clean(d)
     finally:
@@ -423,7 +423,7 @@ def test_tap_busy():
             f"second attach: rc={r.returncode} {r.stderr.strip()}"
         stop_clean(d)
     # the daemon is gone, and with it the device it created
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + scaled(3)
     while link_exists(dev) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not link_exists(dev), f"{dev} outlived the daemon that created it"
@@ -484,8 +484,8 @@ def main():
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     sq = binary("SQUIBNET", "tools/squibnet")
     for kind in ("pcap", "tap"):
-        r = subprocess.run([sq, "--port", f"{kind},name=probe", "--control", f"/tmp/sn-probe-{PID}.sock"],
-                           capture_output=True, text=True, timeout=10)
+        r = run([sq, "--port", f"{kind},name=probe", "--control", f"/tmp/sn-probe-{PID}.sock"],
+                capture_output=True, text=True)
         if "unknown port kind" not in r.stderr:
             KINDS.add(kind)
     if not KINDS:

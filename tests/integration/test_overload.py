@@ -12,7 +12,7 @@ import struct
 import threading
 import time
 
-from sntest import BROADCAST, Daemon, StreamClient, eth, mac, run_tests
+from sntest import BROADCAST, Daemon, StreamClient, eth, mac, run_tests, scaled
 
 FRAME = 60
 REC = 4 + FRAME  # qemu framing: a 4-byte big-endian length, then the frame
@@ -21,6 +21,12 @@ REC = 4 + FRAME  # qemu framing: a 4-byte big-endian length, then the frame
 def record(dst, src, size=FRAME):
     f = eth(dst, src, size=size)
     return struct.pack("!I", len(f)) + f
+
+
+def lossless_daemon():
+    """The daemon for a test that must lose nothing: a slow run (valgrind) stretches the stall
+    timeout with it, so a receiver that keeps up is never taken for one that stopped."""
+    return Daemon(["stream,listen=unix:@s.sock"], extra=["--stall-timeout", str(round(scaled(500)))])
 
 
 def clients(d, n, sock="s.sock"):
@@ -54,6 +60,7 @@ class Counter(threading.Thread):
 
     def wait_for(self, nbytes, quiet=2.0):
         """Until nbytes arrived, or nothing arrived for `quiet` seconds."""
+        quiet = scaled(quiet)
         last, t = -1, time.monotonic()
         while self.bytes < nbytes:
             if self.bytes != last:
@@ -98,7 +105,7 @@ def pair_transfer(d, a, b, nframes, chunk=1024, one_per_write=False):
 def test_fast_flow_batched_loses_nothing():
     """A sender writing batches as fast as the socket takes them, to a receiver that reads:
     nothing is dropped, however much the switch reads per wake-up."""
-    with Daemon(["stream,listen=unix:@s.sock"]) as d:
+    with lossless_daemon() as d:
         a, b = clients(d, 2)
         learn([a, b])
         drain([a, b])
@@ -113,7 +120,7 @@ def test_fast_flow_batched_loses_nothing():
 def test_fast_flow_one_frame_per_write_loses_nothing():
     """Like QEMU: one write per frame, no window, to a receiver that reads in bursts with
     pauses between them. Nothing is dropped: the sender's writes wait instead."""
-    with Daemon(["stream,listen=unix:@s.sock"]) as d:
+    with lossless_daemon() as d:
         a, b = clients(d, 2)
         learn([a, b])
         drain([a, b])
@@ -129,7 +136,7 @@ def test_fast_flow_one_frame_per_write_loses_nothing():
 
         threading.Thread(target=send, daemon=True).start()
         got = 0
-        b.sock.settimeout(2)
+        b.sock.settimeout(scaled(2))
         while got < n * REC:
             time.sleep(0.002)
             try:
@@ -147,7 +154,7 @@ def test_fast_flow_one_frame_per_write_loses_nothing():
 def test_slow_receiver_pauses_sender():
     """A receiver slower than its sender: the sender is held back (its writes block) rather
     than the frames dropped, and everything arrives."""
-    with Daemon(["stream,listen=unix:@s.sock"]) as d:
+    with lossless_daemon() as d:
         a, b = clients(d, 2)
         learn([a, b])
         drain([a, b])
@@ -163,7 +170,7 @@ def test_slow_receiver_pauses_sender():
 
         t = threading.Thread(target=send, daemon=True)
         t.start()
-        b.sock.settimeout(5)
+        b.sock.settimeout(scaled(5))
         paused_seen = False
         while got < n * REC:
             time.sleep(0.01)  # slower than the sender, yet never stopping for long

@@ -28,6 +28,9 @@ import threading
 import time
 import traceback
 
+import sntest
+from sntest import scaled
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
@@ -199,21 +202,24 @@ def check(cond, what):
 
 
 def start(args, **kw):
-    return subprocess.Popen([PING] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    return sntest.popen([PING] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
 def finish(proc, timeout=15):
+    """Waits for @proc (timeout scaled): its status and output; a valgrind report fails."""
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(timeout=scaled(timeout))
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        check(False, "squibnet-ping %s did not exit in %ss" % (proc.args[1:], timeout))
+        check(False, "%s did not exit in %ss" % (proc.args, scaled(timeout)))
+    report = sntest.valgrind_report(proc.valgrind_log)
+    check(report is None, "%s: %s" % (proc.args, report))
     return proc.returncode, out, err
 
 
 def accept(listener, proc, timeout=5):
-    listener.settimeout(timeout)
+    listener.settimeout(scaled(timeout))
     try:
         c, _ = listener.accept()
     except socket.timeout:
@@ -226,7 +232,7 @@ def accept(listener, proc, timeout=5):
 
 def recv_until(peer, want, timeout=3):
     """The next frame @want accepts, skipping (and returning) the others seen on the way."""
-    end = time.monotonic() + timeout
+    end = time.monotonic() + scaled(timeout)
     skipped = []
     while True:
         left = end - time.monotonic()
@@ -493,7 +499,7 @@ def test_ping_loss(tmp):
     t0 = time.monotonic()
     rc, out, err, resp = ping_run(tmp, ["--count", "2", "--json", "--timeout", "0.5"], answer_icmp=False)
     check(rc == 1, "100%% loss exits 1 (rc=%s)" % rc)
-    check(time.monotonic() - t0 < 4, "loss is declared after --timeout, not later")
+    check(time.monotonic() - t0 < scaled(4), "loss is declared after --timeout, not later")
     try:
         j = json.loads(out)
         check(j["transmitted"] == 2 and j["received"] == 0 and j["loss"] == 100 and j["rtt_avg_ms"] is None,
@@ -601,10 +607,10 @@ def test_through_switch(tmp):
         check(False, "SQUIBNET=%s is not executable" % daemon)
         return
     sock, ctl = os.path.join(tmp, "s.sock"), os.path.join(tmp, "c.sock")
-    sw = subprocess.Popen([daemon, "--port", "stream,listen=unix:" + sock, "--control", ctl],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sw = sntest.popen([daemon, "--port", "stream,listen=unix:" + sock, "--control", ctl],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        end = time.monotonic() + 5
+        end = time.monotonic() + scaled(5)
         while not os.path.exists(sock) or not os.path.exists(ctl):
             if sw.poll() is not None:
                 out, err = sw.communicate()
@@ -615,16 +621,16 @@ def test_through_switch(tmp):
                 check(False, "daemon exited at start (rc=%s): %s" % (sw.returncode, (out + err).strip()))
                 return
             if time.monotonic() > end:
-                check(False, "daemon did not create %s and %s within 5 s" % (sock, ctl))
+                check(False, "daemon did not create %s and %s within %s s" % (sock, ctl, scaled(5)))
                 return
             time.sleep(0.05)
 
         a = start(["--connect", "unix:" + sock, "--ip", "10.0.0.1/24", "--serve", "0", "-q"])
-        time.sleep(0.3)  # A's gratuitous ARP is gone by now: B must get a real ARP reply
+        time.sleep(scaled(0.3))  # A's gratuitous ARP is gone by now: B must get a real ARP reply
         b = start(["--connect", "unix:" + sock, "--ip", "10.0.0.2/24", "--ping", "10.0.0.1", "--count", "3",
                    "--json", "--serve", "3"])
         # while B keeps serving, A's counterpart C pings B: both directions through the switch
-        time.sleep(0.3)
+        time.sleep(scaled(0.3))
         c = start(["--connect", "unix:" + sock, "--ip", "10.0.0.3/24", "--ping", "10.0.0.2", "--count", "2",
                    "--interval", "0.05"])
         rc, out, err = finish(b, 20)
@@ -648,10 +654,12 @@ def test_through_switch(tmp):
         if sw.poll() is None:
             sw.send_signal(signal.SIGTERM)
             try:
-                sw.wait(5)
+                check(sw.wait(scaled(5)) == 0, "through the switch: the daemon exits 0 on SIGTERM")
             except subprocess.TimeoutExpired:
                 sw.kill()
                 sw.wait()
+        report = sntest.valgrind_report(sw.valgrind_log)
+        check(report is None, "through the switch: the daemon: %s" % report)
 
 
 def main():
@@ -676,4 +684,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sntest.finish(main()))

@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -179,8 +182,34 @@ START_TEST(registry_bounded)
 }
 END_TEST
 
+/* Under valgrind (its preload library is mapped) SIGBUS comes without the fault's address, and
+ * its setup runs every case in one process (CK_FORK=no) where the cases that must die cannot. */
+static const char *why_not_here(void)
+{
+	char line[512];
+	const char *fork = getenv("CK_FORK");
+	FILE *f = fopen("/proc/self/maps", "r");
+	bool vg = false;
+
+	while (f && fgets(line, sizeof(line), f))
+		vg |= strstr(line, "vgpreload") != NULL;
+	if (f)
+		fclose(f);
+	if (vg)
+		return "valgrind delivers SIGBUS without its fault address (si_addr), which the guard needs";
+	if (fork && !strcmp(fork, "no"))
+		return "CK_FORK=no: the cases that must die of SIGBUS need a process each";
+	return NULL;
+}
+
 int main(void)
 {
+	const char *why = why_not_here();
+
+	if (why) {
+		printf("skip: %s\n", why);
+		return 77;
+	}
 	Suite *s = suite_create("memguard");
 	const struct sn_check_case cases[] = {
 		{"shrink_absorbed", shrink_absorbed},

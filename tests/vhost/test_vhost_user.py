@@ -16,7 +16,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-from sntest import BROADCAST, Daemon, StreamClient, eth, mac, run_tests  # noqa: E402
+from sntest import BROADCAST, Daemon, StreamClient, eth, mac, popen, run, run_tests, scaled  # noqa: E402
 import vufront as vf  # noqa: E402
 
 PORTS = ["stream,listen=unix:@s.sock,name=st", "vhost-user,listen=@vu.sock,name=vu"]
@@ -198,7 +198,7 @@ def test_disabled_tx_ring_discards():
         fe.state(vf.SET_VRING_ENABLE, vf.RX, 0)
         fe.set_u64(vf.SET_FEATURES, fe.features, ack=True)
         c.send(eth(BROADCAST, mac(2), b"queued"))
-        time.sleep(0.2)
+        time.sleep(scaled(0.2))
         assert fe.recv_frames(want=1, timeout=0.3) == [], "a disabled RX ring got a frame"
         fe.state(vf.SET_VRING_ENABLE, vf.RX, 1)
         fe.state(vf.SET_VRING_ENABLE, vf.TX, 1)
@@ -280,11 +280,11 @@ def test_inherited_fd():
         ls.listen(4)
         args = [d.squibnet, "--control", d.path("c2.sock"), "--port", f"vhost-user,fd={ls.fileno()},name=vu",
                 "--port", "stream,listen=unix:" + d.path("s2.sock")]
-        proc = subprocess.Popen(args, pass_fds=[ls.fileno()], stderr=subprocess.PIPE, text=True)
+        proc = popen(args, pass_fds=[ls.fileno()], stderr=subprocess.PIPE, text=True)
         ls.close()
         try:
             c = None
-            end = time.monotonic() + 5
+            end = time.monotonic() + scaled(5)
             while c is None:
                 try:
                     c = StreamClient(d.path("s2.sock"))
@@ -299,31 +299,31 @@ def test_inherited_fd():
             fe.close()
         finally:
             proc.terminate()
-            _, err = proc.communicate(timeout=5)
+            _, err = proc.communicate(timeout=scaled(5))
         assert proc.returncode == 0, err
     # a connected socket: one session, carried over the inherited descriptor
     with Daemon(PORTS[:1]) as d:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         args = [d.squibnet, "--control", d.path("c2.sock"), "--port", f"vhost-user,fd={theirs.fileno()},name=vu",
                 "--port", "stream,listen=unix:" + d.path("s2.sock")]
-        proc = subprocess.Popen(args, pass_fds=[theirs.fileno()], stderr=subprocess.PIPE, text=True)
+        proc = popen(args, pass_fds=[theirs.fileno()], stderr=subprocess.PIPE, text=True)
         theirs.close()
         try:
             fe = vf.Frontend(None, sock=mine)
             fe.setup()
             c = StreamClient(d.path("s2.sock"))
-            time.sleep(0.1)
+            time.sleep(scaled(0.1))
             f = eth(BROADCAST, mac(1), b"via an inherited connection")
             fe.send_frame(f)
             assert c.recv(2.0) == f
             fe.close()
         finally:
             proc.terminate()
-            _, err = proc.communicate(timeout=5)
+            _, err = proc.communicate(timeout=scaled(5))
         assert proc.returncode == 0, err
     # a descriptor that is not a socket is refused at start-up
-    r = subprocess.run([d.squibnet, "--control", "/nonexistent/x", "--port", "vhost-user,fd=0"],
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+    r = run([d.squibnet, "--control", "/nonexistent/x", "--port", "vhost-user,fd=0"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True)
     assert r.returncode != 0 and "not a unix stream socket" in r.stderr, r.stderr
 
 

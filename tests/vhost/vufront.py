@@ -8,7 +8,11 @@ import os
 import select
 import socket
 import struct
+import sys
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from sntest import scaled  # noqa: E402
 
 # request codes and flags of docs/interop/vhost-user.rst
 GET_FEATURES, SET_FEATURES, SET_OWNER, RESET_OWNER, SET_MEM_TABLE = 1, 2, 3, 4, 5
@@ -145,8 +149,8 @@ class Frontend:
     def __init__(self, path, num=256, connect_timeout=5.0, sock=None):
         """Connects to `path`, or speaks over the already-connected `sock` when given."""
         self.sock = sock or socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(5)
-        deadline = time.monotonic() + connect_timeout
+        self.sock.settimeout(scaled(5))
+        deadline = time.monotonic() + scaled(connect_timeout)
         while sock is None:
             try:
                 self.sock.connect(path)
@@ -201,8 +205,8 @@ class Frontend:
         self.send(req, struct.pack("<II", index, num))
 
     def closed_by_peer(self, timeout=3.0):
-        """True when the back-end closes the connection within timeout."""
-        end = time.monotonic() + timeout
+        """True when the back-end closes the connection within timeout (scaled)."""
+        end = time.monotonic() + scaled(timeout)
         while time.monotonic() < end:
             r, _, _ = select.select([self.sock], [], [], end - time.monotonic())
             if not r:
@@ -286,10 +290,10 @@ class Frontend:
 
     def recv_frames(self, want=1, timeout=2.0, repost=True):
         """Frames the back-end wrote into RX buffers (header stripped), until `want` arrived or
-        the timeout; used buffers are posted again."""
+        the timeout (scaled); used buffers are posted again."""
         rx = self.rings[RX]
         out = []
-        end = time.monotonic() + timeout
+        end = time.monotonic() + scaled(timeout)
         while True:
             for head, length in rx.take_used():
                 data = rx.mem.read(rx.buf(head), length)
@@ -307,9 +311,9 @@ class Frontend:
             time.sleep(0.005)
 
     def wait_tx_used(self, n, timeout=2.0):
-        """Waits until the back-end returned n TX chains in all."""
+        """Waits until the back-end returned n TX chains in all (timeout scaled)."""
         tx = self.rings[TX]
-        end = time.monotonic() + timeout
+        end = time.monotonic() + scaled(timeout)
         while tx.used_idx() < n:
             if time.monotonic() > end:
                 raise AssertionError(f"TX used idx {tx.used_idx()}, want {n}")

@@ -18,15 +18,19 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import sntest  # noqa: E402
+from sntest import scaled  # noqa: E402
+
 VMM = os.environ.get("SQUIBNET_VMM", "")
 PING = os.environ.get("SQUIBNET_PING", "")
 
 
 def ping(sock, peer, size, count=3):
-    out = subprocess.run([PING, "--connect", "unix:" + sock, "--ip", "10.0.0.1/24", "--ping", peer,
-                          "--count", str(count), "--interval", "0.05", "--size", str(size),
-                          "--timeout", "3", "--json"],
-                         capture_output=True, text=True, timeout=30)
+    out = sntest.run([PING, "--connect", "unix:" + sock, "--ip", "10.0.0.1/24", "--ping", peer,
+                      "--count", str(count), "--interval", "0.05", "--size", str(size),
+                      "--timeout", "3", "--json"],
+                     capture_output=True, text=True, timeout=30)
     if out.returncode != 0:
         raise AssertionError("ping %s size %d: exit %d: %s %s" % (peer, size, out.returncode, out.stdout,
                                                                   out.stderr))
@@ -38,9 +42,9 @@ def ping(sock, peer, size, count=3):
 def run(extra):
     with tempfile.TemporaryDirectory() as tmp:
         sock = os.path.join(tmp, "sw.sock")
-        vmm = subprocess.Popen([VMM, "--port", "stream,listen=unix:" + sock, "--guest", "10.0.0.2/24",
-                                "--guest", "10.0.0.3/24"] + extra,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        vmm = sntest.popen([VMM, "--port", "stream,listen=unix:" + sock, "--guest", "10.0.0.2/24",
+                            "--guest", "10.0.0.3/24"] + extra,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             line = vmm.stdout.readline()
             if line.strip() != "ready":
@@ -49,19 +53,20 @@ def run(extra):
                 for size in (56, 1400):
                     ping(sock, peer, size)
             # a peer that does not exist: no reply, and the guests keep answering afterwards
-            out = subprocess.run([PING, "--connect", "unix:" + sock, "--ip", "10.0.0.1/24", "--ping",
-                                  "10.0.0.9", "--count", "1", "--timeout", "0.3", "--json"],
-                                 capture_output=True, text=True, timeout=30)
+            out = sntest.run([PING, "--connect", "unix:" + sock, "--ip", "10.0.0.1/24", "--ping",
+                              "10.0.0.9", "--count", "1", "--timeout", "0.3", "--json"],
+                             capture_output=True, text=True, timeout=30)
             if out.returncode == 0:
                 raise AssertionError("ping of a missing guest succeeded: " + out.stdout)
             ping(sock, "10.0.0.2", 56, count=1)
         finally:
             vmm.terminate()
             try:
-                rest, err = vmm.communicate(timeout=5)
+                rest, err = vmm.communicate(timeout=scaled(5))
             except subprocess.TimeoutExpired:
                 vmm.kill()
                 rest, err = vmm.communicate()
+        sntest.fail_on_report(vmm.valgrind_log)
         if vmm.returncode != 0 or "broken" in err:
             raise AssertionError("squibnet-vmm exit %s: %s" % (vmm.returncode, err))
         answered = [int(l.split()[-1]) for l in rest.splitlines() if "answered" in l]
@@ -81,7 +86,7 @@ def main():
         except Exception as e:  # noqa: BLE001 - report and go on with the next case
             print("FAIL", name, e)
             failed += 1
-    return 1 if failed else 0
+    return sntest.finish(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import sntest  # noqa: E402
+from sntest import scaled  # noqa: E402
+
 SKIP = 77
 MARK = "SQUIBNET-VM:"
 PAYLOAD_SIZE = 1 << 20
@@ -492,11 +496,11 @@ def start_switch(squibnet, tmp):
     sock = os.path.join(tmp, "switch.sock")
     ctl = os.path.join(tmp, "ctl.sock")
     logf = open(os.path.join(tmp, "squibnet.log"), "wb")
-    proc = subprocess.Popen([squibnet, "--port", f"stream,listen=unix:{sock}", "--control", ctl],
-                            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = sntest.popen([squibnet, "--port", f"stream,listen=unix:{sock}", "--control", ctl],
+                        stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                        start_new_session=True)
     logf.close()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + scaled(10)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise Fail(f"squibnet exited with {proc.returncode} at start:\n{read_log(tmp, 'squibnet.log')}")
@@ -523,10 +527,10 @@ def squibnetctl(ctl_bin, ctl, *args):
     if not ctl_bin or not os.path.exists(ctl_bin):
         return None, "SQUIBNETCTL does not name a binary"
     try:
-        r = subprocess.run([ctl_bin, "--control", ctl, "--json", *args], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, timeout=10)
+        r = subprocess.run(sntest.command([ctl_bin, "--control", ctl, "--json", *args]),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=scaled(10))
     except subprocess.TimeoutExpired:
-        return None, f"squibnetctl {' '.join(args)} did not answer within 10 s"
+        return None, f"squibnetctl {' '.join(args)} did not answer within {scaled(10)} s"
     if r.returncode != 0:
         return None, (f"squibnetctl {' '.join(args)} exited with {r.returncode}: "
                       f"{r.stderr.strip() or r.stdout.strip()}")
@@ -594,7 +598,7 @@ def run(direct):
     if not direct and not (squibnet and os.path.exists(squibnet)):
         raise Fail("SQUIBNET must name the squibnet binary (meson sets it)")
     cache = os.environ.get("SQUIBNET_VM_CACHE") or os.path.join(os.getcwd(), "vm-cache")
-    timeout = float(os.environ.get("SQUIBNET_VM_TIMEOUT", "300"))
+    timeout = scaled(float(os.environ.get("SQUIBNET_VM_TIMEOUT", "300")))
 
     with Stage("kernel"):
         kernel, modules = get_kernel(cache)
@@ -697,11 +701,14 @@ def run(direct):
             if switch:
                 switch.send_signal(signal.SIGTERM)
                 try:
-                    rc = switch.wait(10)
+                    rc = switch.wait(scaled(10))
                 except subprocess.TimeoutExpired:
                     raise Fail("squibnet did not exit within 10 s of SIGTERM")
                 if rc != 0:
                     raise Fail(f"squibnet exited with {rc}:\n{read_log(tmp, 'squibnet.log')}")
+                report = sntest.valgrind_report(switch.valgrind_log)
+                if report:
+                    raise Fail(report)
         ok = True
     finally:
         for g in guests:
@@ -742,4 +749,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sntest.finish(main()))

@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_vm as vm  # noqa: E402
-from test_vm import Fail, Skip, Stage, log  # noqa: E402
+from test_vm import Fail, Skip, Stage, log, scaled, sntest  # noqa: E402
 
 MEM = "256M"   # test_vm.Guest gives every guest -m 256M; the memfd backend must match
 
@@ -36,12 +36,12 @@ def start_switch(squibnet, tmp):
     vsock = os.path.join(tmp, "vhost.sock")
     ctl = os.path.join(tmp, "ctl.sock")
     logf = open(os.path.join(tmp, "squibnet.log"), "wb")
-    proc = subprocess.Popen([squibnet, "-v", "--port", f"stream,listen=unix:{sock},name=st",
-                             "--port", f"vhost-user,listen={vsock},name=vu", "--control", ctl],
-                            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = sntest.popen([squibnet, "-v", "--port", f"stream,listen=unix:{sock},name=st",
+                         "--port", f"vhost-user,listen={vsock},name=vu", "--control", ctl],
+                        stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                        start_new_session=True)
     logf.close()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + scaled(10)
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             text = vm.read_log(tmp, "squibnet.log")
@@ -126,7 +126,7 @@ def run():
         raise Fail("SQUIBNET must name the squibnet binary (meson sets it)")
     ctl_bin = os.environ.get("SQUIBNETCTL")
     cache = os.environ.get("SQUIBNET_VM_CACHE") or os.path.join(os.getcwd(), "vm-cache")
-    timeout = float(os.environ.get("SQUIBNET_VM_TIMEOUT", "300"))
+    timeout = scaled(float(os.environ.get("SQUIBNET_VM_TIMEOUT", "300")))
 
     with Stage("kernel"):
         kernel, modules = vm.get_kernel(cache)
@@ -169,7 +169,7 @@ def run():
         # the new guest a pings it (nc would find no listener: its failure is not ours).
         with Stage("reconnect"):
             vm.stop(a.proc, "guest a", grace=0.1)
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + scaled(10)
             while True:
                 ports, _ = vm.squibnetctl(ctl_bin, ctl, "ports")
                 vu = {p["name"]: p for p in (ports or {}).get("ports", [])}.get("vu", {})
@@ -197,11 +197,14 @@ def run():
                 vm.stop(g.proc, f"guest {g.role}", grace=2)
             switch.send_signal(signal.SIGTERM)
             try:
-                rc = switch.wait(10)
+                rc = switch.wait(scaled(10))
             except subprocess.TimeoutExpired:
                 raise Fail("squibnet did not exit within 10 s of SIGTERM")
             if rc != 0:
                 raise Fail(f"squibnet exited with {rc}:\n{vm.read_log(tmp, 'squibnet.log')}")
+            report = sntest.valgrind_report(switch.valgrind_log)
+            if report:
+                raise Fail(report)
             text = vm.read_log(tmp, "squibnet.log")
             if "protocol error" in text:
                 raise Fail("QEMU's messages were refused:\n" + text)
@@ -236,4 +239,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(sntest.finish(main()))
