@@ -344,6 +344,43 @@ bad:
 
 /* ---- the port's table: (MAC, VLAN) -> remote ---- */
 
+/* The table files a MAC under the VLAN it has on the tunnel, as this port's frames cross it: the
+ * tag with the port's TPID on a trunk (802.1Q when the port is transparent), none on an access
+ * port, whose one VLAN is all the tunnel carries. Frames in and out are read the same way, so
+ * learning and lookups agree whatever VLANs the switch keeps inside. */
+static uint16_t wire_vlan(const struct tport *t, const uint8_t *d, uint32_t len)
+{
+	const struct sn_port_policy *p = &t->base.conf.policy;
+	uint16_t tpid = p->mode == SN_VLAN_TRUNK ? p->tpid : SN_TPID_8021Q;
+
+	if (p->mode == SN_VLAN_ACCESS || len < SN_ETH_HLEN + SN_VLAN_HLEN || sn_get_be16(d + 12) != tpid)
+		return 0;
+	return sn_get_be16(d + 14) & 0xfff;
+}
+
+/* The tunnel's VLAN of the switch's VLAN @vid (what `fdb add ... vlan=N` names), or -1 when the
+ * port does not carry @vid. */
+static int vlan_to_wire(const struct tport *t, uint16_t vid)
+{
+	int tag = sn_vlan_egress(&t->base.conf.policy, vid);
+
+	if (tag == -1)
+		return -1;
+	return tag > 0 ? vid : 0;
+}
+
+/* And back, for `tunnel show`: the switch's VLAN of tunnel VLAN @wire. */
+static uint16_t vlan_from_wire(const struct tport *t, uint16_t wire)
+{
+	const struct sn_port_policy *p = &t->base.conf.policy;
+
+	if (p->mode == SN_VLAN_ACCESS)
+		return p->vid;
+	if (p->mode == SN_VLAN_TRUNK && wire == 0)
+		return p->native;
+	return wire;
+}
+
 static uint32_t rt_hash(uint64_t key)
 {
 	return (uint32_t)((key * 0x9e3779b97f4a7c15ull) >> 32);
@@ -703,8 +740,7 @@ static void rx_process(struct tsock *ts, unsigned n)
 			/* the remote's source port is one of its sending sockets': answers go to the
 			 * tunnel's port, as Linux learns them */
 			src.port = t->dport;
-			if (sn_get_be16(f->data + 12) == SN_ETH_P_8021Q && f->len >= SN_ETH_HLEN + SN_VLAN_HLEN)
-				vlan = sn_get_be16(f->data + 14) & 0xfff;
+			vlan = wire_vlan(t, f->data, f->len);
 			rt_learn(t, f->data + 6, vlan, &src, aging, now);
 		}
 		rx->frames[nb++] = f;
@@ -897,13 +933,8 @@ static unsigned route(struct tport *t, const struct sn_frame *f, double aging, d
 	const struct rt_entry *e = NULL;
 	int csum = t->csum;
 
-	if (!(d[0] & 1)) {
-		uint16_t vlan = 0;
-
-		if (sn_get_be16(d + 12) == SN_ETH_P_8021Q && f->len >= SN_ETH_HLEN + SN_VLAN_HLEN)
-			vlan = sn_get_be16(d + 14) & 0xfff;
-		e = rt_lookup(t, sn_fdb_key(d, vlan), aging, now);
-	}
+	if (!(d[0] & 1))
+		e = rt_lookup(t, sn_fdb_key(d, wire_vlan(t, d, f->len)), aging, now);
 	if (e) {
 		*ret = &e->dst;
 	} else if (t->gs) {
@@ -1447,8 +1478,9 @@ static int tport_fdb_dst_set(struct sn_port *port, const uint8_t mac[6], uint16_
 			     struct sn_error *err)
 {
 	struct tport *t = (struct tport *)port;
-	uint64_t key = sn_fdb_key(mac, vlan);
-	struct rt_entry *e = rt_find(&t->rt, key);
+	int wire = vlan_to_wire(t, vlan);
+	uint64_t key = sn_fdb_key(mac, wire < 0 ? 0 : (uint16_t)wire);
+	struct rt_entry *e = wire < 0 ? NULL : rt_find(&t->rt, key);
 	struct vtep v;
 	int family = t->family, r;
 
@@ -1464,6 +1496,12 @@ static int tport_fdb_dst_set(struct sn_port *port, const uint8_t mac[6], uint16_
 				    "%02x:%02x:%02x:%02x:%02x:%02x is no station's MAC (the flood list is "
 				    "'tunnel flood add PORT IP')",
 				    mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+	if (wire < 0) {
+		char pol[128];
+
+		sn_policy_describe(&t->base.conf.policy, pol, sizeof(pol));
+		return sn_error_set(err, -EINVAL, "port %s does not carry VLAN %u (it is %s)", port->name, vlan, pol);
+	}
 	r = vtep_parse(dst, "dst", &family, t->dport, &v, err);
 	if (r < 0)
 		return r;
@@ -1495,8 +1533,10 @@ static void tport_fdb_dst_describe(struct sn_port *port, const uint8_t mac[6], u
 				   size_t len)
 {
 	struct tport *t = (struct tport *)port;
-	const struct rt_entry *e =
-		rt_lookup(t, sn_fdb_key(mac, vlan), sn_port_fdb_aging(port), ev_now(sn_port_loop(port)));
+	int wire = vlan_to_wire(t, vlan);
+	const struct rt_entry *e = wire < 0 ? NULL
+					    : rt_lookup(t, sn_fdb_key(mac, (uint16_t)wire), sn_port_fdb_aging(port),
+							ev_now(sn_port_loop(port)));
 
 	if (e)
 		vtep_format(t->family, &e->dst, t->dport, buf, len);
@@ -1998,6 +2038,7 @@ static void show_one(struct sn_ctl_ctx *ctx, struct tport *t, struct sn_table *t
 		if (!e->key || rt_expired(e, aging, now))
 			continue;
 		sn_fdb_key_mac(e->key, mac, &vlan);
+		vlan = vlan_from_wire(t, vlan);
 		snprintf(m, sizeof(m), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
 		vtep_format(t->family, &e->dst, t->dport, a, sizeof(a));
 		if (ctx->json) {

@@ -465,6 +465,53 @@ START_TEST(static_pins)
 }
 END_TEST
 
+/* A VNI as one VLAN of the switch (vlan=10: access): frames cross the tunnel untagged, the
+ * station sees them in VLAN 10, and pins name the switch's VLAN. */
+START_TEST(vni_as_a_vlan)
+{
+	uint8_t pkt[2048], buf[2048];
+	struct sockaddr_in from;
+	struct sn_error err;
+	char seen[64] = "";
+	size_t n;
+
+	add_ok("vxlan,name=vx,local=127.0.0.1:%u,vni=42,remote=127.0.0.2+127.0.0.3,vlan=10,mtu=1500");
+	/* untagged on the tunnel: tagged 10 at the (transparent) station */
+	n = vxlan_pkt(pkt, 0x08000000, 42, 0, bcast, mac_m, 60, 0);
+	remote_send(r2, pkt, n);
+	ck_assert_uint_eq(st->got, 1);
+	ck_assert_uint_eq(sn_get_be16(st->last + 12), 0x8100);
+	ck_assert_uint_eq(sn_get_be16(st->last + 14) & 0xfff, 10);
+	/* learned under the tunnel's VLAN, found under the switch's */
+	sn_switch_foreach_fdb(sw, fdb_dst_visit, seen);
+	ck_assert_str_eq(seen, "vx dynamic 127.0.0.2");
+	/* the station's frame in VLAN 10 leaves untagged, to M's VTEP only */
+	{
+		struct sn_frame *f = sn_port_frame_get(&st->base, 64);
+
+		memcpy(f->data, mac_m, 6);
+		memcpy(f->data + 6, mac_st, 6);
+		sn_put_be16(f->data + 12, 0x8100);
+		sn_put_be16(f->data + 14, 10);
+		sn_put_be16(f->data + 16, 0x88b5);
+		memset(f->data + 18, 0x5a, 46);
+		f->len = 64;
+		sn_port_input(&st->base, &f, 1);
+		settle();
+	}
+	ck_assert_int_eq(remote_recv(r2, buf, sizeof(buf), &from), 8 + 60);
+	ck_assert_uint_eq(sn_get_be16(buf + 8 + 12), 0x88b5);
+	ck_assert_uint_eq(drain(r3), 0);
+	/* pins name the switch's VLAN: 10 is carried, 7 is not */
+	ck_assert_int_eq(sn_switch_fdb_add_dst(sw, mac_n, 10, "vx", "127.0.0.3", &err), 0);
+	ck_assert_int_eq(sn_switch_fdb_add_dst(sw, mac_n, 7, "vx", "127.0.0.3", &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "VLAN 7"));
+	ck_assert_uint_eq(counters().remotes, 2);
+	ck_assert_int_eq(sn_switch_fdb_del(sw, mac_n, 10), 0);
+	ck_assert_uint_eq(counters().remotes, 1);
+}
+END_TEST
+
 START_TEST(table_cap_counts_refusals)
 {
 	uint8_t pkt[2048], mac[6] = {0x52, 0x54, 0x00, 0x00, 0x01, 0x00};
@@ -860,6 +907,7 @@ int main(void)
 		{"strict_headers", strict_headers},
 		{"learning_off_refuses_unknown_vteps", learning_off_refuses_unknown_vteps},
 		{"static_pins", static_pins},
+		{"vni_as_a_vlan", vni_as_a_vlan},
 		{"table_cap_counts_refusals", table_cap_counts_refusals},
 		{"learned_entries_age", learned_entries_age},
 		{"no_remote_is_counted", no_remote_is_counted},
