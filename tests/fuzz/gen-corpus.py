@@ -633,6 +633,61 @@ def gen_pcap_filter():
         put("pcap-filter", name, f.encode() + b"\x00" + all_frames)
 
 
+# ---- vxlan: [setup] then records 'd' SRC LEN16 BYTES, 'f' LEN16 BYTES, 'p' MAC SRC, 'u' MAC ----
+
+def vx_hdr(vni, flags=0x08000000, rsvd=0):
+    return struct.pack("!II", flags, vni << 8 | rsvd)
+
+
+def gn_hdr(vni, opts=b"", flags=0, proto=0x6558, ver=0):
+    return bytes([ver << 6 | len(opts) // 4, flags]) + struct.pack("!HI", proto, vni << 8) + opts
+
+
+def dgram(src, payload):
+    return b"d" + bytes([src]) + struct.pack("<H", len(payload)) + payload
+
+
+def station(frame):
+    return b"f" + struct.pack("<H", len(frame)) + frame
+
+
+def gen_vxlan():
+    arp, echo = arp_request(), icmp_echo()
+    reply = MAC_A + MAC_B + echo[12:]
+    seeds = {
+        "arp-and-reply": bytes([0]) + dgram(0, vx_hdr(42) + arp) + station(reply) + station(arp),
+        "unicast-learned": bytes([0]) + dgram(1, vx_hdr(42) + arp) + station(MAC_A + MAC_B + b"\x88\xb5" + bytes(46)),
+        "bad-flags": bytes([0]) + b"".join(dgram(0, vx_hdr(42, flags=f) + arp)
+                                          for f in (0, 0x0C000000, 0x08000001, 0x88000000, 0x08FF0000)),
+        "reserved-byte": bytes([0]) + dgram(0, vx_hdr(42, rsvd=1) + arp),
+        "short": bytes([0]) + dgram(0, b"") + dgram(0, b"\x08\x00\x00") + dgram(0, vx_hdr(42)[:7]),
+        "unknown-vni": bytes([0]) + dgram(0, vx_hdr(7) + arp) + dgram(0, vx_hdr(0xFFFFFF) + arp),
+        "second-vni": bytes([4]) + dgram(1, vx_hdr(43) + arp) + dgram(0, vx_hdr(42) + arp),
+        "runts": bytes([0]) + dgram(0, vx_hdr(42)) + dgram(0, vx_hdr(42) + arp[:13]) + dgram(0, vx_hdr(42) + arp[:14]),
+        "oversize": bytes([0]) + dgram(0, vx_hdr(42) + sized(1515)) + dgram(0, vx_hdr(42) + sized(3000)) +
+                    dgram(0, vx_hdr(42) + sized(1514)),
+        "tagged": bytes([0]) + dgram(0, vx_hdr(42) + vlan(10, arp)) + station(vlan(10, reply)),
+        "learning-off": bytes([2]) + dgram(5, vx_hdr(42) + arp) + dgram(0, vx_hdr(42) + arp) +
+                        b"p" + MAC_B + bytes([5]) + dgram(5, vx_hdr(42) + arp) + b"u" + MAC_B + dgram(5, vx_hdr(42) + arp),
+        "pins": bytes([0]) + b"p" + MAC_B + bytes([1]) + station(reply) + b"p" + BCAST + bytes([1]) +
+                b"u" + MAC_B + station(reply),
+        "cap": bytes([8]) + b"".join(dgram(i % 2, vx_hdr(42) + BCAST + bytes([0x52, 0, 0, 0, 9, i]) + arp[12:])
+                                     for i in range(8)),
+        "vlan10": bytes([16]) + dgram(0, vx_hdr(42) + arp) + dgram(0, vx_hdr(42) + vlan(10, arp)) +
+                  dgram(0, vx_hdr(42) + vlan(0, arp)) + station(vlan(10, reply)) + station(vlan(10, arp)),
+        "geneve-plain": bytes([1]) + dgram(0, gn_hdr(42) + arp) + station(arp),
+        "geneve-options": bytes([1]) + dgram(0, gn_hdr(42, bytes.fromhex("0101010100112233ffff0200")) + arp),
+        "geneve-critical": bytes([1]) + dgram(0, gn_hdr(42, bytes.fromhex("0101810000000000")) + arp) +
+                           dgram(0, gn_hdr(42, flags=0x40) + arp) + dgram(0, gn_hdr(42, flags=0x80) + arp),
+        "geneve-bad": bytes([1]) + dgram(0, gn_hdr(42, ver=1) + arp) + dgram(0, gn_hdr(42, proto=0x0800) + arp) +
+                      dgram(0, gn_hdr(42, bytes.fromhex("01010102")) + arp) +
+                      dgram(0, bytes([0x3f, 0]) + struct.pack("!HI", 0x6558, 42 << 8) + arp),
+        "geneve-reserved": bytes([1]) + dgram(0, gn_hdr(42, flags=0x3f) + arp),
+    }
+    for name, data in seeds.items():
+        put("vxlan", name, data)
+
+
 def main():
     gen_framing()
     gen_spec()
@@ -641,6 +696,7 @@ def main():
     gen_vhost_user()
     gen_gvproxy()
     gen_pcap_filter()
+    gen_vxlan()
     # seeds this script no longer writes go; crash-* files stay
     for target, names in written.items():
         d = os.path.join(CORPUS, target)
