@@ -96,9 +96,6 @@ struct tport;
 /* Scratch for one receiving socket: a batch of datagrams, header apart from frame. */
 struct rx_batch {
 	struct sn_frame *frames[BATCH];  /* NULL: dropped already (counted) */
-	/* buffers the last batch did not fill, kept for the next: a socket that wakes for one
-	 * datagram at a time does not take and give back a whole batch of buffers each time */
-	struct sn_frame *spare[BATCH];
 	uint32_t len[BATCH];             /* the datagram's length */
 	bool trunc[BATCH];               /* longer than header + buffer: cut */
 	uint8_t hdr[BATCH][HDR_LEN];
@@ -816,8 +813,7 @@ static unsigned tsock_recv(struct tsock *ts)
 	int n;
 
 	for (nbuf = 0; nbuf < BATCH; nbuf++) {
-		rx->frames[nbuf] = rx->spare[nbuf] ? rx->spare[nbuf] : sn_port_frame_try(ts->any, ts->rx_len);
-		rx->spare[nbuf] = NULL;
+		rx->frames[nbuf] = sn_port_frame_try(ts->any, ts->rx_len);
 		if (!rx->frames[nbuf])
 			break;
 	}
@@ -852,22 +848,10 @@ static unsigned tsock_recv(struct tsock *ts)
 		rx->trunc[i] = (rx->msg[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
 		rx->fromlen[i] = rx->msg[i].msg_hdr.msg_namelen;
 	}
-	/* what the batch did not fill waits for the next one */
-	for (; i < nbuf; i++) {
-		rx->spare[i] = rx->frames[i];
-		rx->frames[i] = NULL;
-	}
+	/* hand back what the batch did not fill, last first so the pool's hot buffers stay on top */
+	while (nbuf > i)
+		sn_frame_unref(rx->frames[--nbuf]);
 	return (unsigned)n;
-}
-
-/* Gives the spare buffers back (their size class may be the wrong one now, or the socket goes). */
-static void spares_drop(struct tsock *ts)
-{
-	for (unsigned i = BATCH; i-- > 0;) {
-		if (ts->rx.spare[i])
-			sn_frame_unref(ts->rx.spare[i]);
-		ts->rx.spare[i] = NULL;
-	}
 }
 
 static void tsock_read_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -1201,7 +1185,6 @@ static void tsock_free(struct tsock *ts)
 		}
 	}
 	ev_io_stop(ts->loop, &ts->io);
-	spares_drop(ts);
 	if (ts->fd >= 0)
 		close(ts->fd);
 	for (int c = 0; c < 2; c++)
@@ -1386,22 +1369,13 @@ static uint32_t tsock_rx_len(const struct tsock *ts)
 	return need <= SN_POOL_STD_CAP ? SN_POOL_STD_CAP : SN_MIN(need, SN_POOL_JUMBO_CAP);
 }
 
-static void rx_len_update(struct tsock *ts)
-{
-	uint32_t len = tsock_rx_len(ts);
-
-	if (len != ts->rx_len)
-		spares_drop(ts);
-	ts->rx_len = len;
-}
-
 static void vni_link(struct tsock *ts, struct tport *t)
 {
 	struct tport **head = &ts->vni[t->vni % VNI_BUCKETS];
 
 	t->vni_next[ts->is_group] = *head;
 	*head = t;
-	rx_len_update(ts);
+	ts->rx_len = tsock_rx_len(ts);
 }
 
 static void vni_unlink(struct tsock *ts, struct tport *t)
@@ -1420,7 +1394,7 @@ static void vni_unlink(struct tsock *ts, struct tport *t)
 			if (ts->vni[b])
 				ts->any = &ts->vni[b]->base;
 	}
-	rx_len_update(ts);
+	ts->rx_len = tsock_rx_len(ts);
 }
 
 /* ---- port ops ---- */
@@ -1633,8 +1607,7 @@ int sn_tunnel_receive(struct sn_port *port, bool group, const uint8_t *data, siz
 	if (!t || !(ts = group ? t->gs : t->us))
 		return -EINVAL;
 	rx = &ts->rx;
-	rx->frames[0] = rx->spare[0] ? rx->spare[0] : sn_port_frame_try(ts->any, ts->rx_len);
-	rx->spare[0] = NULL;
+	rx->frames[0] = sn_port_frame_try(ts->any, ts->rx_len);
 	if (!rx->frames[0]) {
 		ts->c.no_buffer++;
 		rx_process(ts, 1);
