@@ -102,8 +102,12 @@ class Setup:
         self.clients = []
 
     def client(self):
+        """A stream client of "st", once the switch has it as a port (the switch accepts it
+        from its loop: a datagram sent before that would find no one to flood to)."""
+        n = len(self.clients) + 1
         c = StreamClient(self.d.path("st.sock"))
         self.clients.append(c)
+        self.d.wait_ports(lambda p: f"st.{n}" in p)
         return c
 
     def tunnel(self):
