@@ -303,7 +303,8 @@ def test_head_end_replication_and_tshark():
         if cap:
             path = stop_capture(cap)
             rows = tshark_fields(path, ["ip.src", "ip.dst", "ip.flags.df", "ip.flags.mf", "udp.srcport",
-                                        "udp.dstport", "vxlan.flags", "vxlan.vni", "arp.opcode", "icmp.type"])
+                                        "udp.dstport", "vxlan.flags", "vxlan.vni", "arp.opcode", "icmp.type",
+                                        "udp.checksum"])
             if rows is not None:
                 ours = [r for r in rows if r[0] == f"{UNDERLAY}.1"]
                 assert ours, rows
@@ -311,12 +312,37 @@ def test_head_end_replication_and_tshark():
                     assert r[2] == "1" and r[3] == "0", f"DF must be set, no fragments: {r}"
                     assert 32768 <= int(r[4]) <= 60999 and r[5] == "4789", r
                     assert r[6] == "0x0800" and r[7] == "42", r
+                    assert r[10] == "0x0000", f"IPv4 outer UDP checksums are zero by default: {r}"
                 arp_requests = [r[1] for r in ours if r[8] == "1"]
                 # each ARP request of A (for B, then for C) went to both remotes
                 assert sorted(arp_requests) == sorted([f"{UNDERLAY}.2", f"{UNDERLAY}.3"] * 2), arp_requests
                 echo = [r[1] for r in ours if r[9] == "8"]
                 assert echo == [f"{UNDERLAY}.2", f"{UNDERLAY}.3"], f"unicast went to one VTEP each: {echo}"
                 tshark_clean(path)
+        assert d.stop() == 0
+    finally:
+        lab.cleanup()
+
+
+def test_udp_checksum_on():
+    """udp-csum=on: the outer UDP checksum is there and right (tshark checks it), and the Linux
+    device takes the packets as before."""
+    lab = Lab("c", hosts=("B",))
+    try:
+        lab.linux_tunnel("B", ["vxlan", "id", "42", "dstport", "4789", "local", f"{UNDERLAY}.2", "remote",
+                               f"{UNDERLAY}.1"])
+        d = lab.squibnet(f"vxlan,name=vx,local={UNDERLAY}.1,vni=42,remote={UNDERLAY}.2,udp-csum=on")
+        # with checksum offload a veth carries (and tcpdump sees) the checksum unfinished
+        sh(sys.executable, "-c", TX_CSUM_OFF, "und", ns=lab.ns["A"])
+        cap = lab.capture("A")
+        expect_ping(lab, "A", f"{OVERLAY}.2", "A -> B with UDP checksums")
+        if cap and shutil.which("tshark"):
+            path = stop_capture(cap)
+            r = subprocess.run(["tshark", "-n", "-r", path, "-o", "udp.check_checksum:TRUE", "-T", "fields",
+                                "-E", "occurrence=f", "-e", "ip.src", "-e", "udp.checksum", "-e",
+                                "udp.checksum.status"], capture_output=True, text=True, timeout=60)
+            ours = [line.split("\t") for line in r.stdout.splitlines() if line.startswith(f"{UNDERLAY}.1\t")]
+            assert ours and all(x[1] != "0x0000" and x[2] in ("1", "Good") for x in ours), ours
         assert d.stop() == 0
     finally:
         lab.cleanup()
@@ -481,7 +507,7 @@ def main():
     help_text = subprocess.run([sq, "--help"], capture_output=True, text=True, timeout=10)
     if "vxlan," not in help_text.stdout + help_text.stderr or "tap," not in help_text.stdout + help_text.stderr:
         skip("this build lacks vxlan or tap ports")
-    run_tests([test_linux_bridge_interop, test_head_end_replication_and_tshark,
+    run_tests([test_linux_bridge_interop, test_head_end_replication_and_tshark, test_udp_checksum_on,
                test_too_long_for_the_path_is_dropped_not_fragmented, test_multicast_group, test_geneve_interop,
                test_ipv6_underlay, test_evpn_style_static])
 
