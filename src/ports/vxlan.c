@@ -2056,10 +2056,14 @@ static void show_one(struct sn_ctl_ctx *ctx, struct tport *t, struct sn_table *t
 		sn_table_cell(tab, "%u", vlan);
 		sn_table_cell(tab, "%s", a);
 		sn_table_cell(tab, "%s", e->is_static ? "static" : "learned");
-		if (e->is_static)
+		if (e->is_static) {
 			sn_table_cell(tab, "-");
-		else
-			sn_table_cell(tab, "%.1f", now - e->seen);
+		} else {
+			/* tenths by hand: printf's %f would follow an embedder's LC_NUMERIC */
+			unsigned long long tenths = (unsigned long long)((now - e->seen) * 10 + 0.5);
+
+			sn_table_cell(tab, "%llu.%llu", tenths / 10, tenths % 10);
+		}
 	}
 	if (ctx->json) {
 		sn_json_end_array(ctx->j);
