@@ -241,6 +241,8 @@ static const char *state_name(enum sn_port_state s)
 		return "down";
 	case SN_PORT_LISTENING:
 		return "listening";
+	case SN_PORT_CONNECTING:
+		return "connecting";
 	}
 	return "unknown";
 }
@@ -292,6 +294,7 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 		sn_json_uint(j, "txq_len", p->txq_len);
 		sn_json_bool(j, "rx_paused", p->rx_paused);
 		sn_json_bool(j, "stalled", p->stalled);
+		sn_json_string(j, "error", p->error ? p->error : "");
 		json_port_stats(j, s);
 		sn_json_end_object(j);
 		return 0;
@@ -306,7 +309,10 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->tx_bytes);
 	sn_table_cell(w->t, "%llu", (unsigned long long)drops_total(s));
 	sn_table_cell(w->t, "%u", s->fdb_entries);
-	sn_table_cell(w->t, "%s", *p->peer ? p->peer : "-");
+	if (p->error && *p->error)
+		sn_table_cell(w->t, "%s (last error: %s)", *p->peer ? p->peer : "-", p->error);
+	else
+		sn_table_cell(w->t, "%s", *p->peer ? p->peer : "-");
 	return 0;
 }
 

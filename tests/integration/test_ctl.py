@@ -188,7 +188,7 @@ def main():
                 "drop_oversize", "drop_bad_framing", "drop_no_buffer", "fdb_refused", "rx_pauses", "stalls",
                 "fdb_entries", "txq_depth"}
         check(all(set(p.get("stats", {})) == keys for p in ports.values()), "every port has the stats keys")
-        check(all(set(p) == {"name", "kind", "parent", "peer", "state", "mtu", "txq_len", "rx_paused", "stalled",
+        check(all(set(p) == {"name", "kind", "parent", "peer", "state", "mtu", "txq_len", "rx_paused", "stalled", "error",
                              "stats"}
                   for p in ports.values()), "every port has the port keys")
 

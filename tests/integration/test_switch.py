@@ -190,12 +190,48 @@ def test_connect_mode_reconnects():
         a.send(eth(BROADCAST, mac(1), b"one"))
         assert [f[14:17] for f in peer.recv_all()] == [b"one"]
         conn.close()
-        d.wait_ports(lambda p: p["up"]["state"] == "down")
+        d.wait_ports(lambda p: p["up"]["state"] == "connecting")
         conn, _ = srv.accept()                                 # it dials again
         peer.sock, peer.buf = conn, b""
         d.wait_ports(lambda p: p["up"]["state"] == "up")
         a.send(eth(BROADCAST, mac(1), b"two"))
         assert [f[14:17] for f in peer.recv_all()] == [b"two"]
+
+
+def test_connect_mode_absent_peer_shows_connecting():
+    """A connect-mode port whose peer never appears says so: `connecting` and the last error,
+    in JSON and in the text table, until the peer is there."""
+    with Daemon(["stream,connect=unix:@nope.sock,name=up", "stream,listen=unix:@s.sock,name=sw"]) as d:
+        path = d.path("nope.sock")
+        p = d.wait_ports(lambda p: p["up"]["error"])["up"]
+        assert p["state"] == "connecting" and "No such file or directory" in p["error"], p
+        text = d.ctl_text("ports").stdout
+        row = next(line for line in text.splitlines() if line.startswith("up "))
+        assert " connecting " in row and "No such file or directory" in row, text
+        # a socket file nobody listens on: the error follows what the dialer meets now
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dead.bind(path)
+        p = d.wait_ports(lambda p: "refused" in p["up"]["error"], timeout=8)["up"]
+        assert p["state"] == "connecting", p
+        dead.close()
+        os.unlink(path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(1)
+        srv.settimeout(8)
+        conn, _ = srv.accept()
+        p = d.wait_ports(lambda p: p["up"]["state"] == "up")["up"]
+        assert p["error"] == "", p
+        # lost again: connecting, and the error says why
+        conn.close()
+        p = d.wait_ports(lambda p: p["up"]["state"] != "up")["up"]
+        assert p["state"] == "connecting" and p["error"], p
+        conn, _ = srv.accept()
+        d.wait_ports(lambda p: p["up"]["state"] == "up" and p["up"]["error"] == "")
+        conn.close()
+        srv.close()
+        # ports that dial nothing have no error
+        assert d.ports()["sw"]["error"] == "" and d.ports()["sw"]["state"] == "listening"
 
 
 def test_tcp_and_framings():
@@ -301,6 +337,7 @@ if __name__ == "__main__":
         test_slow_peer_does_not_stall_others,
         test_port_add_del_at_runtime,
         test_connect_mode_reconnects,
+        test_connect_mode_absent_peer_shows_connecting,
         test_tcp_and_framings,
         test_fdb_aging_and_caps,
         test_fdb_flush_and_move,
