@@ -291,6 +291,10 @@ def test_bad_specs_refused_at_start():
         ("frob,listen=x", "frob"),
         ("stream,listen=unix:@x.sock,name=a b", "name"),
         ("stream,listen", "listen"),
+        # a misspelt key is named, not what its absence made of the rest (issue 14)
+        ("stream,listn=unix:@x.sock", "unknown key 'listn' for port kind 'stream'"),
+        ("seqpacket,conect=@x.sock", "unknown key 'conect' for port kind 'seqpacket'"),
+        ("dgram,listen=@x.sock,max-peer=3", "unknown key 'max-peer' for port kind 'dgram'"),
     ]
     assert_specs_refused(cases)
 
