@@ -200,6 +200,18 @@ void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats *ret_stats
 int sn_control_create(struct sn_switch *sw, const char *path, struct sn_control **ret_ctl, struct sn_error *err);
 void sn_control_destroy(struct sn_control *ctl);
 
+/** A command of the control protocol, as sn_control_foreach_command() shows it. */
+struct sn_control_command_info {
+	const char *name;  /**< one or more words, as sent: "fdb flush" */
+	const char *args;  /**< usage of the arguments after the name, "" for none */
+	const char *help;  /**< what it does, one line */
+};
+
+/** Calls @visit for each command a control socket of this build serves, in the order "help"
+ * lists them (aliases left out), with no switch needed: for a client's --help. Stops early and
+ * returns what @visit returned if it is non-zero. */
+int sn_control_foreach_command(int (*visit)(const struct sn_control_command_info *, void *), void *ctx);
+
 /** The library's version, "MAJOR.MINOR.PATCH". */
 const char *sn_version(void);
 
