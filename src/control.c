@@ -309,7 +309,7 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->tx_bytes);
 	sn_table_cell(w->t, "%llu", (unsigned long long)drops_total(s));
 	sn_table_cell(w->t, "%u", s->fdb_entries);
-	if (p->error && *p->error)
+	if (p->error && *p->error && !strstr(p->peer, p->error)) /* a kind may show it itself */
 		sn_table_cell(w->t, "%s (last error: %s)", *p->peer ? p->peer : "-", p->error);
 	else
 		sn_table_cell(w->t, "%s", *p->peer ? p->peer : "-");
