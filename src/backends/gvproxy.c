@@ -94,6 +94,8 @@ struct gvproxy {
 	char errline[ERRLINE_MAX];
 	size_t errlen;
 	char status[160];          /* why there is no child, for describe */
+	char version[24];          /* from its "gvproxy version vX" line, for messages */
+	bool ssh_off_refused;      /* it said it does not take -ssh-port -1 (an old release) */
 	struct api_call *calls;    /* API requests of control commands waiting for their answer */
 };
 
@@ -137,10 +139,22 @@ static void err_line(struct gvproxy *gv, const char *line, size_t len)
 	bool bad = memmem(line, len, "level=error", 11) || memmem(line, len, "level=fatal", 11) ||
 		   memmem(line, len, "level=warn", 10) || memmem(line, len, "level=panic", 11);
 
+	const char *v;
+
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
 		len--;
 	if (len == 0)
 		return;
+	/* gvproxy releases before October 2024 exit at once on -ssh-port -1: restarting them
+	 * cannot help, the user must change the SPEC or the gvproxy */
+	if (!strcmp(gv->ssh_port, "-1") && memmem(line, len, "ssh-port value must be between", 30))
+		gv->ssh_off_refused = true;
+	if ((v = memmem(line, len, "gvproxy version ", 16))) {
+		size_t n = len - (size_t)(v + 16 - line);
+
+		n = SN_MIN(strcspn(v + 16, " \""), n);
+		snprintf(gv->version, sizeof(gv->version), "%.*s", (int)n, v + 16);
+	}
 	if (bad)
 		sn_warn("port %s: gvproxy: %.*s", gv->name, (int)len, line);
 	else
@@ -380,6 +394,16 @@ static void child_gone(struct gvproxy *gv, int status, bool known)
 	}
 	if (gv->port)
 		sn_stream_port_detach(gv->port);
+	if (gv->ssh_off_refused) {
+		snprintf(gv->status, sizeof(gv->status),
+			 "gvproxy %s refuses ssh-port=-1 (releases before Oct 2024): use ssh-port=N (1024-65535) "
+			 "or a newer gvproxy", gv->version[0] ? gv->version : "(unknown version)");
+		sn_err("port %s: %s; not restarting", gv->name, gv->status);
+		if (gv->port)
+			sn_port_set_error(gv->port, "%s", gv->status);
+		gv->pid = 0;
+		return;
+	}
 	if (!gv->restart) {
 		sn_warn("port %s: gvproxy pid %d %s; not restarting (restart=off)", gv->name, (int)gv->pid, what);
 		snprintf(gv->status, sizeof(gv->status), "gvproxy %s (restart=off)", what);
