@@ -3,7 +3,7 @@
 # suites use (QEMU and busybox for the vm suite, tcpdump/tshark to read captures back, passt,
 # vde2 and socat for the README's recipes).
 set -eu
-pkgs="gcc meson ninja-build pkg-config libev-dev libpcap-dev check python3"
+pkgs="gcc meson ninja-build pkg-config libev-dev libpcap-dev check python3 scdoc"
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs clang qemu-system-x86 busybox-static cpio iproute2 iputils-ping tcpdump tshark vde2 passt socat"
 fi
