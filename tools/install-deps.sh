@@ -5,7 +5,7 @@
 set -eu
 pkgs="gcc meson ninja-build pkg-config libev-dev libpcap-dev check python3 scdoc"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs clang qemu-system-x86 busybox-static cpio iproute2 iputils-ping tcpdump tshark vde2 passt socat"
+	pkgs="$pkgs clang qemu-system-x86 busybox-static cpio iproute2 iputils-ping tcpdump tshark vde2 passt socat bash-completion"
 fi
 missing=""
 for p in $pkgs; do
