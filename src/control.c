@@ -241,6 +241,8 @@ static const char *state_name(enum sn_port_state s)
 		return "down";
 	case SN_PORT_LISTENING:
 		return "listening";
+	case SN_PORT_CONNECTING:
+		return "connecting";
 	}
 	return "unknown";
 }
@@ -320,6 +322,7 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 		sn_json_string(j, "vlan", p->vlan);
 		sn_json_bool(j, "rx_paused", p->rx_paused);
 		sn_json_bool(j, "stalled", p->stalled);
+		sn_json_string(j, "error", p->error ? p->error : "");
 		json_port_stats(j, s);
 		sn_json_end_object(j);
 		return 0;
@@ -335,7 +338,10 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->tx_bytes);
 	sn_table_cell(w->t, "%llu", (unsigned long long)drops_total(s));
 	sn_table_cell(w->t, "%u", s->fdb_entries);
-	sn_table_cell(w->t, "%s", *p->peer ? p->peer : "-");
+	if (p->error && *p->error && !strstr(p->peer, p->error)) /* a kind may show it itself */
+		sn_table_cell(w->t, "%s (last error: %s)", *p->peer ? p->peer : "-", p->error);
+	else
+		sn_table_cell(w->t, "%s", *p->peer ? p->peer : "-");
 	return 0;
 }
 
@@ -764,11 +770,60 @@ int sn_ctl_register(struct sn_control *ctl, const struct sn_ctl_cmds *cmds)
 	return 0;
 }
 
+#define HELP_WIDTH 80 /* columns of the text "help" */
+#define HELP_COL 28   /* where descriptions start; a longer usage takes a line of its own */
+
+/* Appends @text from column @col, wrapped at blanks to HELP_WIDTH with continuation lines
+ * starting at @indent; ends the line. A word longer than a line stays whole. */
+static void help_wrap(struct sn_buf *b, const char *text, size_t col, size_t indent)
+{
+	bool first = true;
+
+	while (*text) {
+		size_t n = strcspn(text, " ");
+
+		if (!first && col + 1 + n > HELP_WIDTH) {
+			sn_buf_add(b, "\n", 1);
+			table_pad(b, indent);
+			col = indent;
+			first = true;
+		}
+		if (!first) {
+			sn_buf_add(b, " ", 1);
+			col++;
+		}
+		sn_buf_add(b, text, n);
+		col += n;
+		first = false;
+		text += n;
+		text += strspn(text, " ");
+	}
+	sn_buf_add(b, "\n", 1);
+}
+
+/* One command of the text "help": its usage, then its description from HELP_COL. */
+static void help_entry(struct sn_buf *b, const struct sn_ctl_cmd *c)
+{
+	struct sn_buf usage;
+
+	sn_buf_init(&usage);
+	sn_buf_printf(&usage, "%s%s%s", c->name, *c->args ? " " : "", c->args);
+	if (usage.failed) {
+		b->failed = true;
+	} else if (usage.len + 2 <= HELP_COL) {
+		sn_buf_add(b, usage.data, usage.len);
+		table_pad(b, HELP_COL - usage.len);
+		help_wrap(b, c->help, HELP_COL, HELP_COL);
+	} else {
+		help_wrap(b, usage.data, 0, 4);
+		table_pad(b, HELP_COL);
+		help_wrap(b, c->help, HELP_COL, HELP_COL);
+	}
+	sn_buf_finish(&usage);
+}
+
 static int cmd_help(struct sn_ctl_ctx *ctx)
 {
-	static const char *const head[] = {"COMMAND", "DESCRIPTION"};
-	struct sn_table t = {.head = head, .ncol = 2};
-
 	if (ctx->json)
 		sn_json_begin_array(ctx->j, "commands");
 	for (size_t k = 0; k < ctx->client->ctl->ntables; k++)
@@ -790,15 +845,32 @@ static int cmd_help(struct sn_ctl_ctx *ctx)
 			sn_buf_finish(&usage);
 			continue;
 		}
-		sn_table_cell(&t, "%s%s%s", c->name, *c->args ? " " : "", c->args);
-		sn_table_cell(&t, "%s", c->help);
+		help_entry(ctx->body, c);
 	}
-	if (ctx->json) {
+	if (ctx->json)
 		sn_json_end_array(ctx->j);
-		return 0;
+	return 0;
+}
+
+/* The same tables sn_control_create() registers, in the same order. */
+SN_EXPORT int sn_control_foreach_command(int (*visit)(const struct sn_control_command_info *, void *), void *ctx)
+{
+	const struct sn_ctl_cmds *first[] = {&core_table, NULL};
+	const struct sn_ctl_cmds *const *lists[] = {first, sn_ctl_modules};
+
+	for (size_t l = 0; l < SN_ARRAY_SIZE(lists); l++)
+	for (const struct sn_ctl_cmds *const *t = lists[l]; *t; t++)
+	for (size_t i = 0; i < (*t)->n; i++) {
+		const struct sn_ctl_cmd *c = &(*t)->cmds[i];
+		struct sn_control_command_info info = {c->name, c->args, c->help};
+		int r;
+
+		if (!c->help)
+			continue;
+		r = visit(&info, ctx);
+		if (r)
+			return r;
 	}
-	sn_table_render(&t, ctx->body);
-	sn_table_free(&t);
 	return 0;
 }
 

@@ -2,6 +2,7 @@
  * (naming, registration, UP and DOWN, closing), its buffers, its egress queue, and the
  * back-pressure and stall bookkeeping that the forwarding in switch.c drives. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +203,7 @@ void sn_port_set_state(struct sn_port *port, enum sn_port_state state)
 			sn_err("port %s: out of memory, left down", port->name);
 			return;
 		}
+		port->error[0] = '\0';
 	} else {
 		up_del(sw, port);
 		sn_fdb_flush(&sw->fdb, port, false);
@@ -209,6 +211,15 @@ void sn_port_set_state(struct sn_port *port, enum sn_port_state state)
 		unwait(port);
 	}
 	port->state = state;
+}
+
+void sn_port_set_error(struct sn_port *port, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(port->error, sizeof(port->error), fmt, ap);
+	va_end(ap);
 }
 
 void sn_port_close(struct sn_port *port)

@@ -125,6 +125,7 @@ struct sn_port {
 	double last_progress;        /* when the queue last moved: a frame sent, or frames arriving in it empty */
 	double wait_since;           /* when the first of the waiters began to wait */
 	double stall_logged;         /* when the last stall was logged (at most one line per 10 s) */
+	char error[128];             /* the last failure to reach the peer, for `ports`; "" once UP */
 	struct sn_txq txq;
 	struct sn_port_stats stats;
 };
@@ -190,8 +191,13 @@ int sn_port_register(struct sn_port *port);
 /* Frees a port that sn_port_register() refused or never saw, as its ops->free would. */
 void sn_port_free_unregistered(struct sn_port *port);
 
-/* Changes a data port's state; going down flushes its FDB entries and egress queue. */
+/* Changes a data port's state; going down (or CONNECTING) flushes its FDB entries and egress
+ * queue, going UP clears the port's error. */
 void sn_port_set_state(struct sn_port *port, enum sn_port_state state);
+
+/* Records why the port cannot reach its peer, for `ports` (sn_port_info.error), until it is UP
+ * or the next failure. */
+void sn_port_set_error(struct sn_port *port, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Unlinks, forgets FDB entries, drops the queue, calls ops->close, and frees later.
  * Safe from inside the port's own callbacks; a second call is a no-op. */

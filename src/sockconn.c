@@ -212,12 +212,19 @@ void sn_listener_describe(struct sn_port *port, char *buf, size_t len)
 
 /* ---- dialer ---- */
 
+/* The port shows each failure (`ports`: connecting, and the error); the log gets a line when
+ * the reason changes, not one per retry. */
 static void dial_failed(struct sn_dialer *d, int r)
 {
 	char a[128];
 
 	sn_sockaddr_format(&d->addr, a, sizeof(a));
-	sn_debug("port %s: connect to %s: %s", d->port->name, a, strerror(-r));
+	if (strcmp(d->port->error, strerror(-r)))
+		sn_info("port %s: connect to %s: %s; retrying (0.1 s doubling to %.0f s)", d->port->name, a,
+			strerror(-r), BACKOFF_MAX);
+	else
+		sn_debug("port %s: connect to %s: %s", d->port->name, a, strerror(-r));
+	sn_port_set_error(d->port, "%s", strerror(-r));
 	sn_dialer_later(d);
 	d->backoff = SN_MIN(d->backoff * 2, BACKOFF_MAX);
 }
@@ -243,7 +250,10 @@ static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 void sn_dialer_start(struct sn_dialer *d)
 {
-	int fd = sn_sock_connect(&d->addr, d->type);
+	int fd;
+
+	sn_port_set_state(d->port, SN_PORT_CONNECTING);
+	fd = sn_sock_connect(&d->addr, d->type);
 
 	if (fd < 0) {
 		dial_failed(d, fd);
@@ -276,6 +286,7 @@ void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_s
 
 void sn_dialer_later(struct sn_dialer *d)
 {
+	sn_port_set_state(d->port, SN_PORT_CONNECTING);
 	ev_timer_set(&d->retry, d->backoff, 0);
 	ev_timer_start(sn_port_loop(d->port), &d->retry);
 }
@@ -389,6 +400,7 @@ bool sn_conn_lost(struct sn_conn *c, const char *why)
 	}
 	sn_conn_down(c);
 	if (c->dials) {
+		sn_port_set_error(c->port, "connection lost: %s", why);
 		sn_dialer_later(&c->dialer);
 		return false;
 	}

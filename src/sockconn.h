@@ -110,7 +110,8 @@ void sn_listener_close(struct sn_port *port);
 void sn_listener_describe(struct sn_port *port, char *buf, size_t len);
 
 /* Dials an address, and dials again after failures with exponential backoff (0.1 s to 5 s). The
- * descriptor is its own until the connect completes, then goes to its port through @up. */
+ * descriptor is its own until the connect completes, then goes to its port through @up. While it
+ * dials, the port is CONNECTING and its error (sn_port_set_error) says why the last try failed. */
 struct sn_dialer {
 	struct sn_port *port;        /* whose loop it runs on and whose name the log lines carry */
 	struct sn_sockaddr addr;

@@ -684,6 +684,7 @@ SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const st
 			.rx_paused = sn_port_rx_paused(p),
 			.stalled = p->stalled,
 			.stats = p->stats,
+			.error = p->error,
 		};
 		int r;
 

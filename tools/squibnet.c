@@ -107,9 +107,12 @@ static int print_attach(const struct sn_port_info *info, void *ctx)
 		return 0;
 	path = info->peer + 12;
 	printf("squibnet: port %s listening on %.*s\n", info->name, (int)strcspn(path, " "), path);
-	printf("  attach QEMU (>= 7.2) guests with (a distinct mac= for each; QEMU >= 8.0 also takes reconnect=1):\n"
+	/* QEMU 9.2 renamed reconnect= (seconds) to reconnect-ms=, and 10.2 drops the old name */
+	printf("  attach QEMU (>= 7.2) guests with (a distinct mac= for each):\n"
 	       "    -netdev stream,id=net0,server=off,addr.type=unix,addr.path=%.*s \\\n"
-	       "    -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:01\n",
+	       "    -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:01\n"
+	       "  to redial a restarted switch, add to -netdev: reconnect-ms=1000 (QEMU >= 9.2)\n"
+	       "  or reconnect=1 (QEMU 8.0 to 10.1)\n",
 	       (int)strcspn(path, " "), path);
 	return 0;
 }

@@ -29,6 +29,50 @@
 
 static bool json;
 
+#define WIDTH 80   /* columns of --help */
+#define DESC_COL 30 /* where a command's description starts */
+
+/* Prints @text from column @col, wrapped at blanks to WIDTH with continuation lines at @indent,
+ * and ends the line. */
+static void wrap(FILE *f, const char *text, int col, int indent)
+{
+	bool first = true;
+
+	while (*text) {
+		int n = (int)strcspn(text, " ");
+
+		if (!first && col + 1 + n > WIDTH) {
+			col = fprintf(f, "\n%*s", indent, "") - 1;
+			first = true;
+		}
+		col += fprintf(f, "%s%.*s", first ? "" : " ", n, text);
+		first = false;
+		text += n;
+		text += strspn(text, " ");
+	}
+	fputc('\n', f);
+}
+
+/* One line (or two) per command: its usage, its description from DESC_COL. */
+static int print_command(const struct sn_control_command_info *c, void *ctx)
+{
+	FILE *f = ctx;
+	char usage[256];
+	int n = snprintf(usage, sizeof(usage), "%s%s%s", c->name, *c->args ? " " : "", c->args);
+
+	if (2 + n + 2 <= DESC_COL) {
+		fprintf(f, "  %-*s", DESC_COL - 2, usage);
+	} else {
+		fputs("  ", f);
+		wrap(f, usage, 2, 6);
+		fprintf(f, "%*s", DESC_COL, "");
+	}
+	wrap(f, c->help, DESC_COL, DESC_COL);
+	return 0;
+}
+
+/* The commands come from the library's own tables, the ones the switch serves, so this list
+ * cannot fall behind them; a switch of another version may have others ('squibnetctl help'). */
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -36,21 +80,17 @@ static void usage(FILE *f)
 		"\n"
 		"Inspects and changes a running squibnet switch.\n"
 		"\n"
-		"commands (the switch knows them; 'squibnetctl help' lists what it has):\n"
-		"  ports              ports and listeners with their counters\n"
-		"  fdb [show]         the forwarding database\n"
-		"  fdb flush [PORT]   forget learned entries, all or one port's\n"
-		"  stats              switch counters and per-port drops by reason\n"
-		"  port add SPEC      add a port (SPECs as in squibnet --help); prints its name\n"
-		"  port del NAME      remove a port, or a listener with its clients\n"
-		"  capture start FILE [KEY=VALUE]...  write a pcap file (keys as squibnet --capture)\n"
-		"  capture -w - [KEY=VALUE]...        stream a live pcap to stdout (| tcpdump -r -)\n"
-		"  capture list | capture stop ID     the captures; stop one\n"
+		"commands (SPECs as in squibnet --help; 'squibnetctl help' asks the switch):\n");
+	sn_control_foreach_command(print_command, f);
+	fprintf(f,
 		"\n"
-		"  -c, --control PATH the switch's control socket (default:\n"
-		"                     $XDG_RUNTIME_DIR/squibnet/control.sock, else ./squibnet-control.sock)\n"
-		"  -j, --json         JSON output, for scripts\n"
-		"  -h, --help         this text;  -V, --version: the version\n");
+		"options, before or after the command ('--' ends them):\n"
+		"  -c, --control PATH  the switch's control socket (default:\n"
+		"                      $XDG_RUNTIME_DIR/squibnet/control.sock, else\n"
+		"                      ./squibnet-control.sock)\n"
+		"  -j, --json          JSON output, for scripts\n"
+		"  -h, --help          this text\n"
+		"  -V, --version       the version\n");
 }
 
 /* The daemon's default: $XDG_RUNTIME_DIR/squibnet when that directory exists, else here. */
@@ -172,9 +212,9 @@ int main(int argc, char **argv)
 	char defpath[PATH_MAX], status[STATUS_MAX + 1], *req, *nl, *p;
 	const char *control = NULL;
 	size_t reqlen = sizeof(MAGIC " json\n\n"), have = 0;
-	int c, fd, r;
+	int c, fd, r, nargs;
 
-	/* '+': stop at the command, so its arguments may start with '-' */
+	/* '+': stop at the command; its arguments are sorted out below */
 	while ((c = getopt_long(argc, argv, "+c:jhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -198,6 +238,35 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* After the command, the global options are taken out wherever they are (people type
+	 * "stats --json"); anything else, '-w' or '--port' included, is the command's, and so is
+	 * everything after a '--'. What stays is packed at argv[optind...]. */
+	nargs = 0;
+	for (int i = optind, opts_end = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!opts_end && !strcmp(a, "--")) {
+			opts_end = 1;
+		} else if (opts_end || i == optind) {
+			argv[optind + nargs++] = argv[i];
+		} else if (!strcmp(a, "-j") || !strcmp(a, "--json")) {
+			json = true;
+		} else if (!strcmp(a, "-c") || !strcmp(a, "--control")) {
+			if (i + 1 == argc) {
+				fprintf(stderr, "squibnetctl: %s needs a PATH\n", a);
+				return 2;
+			}
+			control = argv[++i];
+		} else if (!strncmp(a, "--control=", 10)) {
+			control = a + 10;
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			return 0;
+		} else {
+			argv[optind + nargs++] = argv[i];
+		}
+	}
+	argc = optind + nargs;
 	if (!control) {
 		default_control(defpath, sizeof(defpath));
 		control = defpath;

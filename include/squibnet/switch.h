@@ -92,9 +92,12 @@ int sn_switch_add_port(struct sn_switch *sw, const char *spec, char *ret_name, s
 int sn_switch_del_port(struct sn_switch *sw, const char *name);
 
 enum sn_port_state {
-	SN_PORT_UP,        /**< carrying frames */
-	SN_PORT_DOWN,      /**< waiting for a peer (connect mode reconnecting) */
-	SN_PORT_LISTENING, /**< a listener: its clients are ports of their own */
+	SN_PORT_UP,         /**< carrying frames */
+	SN_PORT_DOWN,       /**< no peer, and none being dialed (a vhost-user port without a
+	                         frontend, a host interface that went away, a gvproxy restarting) */
+	SN_PORT_LISTENING,  /**< a listener: its clients are ports of their own */
+	SN_PORT_CONNECTING, /**< connect mode: dialing a peer that is not there (yet), with backoff;
+	                         sn_port_info.error says why the last attempt failed */
 };
 
 /** Per-port counters. rx is what the port received from its peer, tx what it sent to it. */
@@ -127,6 +130,8 @@ struct sn_port_info {
 	bool rx_paused;     /**< not reading now: a destination's queue is filling (back-pressure) */
 	bool stalled;       /**< its peer is not taking frames: few are queued for it */
 	struct sn_port_stats stats;
+	const char *error;  /**< why the port is not up: its last failure to reach or keep its
+	                         peer ("Connection refused"), "" when none or once it is up */
 };
 
 /** Calls @visit for every port and listener; stops early and returns what @visit returned if
@@ -227,6 +232,18 @@ void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats *ret_stats
  */
 int sn_control_create(struct sn_switch *sw, const char *path, struct sn_control **ret_ctl, struct sn_error *err);
 void sn_control_destroy(struct sn_control *ctl);
+
+/** A command of the control protocol, as sn_control_foreach_command() shows it. */
+struct sn_control_command_info {
+	const char *name;  /**< one or more words, as sent: "fdb flush" */
+	const char *args;  /**< usage of the arguments after the name, "" for none */
+	const char *help;  /**< what it does, one line */
+};
+
+/** Calls @visit for each command a control socket of this build serves, in the order "help"
+ * lists them (aliases left out), with no switch needed: for a client's --help. Stops early and
+ * returns what @visit returned if it is non-zero. */
+int sn_control_foreach_command(int (*visit)(const struct sn_control_command_info *, void *), void *ctx);
 
 /** The library's version, "MAJOR.MINOR.PATCH". */
 const char *sn_version(void);

@@ -1,7 +1,7 @@
 /* vhost_user.c - the `vhost-user` port kind: a vhost-user-net back-end for QEMU and other VMMs.
  *
  * vhost-user,listen=PATH serves front-ends on a unix socket, one at a time; one that leaves
- * and comes back (QEMU reconnect=) gets the same port again. vhost-user,fd=N takes an
+ * and comes back (QEMU reconnect-ms=) gets the same port again. vhost-user,fd=N takes an
  * inherited socket instead: a listening one behaves as listen=, a connected one carries one
  * session. The control plane lives in backends/vhost_user_proto.c; this file joins the two rings
  * to the switch through the shared virtqueue engine (virtq.h): TX (ring 1) on its kick, RX

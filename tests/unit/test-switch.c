@@ -704,6 +704,9 @@ START_TEST(bad_specs)
 		const char *needle;
 	} bad[] = {
 		{"stream,listen=unix:/tmp/x,bogus=1", "bogus"},
+		/* named before the missing listen= or connect= it leaves behind */
+		{"stream,listn=unix:/tmp/x", "unknown key 'listn' for port kind 'stream'"},
+		{"seqpacket,conect=/tmp/x", "unknown key 'conect'"},
 		{"nosuchkind", "nosuchkind"},
 		{"nosuchkind,a=1", "nosuchkind"},
 		{"stream", "listen"},
