@@ -69,6 +69,8 @@ void sn_port_free_unregistered(struct sn_port *port)
 {
 	free(port->txq.ring);
 	port->txq.ring = NULL;
+	free(port->spec);
+	port->spec = NULL;
 	if (port->ops->free)
 		port->ops->free(port);
 	else

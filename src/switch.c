@@ -492,10 +492,43 @@ SN_EXPORT int sn_port_kinds_foreach(int (*visit)(const struct sn_port_kind_info 
 	return 0;
 }
 
+/* Parses @text and finds its kind, naming an unknown kind or key before anything is opened. */
+static int spec_prepare(const char *text, struct sn_spec *spec, const struct sn_port_kind **ret_kind,
+			struct sn_error *err)
+{
+	const struct sn_port_kind *kind;
+	int r;
+
+	r = sn_spec_parse(spec, text, err);
+	if (r < 0)
+		return r;
+	kind = kind_find(spec->kind);
+	if (!kind) {
+		char known[256] = "";
+
+		for (const struct sn_port_kind *const *k = sn_port_kinds; *k; k++)
+			snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", k == sn_port_kinds ? "" : ", ",
+				 (*k)->name);
+		return sn_error_set(err, -EINVAL, "unknown port kind '%s' (this build has: %s)", spec->kind, known);
+	}
+	*ret_kind = kind;
+	return check_keys(kind, spec, err);
+}
+
+SN_EXPORT int sn_port_spec_check(const char *text, struct sn_error *err)
+{
+	const struct sn_port_kind *kind;
+	struct sn_spec spec;
+
+	if (err)
+		err->msg[0] = '\0';
+	return spec_prepare(text, &spec, &kind, err);
+}
+
 SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *ret_name, size_t name_len,
 				 struct sn_error *err)
 {
-	const struct sn_port_kind *kind;
+	const struct sn_port_kind *kind = NULL;
 	struct sn_port_conf conf;
 	struct sn_spec spec;
 	struct sn_port *port = NULL;
@@ -503,19 +536,7 @@ SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *r
 
 	if (err)
 		err->msg[0] = '\0';
-	r = sn_spec_parse(&spec, text, err);
-	if (r < 0)
-		return r;
-	kind = kind_find(spec.kind);
-	if (!kind) {
-		char known[256] = "";
-
-		for (const struct sn_port_kind *const *k = sn_port_kinds; *k; k++)
-			snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", k == sn_port_kinds ? "" : ", ",
-				 (*k)->name);
-		return sn_error_set(err, -EINVAL, "unknown port kind '%s' (this build has: %s)", spec.kind, known);
-	}
-	r = check_keys(kind, &spec, err);
+	r = spec_prepare(text, &spec, &kind, err);
 	if (r >= 0)
 		r = sn_port_conf_from_spec(sw, &spec, &conf, err);
 	if (r >= 0)
@@ -524,6 +545,15 @@ SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *r
 		if (err && !err->msg[0])
 			sn_error_set(err, r, "%s port: %s", spec.kind, strerror(-r));
 		return r;
+	}
+	/* kept for sn_port_info.spec: what adds the same port again, under the same name */
+	if (conf.name[0])
+		port->spec = strdup(text);
+	else if (asprintf(&port->spec, "%s,name=%s", text, port->name) < 0)
+		port->spec = NULL;
+	if (!port->spec) {
+		sn_port_close(port);
+		return sn_error_set(err, -ENOMEM, "out of memory");
 	}
 	if (ret_name && name_len)
 		sn_strlcpy(ret_name, port->name, name_len);
@@ -557,6 +587,7 @@ SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const st
 			.rx_paused = sn_port_rx_paused(p),
 			.stalled = p->stalled,
 			.stats = p->stats,
+			.spec = p->spec,
 		};
 		int r;
 

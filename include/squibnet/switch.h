@@ -86,6 +86,13 @@ int sn_switch_add_port(struct sn_switch *sw, const char *spec, char *ret_name, s
 		       struct sn_error *err);
 
 /**
+ * Checks @spec as sn_switch_add_port() does before it opens anything: the grammar, the kind,
+ * and that the kind takes every key. Values are checked when the port is added. Returns 0, or
+ * -EINVAL with @err naming the problem.
+ */
+int sn_port_spec_check(const char *spec, struct sn_error *err);
+
+/**
  * Removes the port (or listener, with all of its clients) called @name, and the forwarding
  * entries that point at it. -ENOENT when there is no such port.
  */
@@ -125,6 +132,10 @@ struct sn_port_info {
 	bool rx_paused;     /**< not reading now: a destination's queue is filling (back-pressure) */
 	bool stalled;       /**< its peer is not taking frames: few are queued for it */
 	struct sn_port_stats stats;
+	/** The SPEC the port was added with (sn_switch_add_port()), with name= the port's name, so
+	 * that adding it again makes the same port; NULL for a listener's clients and for ports
+	 * made through the typed constructors. */
+	const char *spec;
 };
 
 /** Calls @visit for every port and listener; stops early and returns what @visit returned if
@@ -154,6 +165,17 @@ int sn_switch_fdb_add_static(struct sn_switch *sw, const uint8_t mac[6], uint16_
 
 /** Removes the entry for @mac on @vlan, static or learned. -ENOENT when there is none. */
 int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan);
+
+/**
+ * Gives the switch a socket the process inherited, under @name, for the SPECs that say
+ * fdname=NAME: systemd socket activation hands them over in LISTEN_FDS and LISTEN_FDNAMES
+ * (sd_listen_fds_with_names()). The switch takes @fd on success (close-on-exec from then on,
+ * closed by sn_switch_destroy()) and keeps it: each port that names it works on a duplicate,
+ * so a port removed and added again takes the same socket, and the socket outlives its ports
+ * (new clients wait in its backlog meanwhile). -EINVAL (an empty name, one over 255 bytes or
+ * with blanks, ':', ',' or '"'), -EBADF, -EEXIST (the name is taken), -ENOMEM.
+ */
+int sn_switch_add_inherited_fd(struct sn_switch *sw, const char *name, int fd);
 
 /** How frames are delimited on a byte stream. */
 enum sn_stream_framing {
