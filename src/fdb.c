@@ -276,3 +276,40 @@ int sn_fdb_del(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan)
 	remove_slot(fdb, (uint32_t)(e - fdb->slots));
 	return 0;
 }
+
+/* ---- a new cap at run time ---- */
+
+int sn_fdb_set_max(struct sn_fdb *fdb, uint32_t max)
+{
+	struct sn_fdb_entry *old = fdb->slots, *slots;
+	uint32_t old_n = fdb->mask + 1, n = 16;
+
+	if (max == 0 || max > (1u << 24))
+		return -EINVAL;
+	/* twice the cap, as at init; never fewer slots than entries held (a lower cap leaves the
+	 * entries over it in place, to age out, and learns nothing new until below it) */
+	while (n < 2 * max || n <= fdb->count)
+		n <<= 1;
+	if (n != old_n) {
+		slots = calloc(n, sizeof(*slots));
+		if (!slots)
+			return -ENOMEM;
+		fdb->slots = slots;
+		fdb->mask = n - 1;
+		fdb->cursor = 0;
+		for (uint32_t i = 0; i < old_n; i++) {
+			uint32_t j;
+
+			if (old[i].key == 0)
+				continue;
+			for (j = slot_of(fdb, old[i].key); slots[j].key != 0; j = (j + 1) & fdb->mask)
+				;
+			slots[j] = old[i];
+		}
+		free(old);
+	}
+	fdb->max = max;
+	if (fdb->port_max > max)
+		fdb->port_max = max;
+	return 0;
+}

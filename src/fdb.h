@@ -80,6 +80,11 @@ double sn_fdb_age(struct sn_fdb *fdb, double now);
  * too. Returns how many went. */
 uint32_t sn_fdb_flush(struct sn_fdb *fdb, struct sn_port *port, bool with_static);
 
+/* Changes the cap to @max (1 to 2^24), rehashing into a table of the size sn_fdb_init() would
+ * make. Entries over a lower cap stay until they age or are flushed. The port cap is the
+ * caller's to set; it is only lowered to @max. -EINVAL, -ENOMEM (the table is as it was). */
+int sn_fdb_set_max(struct sn_fdb *fdb, uint32_t max);
+
 int sn_fdb_add_static(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan, struct sn_port *port);
 int sn_fdb_del(struct sn_fdb *fdb, const uint8_t mac[6], uint16_t vlan);
 

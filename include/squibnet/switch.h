@@ -63,6 +63,19 @@ void sn_switch_config_init(struct sn_switch_config *cfg);
  */
 int sn_switch_create(struct ev_loop *loop, const struct sn_switch_config *cfg, struct sn_switch **ret_sw);
 
+/** The switch's settings now: what sn_switch_create() was given (txq_len rounded up as it was),
+ * with the changes of sn_switch_reconfigure(). */
+void sn_switch_get_config(struct sn_switch *sw, struct sn_switch_config *ret_cfg);
+
+/**
+ * Changes the settings of a running switch to @cfg (fields past @cfg->size keep their values).
+ * fdb_max (rehashing the table; entries over a lower cap stay until they age), fdb_port_max,
+ * fdb_aging, fdb_evict and stall_timeout take effect at once. pool_frames, jumbo_frames and
+ * txq_len are sized at creation: a @cfg that changes one of them is -EBUSY and changes nothing.
+ * -EINVAL for a value out of range, -ENOMEM (nothing changed); @err says which.
+ */
+int sn_switch_reconfigure(struct sn_switch *sw, const struct sn_switch_config *cfg, struct sn_error *err);
+
 /** Closes every port and frees the switch. NULL is a no-op. */
 void sn_switch_destroy(struct sn_switch *sw);
 
