@@ -46,6 +46,7 @@
 #include "control.h"
 #include "json.h"
 #include "logging.h"
+#include "metrics.h"
 #include "sock.h"
 #include "sockconn.h"
 #include "hooks.h"
@@ -531,6 +532,15 @@ static int cmd_stats(struct sn_ctl_ctx *ctx)
 	return 0;
 }
 
+/* For node_exporter's textfile collector and other scrapers: text, whatever the client asked. */
+static int cmd_stats_prometheus(struct sn_ctl_ctx *ctx)
+{
+	if (ctx->json)
+		return sn_error_set(&ctx->err, -EINVAL, "--prometheus is a text format: leave out --json");
+	sn_metrics_prometheus(ctx->sw, ctx->body);
+	return 0;
+}
+
 static int cmd_port_add(struct sn_ctl_ctx *ctx)
 {
 	char name[SN_PORT_NAME_MAX];
@@ -568,6 +578,7 @@ static const struct sn_ctl_cmd core_cmds[] = {
 	{"fdb show", "", "list the forwarding database", 0, 0, cmd_fdb_show},
 	{"fdb flush", "[PORT]", "forget learned entries, all or one port's", 0, 1, cmd_fdb_flush},
 	{"fdb", "", NULL, 0, 0, cmd_fdb_show},
+	{"stats --prometheus", "", "every counter in the Prometheus text format", 0, 0, cmd_stats_prometheus},
 	{"stats", "", "switch counters and per-port drops by reason", 0, 0, cmd_stats},
 	{"port add", "SPEC", "add a port, KIND,key=value,... (prints its name)", 1, 1, cmd_port_add},
 	{"port del", "NAME", "remove a port, or a listener with its clients", 1, 1, cmd_port_del},
