@@ -1,10 +1,13 @@
 #!/bin/sh
 # Installs what building squibnet needs on Debian/Ubuntu; with --test, also what the test
-# suites use (QEMU and busybox for the vm suite, tcpdump/tshark to read captures back).
+# suites use (QEMU and busybox for the vm suite, tcpdump/tshark to read captures back and to
+# capture through squibnet-extcap, systemd for socket activation).
 set -eu
 pkgs="gcc meson ninja-build pkg-config libev-dev libpcap-dev check python3"
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs clang qemu-system-x86 busybox-static cpio iproute2 iputils-ping tcpdump tshark vde2"
+	# the daemon with socket activation and readiness, and systemd-socket-activate to test them
+	pkgs="$pkgs libsystemd-dev systemd"
 fi
 missing=""
 for p in $pkgs; do

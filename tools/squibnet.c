@@ -46,8 +46,9 @@ static void usage(FILE *f)
 
 	sn_switch_config_init(&def);
 	fprintf(f,
-		"usage: squibnet [--config FILE | --port SPEC]... [--control PATH] [--fdb-max N] [--fdb-port-max N]\n"
-		"                [--fdb-aging SECONDS] [--fdb-evict] [--pool-frames N] [--txq-len N]\n"
+		"usage: squibnet [--config FILE | --port SPEC...] [--control PATH] [--fdb-max N]\n"
+		"                [--fdb-port-max N] [--fdb-aging SECONDS] [--fdb-evict]\n"
+		"                [--pool-frames N] [--txq-len N]\n"
 		"                [--stall-timeout MS]\n"
 		"                [--capture FILE[,KEY=VALUE]...]... [-v|-q]\n"
 		"                [--help] [--version]\n"
@@ -59,10 +60,11 @@ static void usage(FILE *f)
 		"  every kind: name=NAME, mtu=N;  socket files (listen=, local=): mode=0600, group=GROUP\n"
 		"\n"
 		"With no --port: a stream listener at $XDG_RUNTIME_DIR/squibnet/switch.sock.\n"
-		"  --config FILE       ports, captures, static FDB entries and settings from FILE (lines\n"
-		"                      'port SPEC', 'capture SPEC', 'fdb MAC PORT [vlan=N]', 'set KEY=VALUE';\n"
-		"                      squibnet.conf(5)); SIGHUP or 'squibnetctl reload' applies it again.\n"
-		"                      Not with --port, --capture or the settings below\n"
+		"  --config FILE       ports, captures, static FDB entries and settings from FILE,\n"
+		"                      one per line: 'port SPEC', 'capture SPEC',\n"
+		"                      'fdb MAC PORT [vlan=N]', 'set KEY=VALUE' (squibnet.conf(5));\n"
+		"                      SIGHUP or 'squibnetctl reload' applies it again. Not with\n"
+		"                      --port, --capture or the settings below\n"
 		"  --control PATH      control socket for squibnetctl (default: beside the default listener)\n"
 		"  --fdb-max N         forwarding database entries (default 8192)\n"
 		"  --fdb-port-max N    entries one port may own (default: --fdb-max)\n"
@@ -78,7 +80,7 @@ static void usage(FILE *f)
 		"                      write a pcap file of the frames on the chosen ports (default all);\n"
 		"                      %%p in FILE: one file per port; SIGHUP reopens the files\n"
 		"  -v, --verbose       debug messages;  -q, --quiet: warnings and errors only\n"
-		"A SPEC's fdname=NAME takes the socket systemd passed under that name (LISTEN_FDNAMES).\n",
+		"fdname=NAME in a SPEC: the socket systemd passed by that name (LISTEN_FDNAMES).\n",
 		def.pool_frames, def.txq_len, (unsigned)(def.stall_timeout * 1000));
 }
 
