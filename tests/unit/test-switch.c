@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -732,6 +733,51 @@ START_TEST(port_spec_kept)
 }
 END_TEST
 
+/* An inherited socket by name: each port that names it gets a duplicate, so it can be taken
+ * again after its port went, and the socket file stays the owner's. */
+START_TEST(inherited_fd)
+{
+	char dir[] = "/tmp/sn-unit-XXXXXX", path[128], spec[256];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sn_error err;
+	int fd, dg;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/in.sock", dir);
+	sn_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 4), 0);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "in", fd), 0);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "in", fd), -EEXIST);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "a:b", fd), -EINVAL);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "", fd), -EINVAL);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "gone", 1000), -EBADF);
+	for (int round = 0; round < 2; round++) {
+		ck_assert_int_eq(sn_switch_add_port(sw, "stream,name=s,fdname=in", NULL, 0, &err), 0);
+		ck_assert_int_eq(sn_switch_del_port(sw, "s"), 0);
+		run(); /* frees the closed port */
+		ck_assert_int_eq(access(path, F_OK), 0);
+	}
+	/* a datagram socket is not a stream listener; a name nobody passed is named */
+	dg = socket(AF_UNIX, SOCK_DGRAM, 0);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "dg", dg), 0);
+	ck_assert_int_eq(sn_switch_add_port(sw, "stream,fdname=dg", NULL, 0, &err), -EINVAL);
+	ck_assert(strstr(err.msg, "a datagram socket"));
+	ck_assert_int_eq(sn_switch_add_port(sw, "seqpacket,fdname=nosuch", NULL, 0, &err), -ENOENT);
+	ck_assert_msg(strstr(err.msg, "no socket of that name was inherited (there are: in, dg)"), "%s", err.msg);
+	/* with listen= beside it, a missing name binds the address instead */
+	snprintf(spec, sizeof(spec), "stream,name=b,fdname=nosuch,listen=unix:%s/b.sock", dir);
+	ck_assert_int_eq(sn_switch_add_port(sw, spec, NULL, 0, &err), 0);
+	ck_assert_int_eq(sn_switch_del_port(sw, "b"), 0);
+	run();
+	unlink(path);
+	rmdir(dir);
+	/* the switch closes what it was given: fd and dg, at teardown */
+}
+END_TEST
+
 /* Settings at run time: the FDB's and the stall timeout change at once, the pool's and the
  * queues' are refused whole. */
 START_TEST(reconfigure)
@@ -1297,6 +1343,7 @@ int main(void)
 		{"bad_specs", bad_specs},
 		{"port_spec_kept", port_spec_kept},
 		{"reconfigure", reconfigure},
+		{"inherited_fd", inherited_fd},
 		{"listener_port", listener_port},
 		{"ager", ager},
 		{"create_rejects", create_rejects},
