@@ -113,6 +113,8 @@ def test_reload_keeps_unchanged_ports():
         g = StreamClient(d.path("gone.sock"))
         c = StreamClient(d.path("change.sock"))
         d.wait_ports(lambda p: len(p) == 7)
+        # a port added by hand is no file's: reloads leave it
+        d.ctl("port", "add", "stream,name=byhand,connect=unix:" + d.path("nobody.sock"))
         d.write("port stream,listen=unix:@keep.sock,name=keep\n"      # the same keys, another order
                 "port stream,name=change,listen=unix:@change.sock,framing=vde\n"
                 "port seqpacket,name=new,listen=@new.sock\n")
@@ -120,7 +122,7 @@ def test_reload_keeps_unchanged_ports():
         ports = d.wait_ports(lambda p: "new" in p and "gone" not in p)
         assert g.expect_eof(), "the removed listener's client kept its connection"
         assert c.expect_eof(), "the changed listener's client kept its connection"
-        assert "keep.1" in ports and "keep.2" in ports, ports
+        assert "keep.1" in ports and "keep.2" in ports and "byhand" in ports, ports
         assert "framing=vde" in ports["change"]["peer"], ports["change"]
         assert not os.path.exists(d.path("gone.sock")), "the removed listener left its socket file"
         f = eth(BROADCAST, mac(1), b"still here")
