@@ -46,6 +46,7 @@
 #include "control.h"
 #include "json.h"
 #include "logging.h"
+#include "metrics.h"
 #include "sock.h"
 #include "sockconn.h"
 #include "hooks.h"
@@ -232,21 +233,6 @@ void sn_table_free(struct sn_table *t)
 
 /* ---- commands ---- */
 
-static const char *state_name(enum sn_port_state s)
-{
-	switch (s) {
-	case SN_PORT_UP:
-		return "up";
-	case SN_PORT_DOWN:
-		return "down";
-	case SN_PORT_LISTENING:
-		return "listening";
-	case SN_PORT_CONNECTING:
-		return "connecting";
-	}
-	return "unknown";
-}
-
 static uint64_t drops_total(const struct sn_port_stats *s)
 {
 	return s->drop_txq_full + s->drop_runt + s->drop_oversize + s->drop_bad_framing + s->drop_no_buffer +
@@ -316,7 +302,7 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 		sn_json_string(j, "kind", p->kind);
 		sn_json_string(j, "parent", p->parent);
 		sn_json_string(j, "peer", p->peer);
-		sn_json_string(j, "state", state_name(p->state));
+		sn_json_string(j, "state", sn_port_state_name(p->state));
 		sn_json_uint(j, "mtu", p->mtu);
 		sn_json_uint(j, "txq_len", p->txq_len);
 		sn_json_string(j, "vlan", p->vlan);
@@ -329,7 +315,7 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 	}
 	sn_table_cell(w->t, "%s", p->name);
 	sn_table_cell(w->t, "%s", p->kind);
-	sn_table_cell(w->t, "%s%s%s", state_name(p->state), p->stalled ? ",stalled" : "", p->rx_paused ? ",paused" : "");
+	sn_table_cell(w->t, "%s%s%s", sn_port_state_name(p->state), p->stalled ? ",stalled" : "", p->rx_paused ? ",paused" : "");
 	sn_table_cell(w->t, "%u", p->mtu);
 	vlan_cell(w->t, p->vlan);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->rx_frames);
@@ -710,6 +696,15 @@ static int cmd_stats(struct sn_ctl_ctx *ctx)
 	return 0;
 }
 
+/* For node_exporter's textfile collector and other scrapers: text, whatever the client asked. */
+static int cmd_stats_prometheus(struct sn_ctl_ctx *ctx)
+{
+	if (ctx->json)
+		return sn_error_set(&ctx->err, -EINVAL, "--prometheus is a text format: leave out --json");
+	sn_metrics_prometheus(ctx->sw, ctx->body);
+	return 0;
+}
+
 static int cmd_port_add(struct sn_ctl_ctx *ctx)
 {
 	char name[SN_PORT_NAME_MAX];
@@ -750,6 +745,7 @@ static const struct sn_ctl_cmd core_cmds[] = {
 	{"fdb del", "MAC [vlan=N]", "remove the entry of MAC (on VLAN N), static or learned", 1, 2, cmd_fdb_del},
 	{"fdb find", "MAC [vlan=N]", "show where MAC is, on every VLAN or one", 1, 2, cmd_fdb_find},
 	{"fdb", "", NULL, 0, 0, cmd_fdb_show},
+	{"stats --prometheus", "", "every counter in the Prometheus text format", 0, 0, cmd_stats_prometheus},
 	{"stats", "", "switch counters and per-port drops by reason", 0, 0, cmd_stats},
 	{"port add", "SPEC", "add a port, KIND,key=value,... (prints its name)", 1, 1, cmd_port_add},
 	{"port del", "NAME", "remove a port, or a listener with its clients", 1, 1, cmd_port_del},

@@ -70,6 +70,8 @@ void sn_port_free_unregistered(struct sn_port *port)
 {
 	free(port->txq.ring);
 	port->txq.ring = NULL;
+	free(port->spec);
+	port->spec = NULL;
 	if (port->ops->free)
 		port->ops->free(port);
 	else
@@ -358,3 +360,17 @@ void sn_txq_clear(struct sn_port *port)
 		release_waiters(port);
 }
 
+SN_EXPORT const char *sn_port_state_name(enum sn_port_state state)
+{
+	switch (state) {
+	case SN_PORT_UP:
+		return "up";
+	case SN_PORT_DOWN:
+		return "down";
+	case SN_PORT_LISTENING:
+		return "listening";
+	case SN_PORT_CONNECTING:
+		return "connecting";
+	}
+	return "unknown";
+}

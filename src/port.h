@@ -112,6 +112,7 @@ struct sn_port {
 	struct sn_port *wait_next, **wait_pprev;
 	struct sn_port *resume_next; /* to be resumed from the ev_prepare */
 	struct sn_port_conf conf;    /* as created: a listener hands it to its clients */
+	char *spec;                  /* the SPEC it was made from, name= included; NULL for others */
 	char name[SN_PORT_NAME_MAX];
 	unsigned mtu;
 	unsigned children;           /* for listeners: clients accepted so far (naming) */
@@ -183,6 +184,13 @@ struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name);
 /* The ports of @sw with ops @ops that are not closed, one per call: @prev NULL gives the first,
  * the last is followed by NULL. */
 struct sn_port *sn_switch_next_port(struct sn_switch *sw, struct sn_port *prev, const struct sn_port_ops *ops);
+
+/* The socket @sw inherited under @name (sn_switch_add_inherited_fd()), or -1. It stays the
+ * switch's: a port works on a duplicate. */
+int sn_switch_inherited_fd(struct sn_switch *sw, const char *name);
+
+/* The names of the inherited sockets, ", " between them, for messages ("" for none). */
+void sn_switch_inherited_names(struct sn_switch *sw, char *buf, size_t len);
 
 /* Links an initialised port into the switch; data ports take part in forwarding when UP.
  * Returns 0 or -ENOMEM/-EEXIST. */

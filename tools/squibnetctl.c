@@ -165,6 +165,30 @@ static int fail(int err, const char *fmt, ...)
 	return 1;
 }
 
+/* `top` screens start with a form feed: on a terminal it clears the screen, elsewhere the screens
+ * follow each other (the switch ends each with a blank line). 0: copy the body as it is. */
+static enum { FF_KEEP, FF_CLEAR, FF_DROP } form_feed = FF_KEEP;
+
+static int write_all(int fd, const char *p, size_t len, bool sock);
+
+static int write_body(const char *p, size_t len)
+{
+	static const char clear[] = "\033[H\033[J"; /* cursor home, erase to the end of the screen */
+	const char *ff;
+	int r;
+
+	while (form_feed != FF_KEEP && (ff = memchr(p, '\f', len))) {
+		r = write_all(STDOUT_FILENO, p, (size_t)(ff - p), false);
+		if (r == 0 && form_feed == FF_CLEAR)
+			r = write_all(STDOUT_FILENO, clear, sizeof(clear) - 1, false);
+		if (r < 0)
+			return r;
+		len -= (size_t)(ff + 1 - p);
+		p = ff + 1;
+	}
+	return write_all(STDOUT_FILENO, p, len, false);
+}
+
 static int write_all(int fd, const char *p, size_t len, bool sock)
 {
 	while (len > 0) {
@@ -286,6 +310,8 @@ int main(int argc, char **argv)
 		p += sprintf(p, "%s\n", argv[i]);
 	*p++ = '\n';
 
+	if (!json && !strcmp(argv[optind], "top"))
+		form_feed = isatty(STDOUT_FILENO) ? FF_CLEAR : FF_DROP;
 	fd = connect_to(control);
 	if (fd < 0) {
 		free(req);
@@ -316,7 +342,7 @@ int main(int argc, char **argv)
 		return fail(EPROTO, "the switch at %s gave %s", control,
 			    have ? "an answer this program does not understand" : "no answer");
 	/* the body: what came with the status line, then the rest as it arrives */
-	r = write_all(STDOUT_FILENO, nl + 1, have - (size_t)(nl + 1 - status), false);
+	r = write_body(nl + 1, have - (size_t)(nl + 1 - status));
 	/* a pipe whose reader left (| head, a closed Wireshark) shows POLLERR: end now rather than
 	 * at the next write, so the switch ends a quiet live capture too */
 	struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = STDOUT_FILENO}};
@@ -346,7 +372,7 @@ int main(int argc, char **argv)
 				r = fail(errno, "reading from the switch: %s", strerror(errno));
 			break;
 		}
-		r = write_all(STDOUT_FILENO, buf, (size_t)n, false);
+		r = write_body(buf, (size_t)n);
 	}
 	close(fd);
 	if (r == -EPIPE)

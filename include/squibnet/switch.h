@@ -63,6 +63,19 @@ void sn_switch_config_init(struct sn_switch_config *cfg);
  */
 int sn_switch_create(struct ev_loop *loop, const struct sn_switch_config *cfg, struct sn_switch **ret_sw);
 
+/** The switch's settings now: what sn_switch_create() was given (txq_len rounded up as it was),
+ * with the changes of sn_switch_reconfigure(). */
+void sn_switch_get_config(struct sn_switch *sw, struct sn_switch_config *ret_cfg);
+
+/**
+ * Changes the settings of a running switch to @cfg (fields past @cfg->size keep their values).
+ * fdb_max (rehashing the table; entries over a lower cap stay until they age), fdb_port_max,
+ * fdb_aging, fdb_evict and stall_timeout take effect at once. pool_frames, jumbo_frames and
+ * txq_len are sized at creation: a @cfg that changes one of them is -EBUSY and changes nothing.
+ * -EINVAL for a value out of range, -ENOMEM (nothing changed); @err says which.
+ */
+int sn_switch_reconfigure(struct sn_switch *sw, const struct sn_switch_config *cfg, struct sn_error *err);
+
 /** Closes every port and frees the switch. NULL is a no-op. */
 void sn_switch_destroy(struct sn_switch *sw);
 
@@ -86,6 +99,13 @@ int sn_switch_add_port(struct sn_switch *sw, const char *spec, char *ret_name, s
 		       struct sn_error *err);
 
 /**
+ * Checks @spec as sn_switch_add_port() does before it opens anything: the grammar, the kind,
+ * and that the kind takes every key. Values are checked when the port is added. Returns 0, or
+ * -EINVAL with @err naming the problem.
+ */
+int sn_port_spec_check(const char *spec, struct sn_error *err);
+
+/**
  * Removes the port (or listener, with all of its clients) called @name, and the forwarding
  * entries that point at it. -ENOENT when there is no such port.
  */
@@ -99,6 +119,9 @@ enum sn_port_state {
 	SN_PORT_CONNECTING, /**< connect mode: dialing a peer that is not there (yet), with backoff;
 	                         sn_port_info.error says why the last attempt failed */
 };
+
+/** The state as squibnetctl shows it: "up", "down", "listening", "connecting". */
+const char *sn_port_state_name(enum sn_port_state state);
 
 /** Per-port counters. rx is what the port received from its peer, tx what it sent to it. */
 struct sn_port_stats {
@@ -132,6 +155,10 @@ struct sn_port_info {
 	struct sn_port_stats stats;
 	const char *error;  /**< why the port is not up: its last failure to reach or keep its
 	                         peer ("Connection refused"), "" when none or once it is up */
+	/** The SPEC the port was added with (sn_switch_add_port()), with name= the port's name, so
+	 * that adding it again makes the same port; NULL for a listener's clients and for ports
+	 * made through the typed constructors. */
+	const char *spec;
 };
 
 /** Calls @visit for every port and listener; stops early and returns what @visit returned if
@@ -165,6 +192,17 @@ int sn_switch_fdb_lookup(struct sn_switch *sw, const uint8_t mac[6], uint16_t vl
 
 /** Removes the entry for @mac on @vlan, static or learned. -ENOENT when there is none. */
 int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan);
+
+/**
+ * Gives the switch a socket the process inherited, under @name, for the SPECs that say
+ * fdname=NAME: systemd socket activation hands them over in LISTEN_FDS and LISTEN_FDNAMES
+ * (sd_listen_fds_with_names()). The switch takes @fd on success (close-on-exec from then on,
+ * closed by sn_switch_destroy()) and keeps it: each port that names it works on a duplicate,
+ * so a port removed and added again takes the same socket, and the socket outlives its ports
+ * (new clients wait in its backlog meanwhile). -EINVAL (an empty name, one over 255 bytes or
+ * with blanks, ':', ',' or '"'), -EBADF, -EEXIST (the name is taken), -ENOMEM.
+ */
+int sn_switch_add_inherited_fd(struct sn_switch *sw, const char *name, int fd);
 
 /** How frames are delimited on a byte stream. */
 enum sn_stream_framing {

@@ -37,7 +37,7 @@
 struct vu_port {
 	struct sn_port base;
 	struct sn_vu vu;
-	char where[128];        /* "listen unix:PATH" or "fd N" */
+	char where[420];        /* "listen unix:PATH", "fd N" or "listen ADDR (inherited fdname=NAME)" */
 	char unlink_path[108];  /* our socket file, removed at close; empty for fd= */
 	struct sn_vq_mem mem;   /* guest memory as the engine sees it, rebuilt at each ring start */
 	struct sn_vq vq[SN_VU_NRINGS];
@@ -353,12 +353,11 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 			     struct sn_port **ret_port, struct sn_error *err)
 {
 	const char *listen = sn_spec_get(spec, "listen");
-	unsigned fdnum = 0;
-	bool have_fd = sn_spec_get(spec, "fd") != NULL;
+	struct sn_listen_fd lfd;
 	struct sn_sockaddr addr;
 	struct sn_sock_perm perm;
 	struct vu_port *p;
-	int fd, r;
+	int fd = -ENOENT, r;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -366,11 +365,15 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 	r = sn_port_init(&p->base, sw, &vu_port_ops, conf);
 	if (r < 0)
 		goto fail;
-	r = sn_spec_get_uint(spec, "fd", 0, 65535, &fdnum, err);
+	r = sn_listen_fd_from_spec(spec, &lfd, err);
 	if (r < 0)
 		goto fail;
-	if (!listen == !have_fd) {
-		r = sn_error_set(err, -EINVAL, "vhost-user port needs exactly one of 'listen' and 'fd'");
+	if (listen && lfd.num >= 0) {
+		r = sn_error_set(err, -EINVAL, "keys 'fd' and 'listen' both say where to listen: give exactly one of them");
+		goto fail;
+	}
+	if (!listen && !sn_listen_fd_given(&lfd)) {
+		r = sn_error_set(err, -EINVAL, "vhost-user port needs exactly one of 'listen' and 'fd' (or 'fdname')");
 		goto fail;
 	}
 	if (listen) {
@@ -390,7 +393,25 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 	if (r < 0)
 		goto fail;
 
-	if (listen) {
+	if (sn_listen_fd_given(&lfd)) {
+		/* a duplicate: a refusal leaves the embedder's descriptor, or the inherited one, open */
+		struct sn_sockaddr at;
+
+		fd = sn_listen_fd_open(sw, &lfd, SOCK_STREAM, true, &at, err);
+		if (fd < 0 && (fd != -ENOENT || !listen)) {
+			r = fd;
+			goto fail;
+		}
+		if (fd >= 0 && lfd.num >= 0) {
+			snprintf(p->where, sizeof(p->where), "fd %d", lfd.num);
+		} else if (fd >= 0) {
+			char a[128];
+
+			sn_sockaddr_format(&at, a, sizeof(a));
+			snprintf(p->where, sizeof(p->where), "listen %s (inherited fdname=%s)", a, lfd.name);
+		}
+	}
+	if (fd < 0) {
 		fd = sn_sock_listen(&addr, SOCK_STREAM, &perm, err);
 		if (fd < 0) {
 			r = fd;
@@ -398,14 +419,6 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 		}
 		sn_strlcpy(p->unlink_path, addr.u.un.sun_path, sizeof(p->unlink_path));
 		snprintf(p->where, sizeof(p->where), "listen unix:%s", addr.u.un.sun_path);
-	} else {
-		/* the descriptor is the embedder's until the port takes it: dup, so a refusal leaves it open */
-		fd = fcntl((int)fdnum, F_DUPFD_CLOEXEC, 3);
-		if (fd < 0) {
-			r = sn_error_set(err, -errno, "bad value '%u' for key 'fd': %s", fdnum, strerror(errno));
-			goto fail;
-		}
-		snprintf(p->where, sizeof(p->where), "fd %u", fdnum);
 	}
 	for (unsigned i = 0; i < SN_VU_NRINGS; i++) {
 		snprintf(p->vq_name[i], sizeof(p->vq_name[i]), "port %s: %s", p->base.name, i == RX_RING ? "rx" : "tx");
@@ -430,8 +443,8 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 		sn_port_close(&p->base); /* frees p later, from the loop */
 		return r;
 	}
-	if (have_fd)
-		close((int)fdnum); /* taken over: the port owns its duplicate */
+	if (lfd.num >= 0)
+		close(lfd.num); /* taken over: the port owns its duplicate */
 	*ret_port = &p->base;
 	return 0;
 fail:
@@ -439,11 +452,12 @@ fail:
 	return r;
 }
 
-static const char *const vhost_user_keys[] = {"listen", "fd", "mode", "group", NULL};
+static const char *const vhost_user_keys[] = {"listen", "fd", "fdname", "mode", "group", NULL};
 
 const struct sn_port_kind sn_port_kind_vhost_user = {
 	.name = "vhost-user",
-	.usage = "vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)",
+	.usage = "vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)\n"
+		 "    or fdname=NAME[,listen=PATH]: an inherited socket",
 	.keys = vhost_user_keys,
 	.create = vhost_user_create,
 };
