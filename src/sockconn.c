@@ -237,6 +237,7 @@ static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	sn_sockaddr_format(&d->addr, a, sizeof(a));
 	sn_info("port %s: connected to %s", d->port->name, a);
+	d->held = d->backoff;
 	d->backoff = BACKOFF_MIN;
 	d->up(d->port, fd);
 }
@@ -266,7 +267,7 @@ void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_s
 	d->addr = *addr;
 	d->type = type;
 	d->fd = -1;
-	d->backoff = BACKOFF_MIN;
+	d->backoff = d->held = BACKOFF_MIN;
 	d->up = up;
 	ev_io_init(&d->io, connect_done_cb, -1, EV_WRITE);
 	d->io.data = d;
@@ -278,6 +279,13 @@ void sn_dialer_later(struct sn_dialer *d)
 {
 	ev_timer_set(&d->retry, d->backoff, 0);
 	ev_timer_start(sn_port_loop(d->port), &d->retry);
+}
+
+void sn_dialer_later_quick_loss(struct sn_dialer *d)
+{
+	/* the connect reset the backoff: go on from where it was before */
+	d->backoff = SN_MIN(d->held * 2, BACKOFF_MAX);
+	sn_dialer_later(d);
 }
 
 void sn_dialer_stop(struct sn_dialer *d)

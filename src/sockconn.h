@@ -119,6 +119,7 @@ struct sn_dialer {
 	ev_io io;                    /* writable: the connect finished */
 	ev_timer retry;
 	double backoff;              /* the wait before the next attempt */
+	double held;                 /* what backoff was when the last connect succeeded */
 	sn_conn_up_fn up;
 };
 
@@ -131,6 +132,11 @@ void sn_dialer_start(struct sn_dialer *d);
 
 /** Dials again after the current backoff: for a connection that was up and got lost. */
 void sn_dialer_later(struct sn_dialer *d);
+
+/** Like sn_dialer_later(), for a connection that the peer dropped soon after taking it (a peer
+ * that accepts and closes at once): the wait is twice the one before that connect, as after a
+ * failed one, so such a peer is not redialed ten times a second. */
+void sn_dialer_later_quick_loss(struct sn_dialer *d);
 
 /** Stops any attempt in progress or planned, closing its descriptor. A second call is a no-op. */
 void sn_dialer_stop(struct sn_dialer *d);

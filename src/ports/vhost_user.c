@@ -1,9 +1,11 @@
 /* vhost_user.c - the `vhost-user` port kind: a vhost-user-net back-end for QEMU and other VMMs.
  *
  * vhost-user,listen=PATH serves front-ends on a unix socket, one at a time; one that leaves
- * and comes back (QEMU reconnect=) gets the same port again. vhost-user,fd=N takes an
- * inherited socket instead: a listening one behaves as listen=, a connected one carries one
- * session. The control plane lives in backends/vhost_user_proto.c; this file joins the two rings
+ * and comes back (QEMU reconnect-ms=) gets the same port again. vhost-user,connect=PATH dials
+ * a front-end that listens (QEMU -chardev socket,server=on) and dials again, with the socket
+ * ports' backoff, whenever the session ends: the VMM may restart, and so may the switch.
+ * vhost-user,fd=N takes an inherited socket instead: a listening one behaves as listen=, a
+ * connected one carries one session. The control plane lives in backends/vhost_user_proto.c; this file joins the two rings
  * to the switch through the shared virtqueue engine (virtq.h): TX (ring 1) on its kick, RX
  * (ring 0) when the switch flushes the port or the driver posts buffers. The port is UP
  * while at least one ring runs. */
@@ -19,6 +21,7 @@
 #include "../evfd.h"
 #include "../logging.h"
 #include "../sock.h"
+#include "../sockconn.h"
 #include "../port.h"
 #include "../spec.h"
 #include "../util.h"
@@ -28,6 +31,7 @@
 #define TX_RING 1
 #define TX_BUDGET 256 /* chains per TX pass before other watchers get a turn */
 #define PASSES 4      /* rounds per TX or RX run before other watchers get a turn */
+#define QUICK_LOSS 1.0 /* connect=: a session shorter than this (s) makes the next dial wait longer */
 
 /* What GET_FEATURES offers: everything the engine implements for virtio-net. */
 #define VU_FEATURES                                                                                \
@@ -37,7 +41,10 @@
 struct vu_port {
 	struct sn_port base;
 	struct sn_vu vu;
-	char where[128];        /* "listen unix:PATH" or "fd N" */
+	char where[128];        /* "listen unix:PATH", "connect unix:PATH" or "fd N" */
+	bool dials;             /* connect=: the dialer below is in use */
+	struct sn_dialer dialer;
+	ev_tstamp session_start; /* when the current or last session began */
 	char unlink_path[108];  /* our socket file, removed at close; empty for fd= */
 	struct sn_vq_mem mem;   /* guest memory as the engine sees it, rebuilt at each ring start */
 	struct sn_vq vq[SN_VU_NRINGS];
@@ -284,7 +291,33 @@ static void ring_enable(void *ctx, struct sn_vu *vu, unsigned idx, bool enabled)
 
 static void link_change(void *ctx, struct sn_vu *vu, bool up, const char *why)
 {
-	update_state(ctx);
+	struct vu_port *p = ctx;
+
+	update_state(p);
+	if (up) {
+		p->session_start = ev_now(sn_port_loop(&p->base));
+		return;
+	}
+	/* connect=: the front-end left (or was thrown out): dial it again, with backoff, growing
+	 * while it drops each session at once */
+	if (p->dials && !p->base.closed) {
+		if (ev_now(sn_port_loop(&p->base)) - p->session_start < QUICK_LOSS)
+			sn_dialer_later_quick_loss(&p->dialer);
+		else
+			sn_dialer_later(&p->dialer);
+	}
+}
+
+/* The dialer reached the front-end's socket: the connection is the back-end's from here. */
+static void dial_up(struct sn_port *port, int fd)
+{
+	struct vu_port *p = (struct vu_port *)port;
+	int r = sn_vu_attach(&p->vu, fd);
+
+	if (r < 0) {
+		sn_warn("port %s: cannot start a vhost-user session: %s", port->name, strerror(-r));
+		sn_dialer_later(&p->dialer);
+	}
 }
 
 static const struct sn_vu_ops vu_ops = {
@@ -300,6 +333,8 @@ static void vu_port_close(struct sn_port *port)
 {
 	struct vu_port *p = (struct vu_port *)port;
 
+	if (p->dials)
+		sn_dialer_stop(&p->dialer);
 	sn_vu_finish(&p->vu);
 	ev_idle_stop(sn_port_loop(port), &p->tx_more);
 	ev_idle_stop(sn_port_loop(port), &p->rx_more);
@@ -353,6 +388,7 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 			     struct sn_port **ret_port, struct sn_error *err)
 {
 	const char *listen = sn_spec_get(spec, "listen");
+	const char *connect = sn_spec_get(spec, "connect");
 	unsigned fdnum = 0;
 	bool have_fd = sn_spec_get(spec, "fd") != NULL;
 	struct sn_sockaddr addr;
@@ -369,17 +405,19 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 	r = sn_spec_get_uint(spec, "fd", 0, 65535, &fdnum, err);
 	if (r < 0)
 		goto fail;
-	if (!listen == !have_fd) {
-		r = sn_error_set(err, -EINVAL, "vhost-user port needs exactly one of 'listen' and 'fd'");
+	if ((listen != NULL) + (connect != NULL) + have_fd != 1) {
+		r = sn_error_set(err, -EINVAL, "vhost-user port needs exactly one of 'listen', 'connect' and 'fd'");
 		goto fail;
 	}
-	if (listen) {
-		r = sn_sockaddr_parse(listen, "listen", true, &addr, err);
+	if (listen || connect) {
+		const char *key = listen ? "listen" : "connect", *text = listen ? listen : connect;
+
+		r = sn_sockaddr_parse(text, key, true, &addr, err);
 		if (r < 0)
 			goto fail;
 		if (!sn_sockaddr_is_unix(&addr)) {
-			r = sn_error_set(err, -EINVAL, "bad value '%s' for key 'listen': vhost-user needs a unix socket",
-					 listen);
+			r = sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': vhost-user needs a unix socket",
+					 text, key);
 			goto fail;
 		}
 	}
@@ -398,6 +436,10 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 		}
 		sn_strlcpy(p->unlink_path, addr.u.un.sun_path, sizeof(p->unlink_path));
 		snprintf(p->where, sizeof(p->where), "listen unix:%s", addr.u.un.sun_path);
+	} else if (connect) {
+		fd = -1; /* dialed once the port is registered */
+		p->dials = true;
+		snprintf(p->where, sizeof(p->where), "connect unix:%s", addr.u.un.sun_path);
 	} else {
 		/* the descriptor is the embedder's until the port takes it: dup, so a refusal leaves it open */
 		fd = fcntl((int)fdnum, F_DUPFD_CLOEXEC, 3);
@@ -417,9 +459,12 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 	p->tx_more.data = p;
 	ev_idle_init(&p->rx_more, rx_more_cb);
 	p->rx_more.data = p;
+	if (p->dials)
+		sn_dialer_init(&p->dialer, &p->base, &addr, SOCK_STREAM, dial_up);
 	r = sn_port_register(&p->base);
 	if (r < 0) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		if (p->unlink_path[0])
 			unlink(p->unlink_path);
 		goto fail;
@@ -432,6 +477,8 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 	}
 	if (have_fd)
 		close((int)fdnum); /* taken over: the port owns its duplicate */
+	if (p->dials)
+		sn_dialer_start(&p->dialer);
 	*ret_port = &p->base;
 	return 0;
 fail:
@@ -439,11 +486,12 @@ fail:
 	return r;
 }
 
-static const char *const vhost_user_keys[] = {"listen", "fd", "mode", "group", NULL};
+static const char *const vhost_user_keys[] = {"listen", "connect", "fd", "mode", "group", NULL};
 
 const struct sn_port_kind sn_port_kind_vhost_user = {
 	.name = "vhost-user",
-	.usage = "vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)",
+	.usage = "vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)\n"
+		 "vhost-user,connect=PATH                                  dial -chardev socket,server=on; redial",
 	.keys = vhost_user_keys,
 	.create = vhost_user_create,
 };
