@@ -189,6 +189,10 @@ static void vu_port_flush(struct sn_port *port)
 	/* not running or disabled: frames wait in the bounded queue like for a slow socket peer */
 	if (!ring_running(p, RX_RING) || !sn_vu_ring_enabled(&p->vu, RX_RING))
 		return;
+	/* The driver's RX kicks ("more buffers") matter only while a frame waits for buffers, and
+	 * sn_vq_notify_more() below asks for them then: otherwise each one would cost a wake-up
+	 * and a read, for every batch of buffers it posts. */
+	sn_vq_notify_enable(vq, false);
 	for (int pass = 0; pass < PASSES; pass++) {
 		bool notify = false;
 		int n = sn_vnet_rx(vq, port, p->hdr_len, p->mrg, &notify);
@@ -256,8 +260,7 @@ static int ring_start(void *ctx, struct sn_vu *vu, unsigned idx, struct sn_error
 	/* ring_running() needs r->started, which the back-end sets when we return */
 	r->started = true;
 	update_state(p);
-	if (idx == RX_RING)
-		sn_vq_notify_enable(&p->vq[idx], true);
+	/* RX kicks stay off until a frame waits for buffers (vu_port_flush()) */
 	/* setting up read and wrote the rings: their memory may be gone already */
 	if (sn_vu_mem_faulted(vu)) {
 		sn_vq_break(&p->vq[idx], SN_VQ_SHRANK);
