@@ -19,6 +19,7 @@
 #define ACCEPT_BATCH 64
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 5.0
+#define QUICK_LOSS 1.0 /* s: a connection lost sooner than this makes the next dial wait longer */
 #define ACCEPT_PAUSE_MIN 0.1
 #define ACCEPT_PAUSE_MAX 1.0
 #define ACCEPT_LOG_INTERVAL 10.0
@@ -318,6 +319,13 @@ void sn_listener_describe(struct sn_port *port, char *buf, size_t len)
 
 /* ---- dialer ---- */
 
+static void retry_after(struct sn_dialer *d, double wait)
+{
+	sn_port_set_state(d->port, SN_PORT_CONNECTING);
+	ev_timer_set(&d->retry, wait, 0);
+	ev_timer_start(sn_port_loop(d->port), &d->retry);
+}
+
 /* The port shows each failure (`ports`: connecting, and the error); the log gets a line when
  * the reason changes, not one per retry. */
 static void dial_failed(struct sn_dialer *d, int r)
@@ -331,7 +339,7 @@ static void dial_failed(struct sn_dialer *d, int r)
 	else
 		sn_debug("port %s: connect to %s: %s", d->port->name, a, strerror(-r));
 	sn_port_set_error(d->port, "%s", strerror(-r));
-	sn_dialer_later(d);
+	retry_after(d, d->backoff);
 	d->backoff = SN_MIN(d->backoff * 2, BACKOFF_MAX);
 }
 
@@ -350,7 +358,9 @@ static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	sn_sockaddr_format(&d->addr, a, sizeof(a));
 	sn_info("port %s: connected to %s", d->port->name, a);
+	d->held = d->backoff;
 	d->backoff = BACKOFF_MIN;
+	d->connected_at = ev_now(loop);
 	d->up(d->port, fd);
 }
 
@@ -382,7 +392,7 @@ void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_s
 	d->addr = *addr;
 	d->type = type;
 	d->fd = -1;
-	d->backoff = BACKOFF_MIN;
+	d->backoff = d->held = BACKOFF_MIN;
 	d->up = up;
 	ev_io_init(&d->io, connect_done_cb, -1, EV_WRITE);
 	d->io.data = d;
@@ -392,9 +402,11 @@ void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_s
 
 void sn_dialer_later(struct sn_dialer *d)
 {
-	sn_port_set_state(d->port, SN_PORT_CONNECTING);
-	ev_timer_set(&d->retry, d->backoff, 0);
-	ev_timer_start(sn_port_loop(d->port), &d->retry);
+	/* a peer that accepts and drops at once: the connect reset the backoff, so go on from
+	 * where it was before, as if the connect had failed */
+	if (ev_now(sn_port_loop(d->port)) - d->connected_at < QUICK_LOSS)
+		d->backoff = SN_MIN(d->held * 2, BACKOFF_MAX);
+	retry_after(d, d->backoff);
 }
 
 void sn_dialer_stop(struct sn_dialer *d)

@@ -154,6 +154,8 @@ struct sn_dialer {
 	ev_io io;                    /* writable: the connect finished */
 	ev_timer retry;
 	double backoff;              /* the wait before the next attempt */
+	double held;                 /* what backoff was when the last connect succeeded */
+	double connected_at;         /* when it did (loop time; 0: never) */
 	sn_conn_up_fn up;
 };
 
@@ -164,7 +166,10 @@ void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_s
 /** Dials now; on failure, again later. */
 void sn_dialer_start(struct sn_dialer *d);
 
-/** Dials again after the current backoff: for a connection that was up and got lost. */
+/** Dials again after the current backoff: for a connection that was up and got lost. One
+ * lost within a second of its connect (a peer that accepts and closes at once) waits twice
+ * what the dial before that connect waited, as after a failed one, so such a peer is not
+ * redialed ten times a second. */
 void sn_dialer_later(struct sn_dialer *d);
 
 /** Stops any attempt in progress or planned, closing its descriptor. A second call is a no-op. */

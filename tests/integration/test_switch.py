@@ -198,6 +198,30 @@ def test_connect_mode_reconnects():
         assert [f[14:17] for f in peer.recv_all()] == [b"two"]
 
 
+def test_connect_mode_backs_off_from_a_peer_that_drops_it():
+    """A peer that accepts and closes at once is not redialed ten times a second: each such
+    connection makes the next dial wait twice as long, as a refused one does."""
+    with Daemon([]) as d:
+        path = d.path("peer.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(4)
+        d.ctl("port", "add", f"stream,connect=unix:{path},name=up")
+        accepted, end = 0, time.monotonic() + 2.0
+        while time.monotonic() < end:
+            srv.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                conn, _ = srv.accept()
+            except socket.timeout:
+                continue
+            accepted += 1
+            conn.close()
+        assert d.proc.poll() is None
+        # 0.1 + 0.2 + 0.4 + 0.8 s between dials: at most five in 2 s, not twenty
+        assert 2 <= accepted <= 6, f"{accepted} dials in 2 s"
+        srv.close()
+
+
 def test_connect_mode_absent_peer_shows_connecting():
     """A connect-mode port whose peer never appears says so: `connecting` and the last error,
     in JSON and in the text table, until the peer is there."""
@@ -343,6 +367,7 @@ if __name__ == "__main__":
         test_slow_peer_does_not_stall_others,
         test_port_add_del_at_runtime,
         test_connect_mode_reconnects,
+        test_connect_mode_backs_off_from_a_peer_that_drops_it,
         test_connect_mode_absent_peer_shows_connecting,
         test_tcp_and_framings,
         test_fdb_aging_and_caps,
