@@ -186,30 +186,6 @@ SN_EXPORT void sn_conffile_free(struct sn_conffile *cf)
 	free(cf);
 }
 
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* xx:xx:xx:xx:xx:xx, two hex digits each. */
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	for (int i = 0; i < 6; i++, s += 3) {
-		int hi = hex_digit(s[0]), lo = hi < 0 ? -1 : hex_digit(s[1]);
-
-		if (lo < 0 || s[2] != (i < 5 ? ':' : '\0'))
-			return -EINVAL;
-		mac[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
 static bool name_ok(const char *name)
 {
 	return *name && strlen(name) < SN_PORT_NAME_MAX && !strpbrk(name, " \t\n/");
@@ -298,7 +274,7 @@ static int parse_fdb(struct sn_conffile *cf, char *text, unsigned line, struct s
 		return sn_error_set(err, -EINVAL, "usage: fdb MAC PORT [vlan=N]");
 	if (n < 0)
 		return sn_error_set(err, -EINVAL, "too many words (usage: fdb MAC PORT [vlan=N])");
-	if (parse_mac(w[0], e.mac) < 0)
+	if (sn_mac_parse(w[0], e.mac) < 0)
 		return sn_error_set(err, -EINVAL, "'%s' is not a MAC address (want xx:xx:xx:xx:xx:xx)", w[0]);
 	if (e.mac[0] & 1)
 		return sn_error_set(err, -EINVAL, "%s is a multicast address: static entries are for unicast", w[0]);

@@ -464,17 +464,8 @@ static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
 /* "52:54:00:12:34:56" (or with '-'), a unicast address the FDB can hold. */
 static int parse_mac(struct sn_ctl_ctx *ctx, const char *s, uint8_t mac[6])
 {
-	unsigned v[6];
-	char sep[5], end;
-
-	if (sscanf(s, "%2x%c%2x%c%2x%c%2x%c%2x%c%2x%c", &v[0], &sep[0], &v[1], &sep[1], &v[2], &sep[2], &v[3],
-		   &sep[3], &v[4], &sep[4], &v[5], &end) != 11 || strlen(s) != 17)
+	if (sn_mac_parse(s, mac) < 0)
 		return sn_error_set(&ctx->err, -EINVAL, "'%s' is not a MAC address (52:54:00:12:34:56)", s);
-	for (int i = 0; i < 5; i++)
-		if (sep[i] != ':' && sep[i] != '-')
-			return sn_error_set(&ctx->err, -EINVAL, "'%s' is not a MAC address (52:54:00:12:34:56)", s);
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)v[i];
 	return 0;
 }
 
