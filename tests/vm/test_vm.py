@@ -250,7 +250,9 @@ def get_kernel(cache):
     """Returns (vmlinuz, [module paths in load order]), downloading the package on first use."""
     os.makedirs(cache, exist_ok=True)
     pkg = kernel_package()
-    ready = [d for d in sorted(os.listdir(cache)) if os.path.exists(os.path.join(cache, d, "ready"))]
+    # kernels only: the cache holds other things that are ready too (qemu10/)
+    ready = [d for d in sorted(os.listdir(cache))
+             if d.startswith("linux-image-") and os.path.exists(os.path.join(cache, d, "ready"))]
 
     def load(name):
         d = os.path.join(cache, name)
