@@ -46,6 +46,7 @@
 #include "control.h"
 #include "json.h"
 #include "logging.h"
+#include "metrics.h"
 #include "sock.h"
 #include "sockconn.h"
 #include "hooks.h"
@@ -232,19 +233,6 @@ void sn_table_free(struct sn_table *t)
 
 /* ---- commands ---- */
 
-static const char *state_name(enum sn_port_state s)
-{
-	switch (s) {
-	case SN_PORT_UP:
-		return "up";
-	case SN_PORT_DOWN:
-		return "down";
-	case SN_PORT_LISTENING:
-		return "listening";
-	}
-	return "unknown";
-}
-
 static uint64_t drops_total(const struct sn_port_stats *s)
 {
 	return s->drop_txq_full + s->drop_runt + s->drop_oversize + s->drop_bad_framing + s->drop_no_buffer +
@@ -314,19 +302,20 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 		sn_json_string(j, "kind", p->kind);
 		sn_json_string(j, "parent", p->parent);
 		sn_json_string(j, "peer", p->peer);
-		sn_json_string(j, "state", state_name(p->state));
+		sn_json_string(j, "state", sn_port_state_name(p->state));
 		sn_json_uint(j, "mtu", p->mtu);
 		sn_json_uint(j, "txq_len", p->txq_len);
 		sn_json_string(j, "vlan", p->vlan);
 		sn_json_bool(j, "rx_paused", p->rx_paused);
 		sn_json_bool(j, "stalled", p->stalled);
+		sn_json_string(j, "error", p->error ? p->error : "");
 		json_port_stats(j, s);
 		sn_json_end_object(j);
 		return 0;
 	}
 	sn_table_cell(w->t, "%s", p->name);
 	sn_table_cell(w->t, "%s", p->kind);
-	sn_table_cell(w->t, "%s%s%s", state_name(p->state), p->stalled ? ",stalled" : "", p->rx_paused ? ",paused" : "");
+	sn_table_cell(w->t, "%s%s%s", sn_port_state_name(p->state), p->stalled ? ",stalled" : "", p->rx_paused ? ",paused" : "");
 	sn_table_cell(w->t, "%u", p->mtu);
 	vlan_cell(w->t, p->vlan);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->rx_frames);
@@ -335,7 +324,10 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->tx_bytes);
 	sn_table_cell(w->t, "%llu", (unsigned long long)drops_total(s));
 	sn_table_cell(w->t, "%u", s->fdb_entries);
-	sn_table_cell(w->t, "%s", *p->peer ? p->peer : "-");
+	if (p->error && *p->error && !strstr(p->peer, p->error)) /* a kind may show it itself */
+		sn_table_cell(w->t, "%s (last error: %s)", *p->peer ? p->peer : "-", p->error);
+	else
+		sn_table_cell(w->t, "%s", *p->peer ? p->peer : "-");
 	return 0;
 }
 
@@ -482,17 +474,8 @@ static int cmd_fdb_show(struct sn_ctl_ctx *ctx)
 /* "52:54:00:12:34:56" (or with '-'), a unicast address the FDB can hold. */
 static int parse_mac(struct sn_ctl_ctx *ctx, const char *s, uint8_t mac[6])
 {
-	unsigned v[6];
-	char sep[5], end;
-
-	if (sscanf(s, "%2x%c%2x%c%2x%c%2x%c%2x%c%2x%c", &v[0], &sep[0], &v[1], &sep[1], &v[2], &sep[2], &v[3],
-		   &sep[3], &v[4], &sep[4], &v[5], &end) != 11 || strlen(s) != 17)
+	if (sn_mac_parse(s, mac) < 0)
 		return sn_error_set(&ctx->err, -EINVAL, "'%s' is not a MAC address (52:54:00:12:34:56)", s);
-	for (int i = 0; i < 5; i++)
-		if (sep[i] != ':' && sep[i] != '-')
-			return sn_error_set(&ctx->err, -EINVAL, "'%s' is not a MAC address (52:54:00:12:34:56)", s);
-	for (int i = 0; i < 6; i++)
-		mac[i] = (uint8_t)v[i];
 	return 0;
 }
 
@@ -725,6 +708,15 @@ static int cmd_stats(struct sn_ctl_ctx *ctx)
 	return 0;
 }
 
+/* For node_exporter's textfile collector and other scrapers: text, whatever the client asked. */
+static int cmd_stats_prometheus(struct sn_ctl_ctx *ctx)
+{
+	if (ctx->json)
+		return sn_error_set(&ctx->err, -EINVAL, "--prometheus is a text format: leave out --json");
+	sn_metrics_prometheus(ctx->sw, ctx->body);
+	return 0;
+}
+
 static int cmd_port_add(struct sn_ctl_ctx *ctx)
 {
 	char name[SN_PORT_NAME_MAX];
@@ -767,6 +759,7 @@ static const struct sn_ctl_cmd core_cmds[] = {
 	{"fdb del", "MAC [vlan=N]", "remove the entry of MAC (on VLAN N), static or learned", 1, 2, cmd_fdb_del},
 	{"fdb find", "MAC [vlan=N]", "show where MAC is, on every VLAN or one", 1, 2, cmd_fdb_find},
 	{"fdb", "", NULL, 0, 0, cmd_fdb_show},
+	{"stats --prometheus", "", "every counter in the Prometheus text format", 0, 0, cmd_stats_prometheus},
 	{"stats", "", "switch counters and per-port drops by reason", 0, 0, cmd_stats},
 	{"port add", "SPEC", "add a port, KIND,key=value,... (prints its name)", 1, 1, cmd_port_add},
 	{"port del", "NAME", "remove a port, or a listener with its clients", 1, 1, cmd_port_del},
@@ -787,11 +780,60 @@ int sn_ctl_register(struct sn_control *ctl, const struct sn_ctl_cmds *cmds)
 	return 0;
 }
 
+#define HELP_WIDTH 80 /* columns of the text "help" */
+#define HELP_COL 28   /* where descriptions start; a longer usage takes a line of its own */
+
+/* Appends @text from column @col, wrapped at blanks to HELP_WIDTH with continuation lines
+ * starting at @indent; ends the line. A word longer than a line stays whole. */
+static void help_wrap(struct sn_buf *b, const char *text, size_t col, size_t indent)
+{
+	bool first = true;
+
+	while (*text) {
+		size_t n = strcspn(text, " ");
+
+		if (!first && col + 1 + n > HELP_WIDTH) {
+			sn_buf_add(b, "\n", 1);
+			table_pad(b, indent);
+			col = indent;
+			first = true;
+		}
+		if (!first) {
+			sn_buf_add(b, " ", 1);
+			col++;
+		}
+		sn_buf_add(b, text, n);
+		col += n;
+		first = false;
+		text += n;
+		text += strspn(text, " ");
+	}
+	sn_buf_add(b, "\n", 1);
+}
+
+/* One command of the text "help": its usage, then its description from HELP_COL. */
+static void help_entry(struct sn_buf *b, const struct sn_ctl_cmd *c)
+{
+	struct sn_buf usage;
+
+	sn_buf_init(&usage);
+	sn_buf_printf(&usage, "%s%s%s", c->name, *c->args ? " " : "", c->args);
+	if (usage.failed) {
+		b->failed = true;
+	} else if (usage.len + 2 <= HELP_COL) {
+		sn_buf_add(b, usage.data, usage.len);
+		table_pad(b, HELP_COL - usage.len);
+		help_wrap(b, c->help, HELP_COL, HELP_COL);
+	} else {
+		help_wrap(b, usage.data, 0, 4);
+		table_pad(b, HELP_COL);
+		help_wrap(b, c->help, HELP_COL, HELP_COL);
+	}
+	sn_buf_finish(&usage);
+}
+
 static int cmd_help(struct sn_ctl_ctx *ctx)
 {
-	static const char *const head[] = {"COMMAND", "DESCRIPTION"};
-	struct sn_table t = {.head = head, .ncol = 2};
-
 	if (ctx->json)
 		sn_json_begin_array(ctx->j, "commands");
 	for (size_t k = 0; k < ctx->client->ctl->ntables; k++)
@@ -813,15 +855,32 @@ static int cmd_help(struct sn_ctl_ctx *ctx)
 			sn_buf_finish(&usage);
 			continue;
 		}
-		sn_table_cell(&t, "%s%s%s", c->name, *c->args ? " " : "", c->args);
-		sn_table_cell(&t, "%s", c->help);
+		help_entry(ctx->body, c);
 	}
-	if (ctx->json) {
+	if (ctx->json)
 		sn_json_end_array(ctx->j);
-		return 0;
+	return 0;
+}
+
+/* The same tables sn_control_create() registers, in the same order. */
+SN_EXPORT int sn_control_foreach_command(int (*visit)(const struct sn_control_command_info *, void *), void *ctx)
+{
+	const struct sn_ctl_cmds *first[] = {&core_table, NULL};
+	const struct sn_ctl_cmds *const *lists[] = {first, sn_ctl_modules};
+
+	for (size_t l = 0; l < SN_ARRAY_SIZE(lists); l++)
+	for (const struct sn_ctl_cmds *const *t = lists[l]; *t; t++)
+	for (size_t i = 0; i < (*t)->n; i++) {
+		const struct sn_ctl_cmd *c = &(*t)->cmds[i];
+		struct sn_control_command_info info = {c->name, c->args, c->help};
+		int r;
+
+		if (!c->help)
+			continue;
+		r = visit(&info, ctx);
+		if (r)
+			return r;
 	}
-	sn_table_render(&t, ctx->body);
-	sn_table_free(&t);
 	return 0;
 }
 

@@ -2,6 +2,7 @@
  * (naming, registration, UP and DOWN, closing), its buffers, its egress queue, and the
  * back-pressure and stall bookkeeping that the forwarding in switch.c drives. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,8 @@ void sn_port_free_unregistered(struct sn_port *port)
 {
 	free(port->txq.ring);
 	port->txq.ring = NULL;
+	free(port->spec);
+	port->spec = NULL;
 	if (port->ops->free)
 		port->ops->free(port);
 	else
@@ -202,6 +205,7 @@ void sn_port_set_state(struct sn_port *port, enum sn_port_state state)
 			sn_err("port %s: out of memory, left down", port->name);
 			return;
 		}
+		port->error[0] = '\0';
 	} else {
 		up_del(sw, port);
 		sn_fdb_flush(&sw->fdb, port, false);
@@ -209,6 +213,15 @@ void sn_port_set_state(struct sn_port *port, enum sn_port_state state)
 		unwait(port);
 	}
 	port->state = state;
+}
+
+void sn_port_set_error(struct sn_port *port, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(port->error, sizeof(port->error), fmt, ap);
+	va_end(ap);
 }
 
 void sn_port_close(struct sn_port *port)
@@ -357,3 +370,17 @@ void sn_txq_clear(struct sn_port *port)
 		release_waiters(port);
 }
 
+SN_EXPORT const char *sn_port_state_name(enum sn_port_state state)
+{
+	switch (state) {
+	case SN_PORT_UP:
+		return "up";
+	case SN_PORT_DOWN:
+		return "down";
+	case SN_PORT_LISTENING:
+		return "listening";
+	case SN_PORT_CONNECTING:
+		return "connecting";
+	}
+	return "unknown";
+}

@@ -122,6 +122,7 @@ struct sn_port {
 	struct sn_port *wait_next, **wait_pprev;
 	struct sn_port *resume_next; /* to be resumed from the ev_prepare */
 	struct sn_port_conf conf;    /* as created: a listener hands it to its clients */
+	char *spec;                  /* the SPEC it was made from, name= included; NULL for others */
 	char name[SN_PORT_NAME_MAX];
 	unsigned mtu;
 	unsigned children;           /* for listeners: clients accepted so far (naming) */
@@ -135,6 +136,7 @@ struct sn_port {
 	double last_progress;        /* when the queue last moved: a frame sent, or frames arriving in it empty */
 	double wait_since;           /* when the first of the waiters began to wait */
 	double stall_logged;         /* when the last stall was logged (at most one line per 10 s) */
+	char error[128];             /* the last failure to reach the peer, for `ports`; "" once UP */
 	struct sn_txq txq;
 	struct sn_port_stats stats;
 };
@@ -193,6 +195,13 @@ struct sn_port *sn_switch_find_port(struct sn_switch *sw, const char *name);
  * the last is followed by NULL. */
 struct sn_port *sn_switch_next_port(struct sn_switch *sw, struct sn_port *prev, const struct sn_port_ops *ops);
 
+/* The socket @sw inherited under @name (sn_switch_add_inherited_fd()), or -1. It stays the
+ * switch's: a port works on a duplicate. */
+int sn_switch_inherited_fd(struct sn_switch *sw, const char *name);
+
+/* The names of the inherited sockets, ", " between them, for messages ("" for none). */
+void sn_switch_inherited_names(struct sn_switch *sw, char *buf, size_t len);
+
 /* Links an initialised port into the switch; data ports take part in forwarding when UP.
  * Returns 0 or -ENOMEM/-EEXIST. */
 int sn_port_register(struct sn_port *port);
@@ -200,8 +209,13 @@ int sn_port_register(struct sn_port *port);
 /* Frees a port that sn_port_register() refused or never saw, as its ops->free would. */
 void sn_port_free_unregistered(struct sn_port *port);
 
-/* Changes a data port's state; going down flushes its FDB entries and egress queue. */
+/* Changes a data port's state; going down (or CONNECTING) flushes its FDB entries and egress
+ * queue, going UP clears the port's error. */
 void sn_port_set_state(struct sn_port *port, enum sn_port_state state);
+
+/* Records why the port cannot reach its peer, for `ports` (sn_port_info.error), until it is UP
+ * or the next failure. */
+void sn_port_set_error(struct sn_port *port, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Unlinks, forgets FDB entries, drops the queue, calls ops->close, and frees later.
  * Safe from inside the port's own callbacks; a second call is a no-op. */

@@ -4,6 +4,7 @@
  * trying an absent peer with exponential backoff and never blocks the loop in connect(); a lost
  * peer closes an accepted port but only takes a dialed one down until the dialer reconnects. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #define ACCEPT_BATCH 64
 #define BACKOFF_MIN 0.1
 #define BACKOFF_MAX 5.0
+#define QUICK_LOSS 1.0 /* s: a connection lost sooner than this makes the next dial wait longer */
 #define ACCEPT_PAUSE_MIN 0.1
 #define ACCEPT_PAUSE_MAX 1.0
 #define ACCEPT_LOG_INTERVAL 10.0
@@ -160,11 +162,98 @@ static void listener_resume(struct sn_accept_pause *p)
 	ev_io_start(sn_port_loop(&l->base), &l->io);
 }
 
+/* ---- sockets named by fd= and fdname= ---- */
+
+int sn_listen_fd_from_spec(struct sn_spec *spec, struct sn_listen_fd *ret, struct sn_error *err)
+{
+	const char *num = sn_spec_get(spec, "fd");
+	const char *name = sn_spec_get(spec, "fdname");
+	struct sn_listen_fd f = {.num = -1};
+	unsigned n;
+
+	if (num && name)
+		return sn_error_set(err, -EINVAL, "keys 'fd' and 'fdname' both name a socket: give one of them");
+	if (num) {
+		if (sn_parse_uint(num, 0, 1u << 20, &n) < 0)
+			return sn_error_set(err, -EINVAL, "bad value '%s' for key 'fd': want a descriptor number", num);
+		f.num = (int)n;
+	}
+	if (name && sn_strlcpy(f.name, name, sizeof(f.name)) < 0)
+		return sn_error_set(err, -EINVAL, "bad value for key 'fdname': at most %zu bytes", sizeof(f.name) - 1);
+	if (name && !*name)
+		return sn_error_set(err, -EINVAL, "empty value for key 'fdname'");
+	*ret = f;
+	return 0;
+}
+
+static const char *type_word(int type)
+{
+	switch (type) {
+	case SOCK_STREAM:
+		return "stream";
+	case SOCK_DGRAM:
+		return "datagram";
+	case SOCK_SEQPACKET:
+		return "seqpacket";
+	}
+	return "other";
+}
+
+int sn_listen_fd_open(struct sn_switch *sw, const struct sn_listen_fd *f, int type, bool connected_too,
+		      struct sn_sockaddr *ret_addr, struct sn_error *err)
+{
+	struct sn_sockaddr a = {.len = sizeof(a.u)};
+	char what[300], names[256];
+	int src = f->num, got = 0, on = 0, fd, r;
+	socklen_t len = sizeof(got);
+
+	if (f->num >= 0) {
+		snprintf(what, sizeof(what), "bad value '%d' for key 'fd'", f->num);
+	} else {
+		snprintf(what, sizeof(what), "bad value '%s' for key 'fdname'", f->name);
+		src = sn_switch_inherited_fd(sw, f->name);
+		if (src < 0) {
+			sn_switch_inherited_names(sw, names, sizeof(names));
+			return sn_error_set(err, -ENOENT, "%s: no socket of that name was inherited (%s%s)", what,
+					    names[0] ? "there are: " : "there are none", names);
+		}
+	}
+	if (getsockopt(src, SOL_SOCKET, SO_TYPE, &got, &len) < 0) {
+		r = errno == ENOTSOCK ? -EINVAL : -errno;
+		return sn_error_set(err, r, "%s: %s", what, errno == ENOTSOCK ? "not a socket" : strerror(errno));
+	}
+	if (got != type)
+		return sn_error_set(err, -EINVAL, "%s: a %s socket, and this port takes a %s socket", what, type_word(got),
+				    type_word(type));
+	len = sizeof(on);
+	if (type != SOCK_DGRAM && (getsockopt(src, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) < 0 || !on)) {
+		struct sn_sockaddr peer = {.len = sizeof(peer.u)};
+
+		if (!connected_too || getpeername(src, &peer.u.sa, &peer.len) < 0)
+			return sn_error_set(err, -EINVAL, "%s: the socket does not listen", what);
+	}
+	if (getsockname(src, &a.u.sa, &a.len) < 0)
+		return sn_error_set(err, -errno, "%s: %s", what, strerror(errno));
+	if (type == SOCK_DGRAM && a.u.sa.sa_family == AF_UNIX && a.len <= offsetof(struct sockaddr_un, sun_path) + 1)
+		return sn_error_set(err, -EINVAL, "%s: the datagram socket is not bound to a path", what);
+	fd = fcntl(src, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0)
+		return sn_error_set(err, -errno, "%s: %s", what, strerror(errno));
+	r = sn_fd_nonblock(fd);
+	if (r < 0) {
+		close(fd);
+		return sn_error_set(err, r, "%s: %s", what, strerror(-r));
+	}
+	if (ret_addr)
+		*ret_addr = a;
+	return fd;
+}
+
 int sn_listener_open(struct sn_listener *l, struct sn_switch *sw, const struct sn_port_conf *conf,
 		     const struct sn_listener_ops *lops, const struct sn_sockaddr *addr, const struct sn_sock_perm *perm,
-		     struct sn_error *err)
+		     const struct sn_listen_fd *lfd, struct sn_error *err)
 {
-	int fd, r;
+	int fd = -ENOENT, r;
 
 	r = sn_port_init(&l->base, sw, lops->ops, conf);
 	/* a datagram listener reads for its peers before any of them is a port */
@@ -172,11 +261,25 @@ int sn_listener_open(struct sn_listener *l, struct sn_switch *sw, const struct s
 		r = sn_port_want_buffers(&l->base, sn_port_max_frame(&l->base));
 	if (r < 0)
 		return r;
-	fd = sn_sock_listen(addr, lops->type, perm, err);
-	if (fd < 0)
-		return fd;
+	if (lfd && sn_listen_fd_given(lfd)) {
+		fd = sn_listen_fd_open(sw, lfd, lops->type, false, &l->addr, err);
+		if (fd < 0 && (fd != -ENOENT || !addr))
+			return fd;
+		if (fd >= 0 && lfd->num >= 0)
+			snprintf(l->from, sizeof(l->from), " (fd %d)", lfd->num);
+		else if (fd >= 0)
+			snprintf(l->from, sizeof(l->from), " (inherited fdname=%s)", lfd->name);
+		else
+			sn_info("port %s: no inherited socket '%s': binding the listen= address", l->base.name, lfd->name);
+	}
+	if (fd < 0) {
+		fd = sn_sock_listen(addr, lops->type, perm, err);
+		if (fd < 0)
+			return fd;
+		l->addr = *addr;
+		l->own_file = sn_sockaddr_is_unix(addr);
+	}
 	l->lops = lops;
-	l->addr = *addr;
 	l->fd = fd;
 	ev_io_init(&l->io, listener_cb, fd, EV_READ);
 	l->io.data = l;
@@ -187,6 +290,8 @@ int sn_listener_open(struct sn_listener *l, struct sn_switch *sw, const struct s
 		sn_listener_close(&l->base);
 		return r;
 	}
+	if (lfd && lfd->num >= 0 && l->from[0])
+		close(lfd->num); /* taken over: the listener owns its duplicate */
 	ev_io_start(sn_port_loop(&l->base), &l->io);
 	return 0;
 }
@@ -198,27 +303,43 @@ void sn_listener_close(struct sn_port *port)
 	ev_io_stop(sn_port_loop(port), &l->io);
 	sn_accept_pause_stop(&l->pause);
 	close(l->fd);
-	if (sn_sockaddr_is_unix(&l->addr))
+	/* a socket file someone else made (socket activation) stays theirs */
+	if (l->own_file)
 		unlink(l->addr.u.un.sun_path);
 }
 
 void sn_listener_describe(struct sn_port *port, char *buf, size_t len)
 {
+	struct sn_listener *l = (struct sn_listener *)port;
 	char a[128];
 
-	sn_sockaddr_format(&((struct sn_listener *)port)->addr, a, sizeof(a));
-	snprintf(buf, len, "listen %s", a);
+	sn_sockaddr_format(&l->addr, a, sizeof(a));
+	snprintf(buf, len, "listen %s%s", a, l->from);
 }
 
 /* ---- dialer ---- */
 
+static void retry_after(struct sn_dialer *d, double wait)
+{
+	sn_port_set_state(d->port, SN_PORT_CONNECTING);
+	ev_timer_set(&d->retry, wait, 0);
+	ev_timer_start(sn_port_loop(d->port), &d->retry);
+}
+
+/* The port shows each failure (`ports`: connecting, and the error); the log gets a line when
+ * the reason changes, not one per retry. */
 static void dial_failed(struct sn_dialer *d, int r)
 {
 	char a[128];
 
 	sn_sockaddr_format(&d->addr, a, sizeof(a));
-	sn_debug("port %s: connect to %s: %s", d->port->name, a, strerror(-r));
-	sn_dialer_later(d);
+	if (strcmp(d->port->error, strerror(-r)))
+		sn_info("port %s: connect to %s: %s; retrying (0.1 s doubling to %.0f s)", d->port->name, a,
+			strerror(-r), BACKOFF_MAX);
+	else
+		sn_debug("port %s: connect to %s: %s", d->port->name, a, strerror(-r));
+	sn_port_set_error(d->port, "%s", strerror(-r));
+	retry_after(d, d->backoff);
 	d->backoff = SN_MIN(d->backoff * 2, BACKOFF_MAX);
 }
 
@@ -237,13 +358,18 @@ static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 	sn_sockaddr_format(&d->addr, a, sizeof(a));
 	sn_info("port %s: connected to %s", d->port->name, a);
+	d->held = d->backoff;
 	d->backoff = BACKOFF_MIN;
+	d->connected_at = ev_now(loop);
 	d->up(d->port, fd);
 }
 
 void sn_dialer_start(struct sn_dialer *d)
 {
-	int fd = sn_sock_connect(&d->addr, d->type);
+	int fd;
+
+	sn_port_set_state(d->port, SN_PORT_CONNECTING);
+	fd = sn_sock_connect(&d->addr, d->type);
 
 	if (fd < 0) {
 		dial_failed(d, fd);
@@ -266,7 +392,7 @@ void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_s
 	d->addr = *addr;
 	d->type = type;
 	d->fd = -1;
-	d->backoff = BACKOFF_MIN;
+	d->backoff = d->held = BACKOFF_MIN;
 	d->up = up;
 	ev_io_init(&d->io, connect_done_cb, -1, EV_WRITE);
 	d->io.data = d;
@@ -276,8 +402,11 @@ void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_s
 
 void sn_dialer_later(struct sn_dialer *d)
 {
-	ev_timer_set(&d->retry, d->backoff, 0);
-	ev_timer_start(sn_port_loop(d->port), &d->retry);
+	/* a peer that accepts and drops at once: the connect reset the backoff, so go on from
+	 * where it was before, as if the connect had failed */
+	if (ev_now(sn_port_loop(d->port)) - d->connected_at < QUICK_LOSS)
+		d->backoff = SN_MIN(d->held * 2, BACKOFF_MAX);
+	retry_after(d, d->backoff);
 }
 
 void sn_dialer_stop(struct sn_dialer *d)
@@ -337,16 +466,28 @@ int sn_endpoint_from_spec(struct sn_spec *spec, const char *kind, bool unix_only
 	const char *listen = sn_spec_get(spec, "listen");
 	const char *connect = sn_spec_get(spec, "connect");
 	const char *text = listen ? listen : connect, *key = listen ? "listen" : "connect";
-	struct sn_endpoint ep = {.listen = listen != NULL};
+	struct sn_endpoint ep = {.has_addr = text != NULL};
 	int r;
 
-	if (!listen == !connect)
-		return sn_error_set(err, -EINVAL, "%s port needs exactly one of 'listen' and 'connect'", kind);
-	r = sn_sockaddr_parse(text, key, unix_only, &ep.addr, err);
+	r = sn_listen_fd_from_spec(spec, &ep.lfd, err);
 	if (r < 0)
 		return r;
-	if (unix_only && !sn_sockaddr_is_unix(&ep.addr))
-		return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': want a unix socket path", text, key);
+	ep.listen = listen || sn_listen_fd_given(&ep.lfd);
+	if (connect && sn_listen_fd_given(&ep.lfd))
+		return sn_error_set(err, -EINVAL, "key '%s' names a listening socket, and this port has 'connect'",
+				    ep.lfd.num >= 0 ? "fd" : "fdname");
+	if (listen && ep.lfd.num >= 0)
+		return sn_error_set(err, -EINVAL, "keys 'fd' and 'listen' both say where to listen: give exactly one of them");
+	if (!ep.listen == !connect)
+		return sn_error_set(err, -EINVAL, "%s port needs exactly one of 'listen' and 'connect' (or a listening "
+				    "socket by 'fd' or 'fdname')", kind);
+	if (text) {
+		r = sn_sockaddr_parse(text, key, unix_only, &ep.addr, err);
+		if (r < 0)
+			return r;
+		if (unix_only && !sn_sockaddr_is_unix(&ep.addr))
+			return sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': want a unix socket path", text, key);
+	}
 	r = sn_sock_perm_from_spec(spec, listen ? &ep.addr : NULL, key, &ep.perm, err);
 	if (r < 0)
 		return r;
@@ -389,6 +530,7 @@ bool sn_conn_lost(struct sn_conn *c, const char *why)
 	}
 	sn_conn_down(c);
 	if (c->dials) {
+		sn_port_set_error(c->port, "connection lost: %s", why);
 		sn_dialer_later(&c->dialer);
 		return false;
 	}

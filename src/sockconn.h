@@ -78,6 +78,34 @@ struct sn_listener_ops {
 	void (*readable)(struct sn_listener *l);
 };
 
+/* A socket a SPEC names in place of an address to bind: fd=N, a descriptor handed to the port,
+ * which takes it over, or fdname=NAME, one the switch inherited (sn_switch_add_inherited_fd()),
+ * of which the port takes a duplicate. */
+struct sn_listen_fd {
+	int num;        /* fd=N, or -1 */
+	char name[256]; /* fdname=NAME, or "" */
+};
+
+static inline bool sn_listen_fd_given(const struct sn_listen_fd *f)
+{
+	return f->num >= 0 || f->name[0];
+}
+
+/** Reads fd= and fdname= of @spec into @ret: at most one of them (neither: num -1, name "").
+ * -EINVAL with @err naming the key. */
+int sn_listen_fd_from_spec(struct sn_spec *spec, struct sn_listen_fd *ret, struct sn_error *err);
+
+/**
+ * The descriptor @f names, for a port of @sw: a duplicate (fd= or fdname=), non-blocking and
+ * close-on-exec, checked to be a @type socket that listens (a datagram socket: that is bound;
+ * with @connected_too, a connected stream socket passes as well). Its address goes to
+ * *@ret_addr (may be NULL). -ENOENT with @err set when fdname= names no socket the switch
+ * inherited (a caller with a listen= address may bind that instead); -EBADF or -EINVAL with @err
+ * saying what is wrong with the descriptor.
+ */
+int sn_listen_fd_open(struct sn_switch *sw, const struct sn_listen_fd *f, int type, bool connected_too,
+		      struct sn_sockaddr *ret_addr, struct sn_error *err);
+
 /* A listening port; a kind's listener struct embeds it first. */
 struct sn_listener {
 	struct sn_port base;
@@ -86,18 +114,24 @@ struct sn_listener {
 	int fd;
 	ev_io io;
 	struct sn_accept_pause pause;
+	bool own_file;     /* the switch bound the unix socket file: it removes it at close */
+	char from[280];    /* " (fd 3)", " (inherited fdname=NAME)" or "" */
 };
 
 /**
  * Binds @addr (and listens, for connection-oriented types) and registers @l, zeroed memory the
  * caller allocated, as a LISTENING port of @lops->ops made from @conf; its clients inherit
- * @conf. A unix socket file gets @perm (NULL: 0600; see sn_sock_listen()). Returns 0, or -errno
- * with @err set (bind/listen) or not (registration); on failure the caller frees @l and
- * nothing else is left behind.
+ * @conf. A unix socket file gets @perm (NULL: 0600; see sn_sock_listen()). With @lfd (may be
+ * NULL) given, the socket it names is used instead and nothing is bound (@addr may be NULL),
+ * except when fdname= names no inherited socket and there is an @addr to bind: a SPEC that
+ * works with socket activation and without. A socket file the listener did not create is left
+ * in place at close. Returns 0, or -errno with @err set (bind/listen, the descriptor) or not
+ * (registration); on failure the caller frees @l and nothing else is left behind (an fd=N
+ * descriptor stays the caller's).
  */
 int sn_listener_open(struct sn_listener *l, struct sn_switch *sw, const struct sn_port_conf *conf,
 		     const struct sn_listener_ops *lops, const struct sn_sockaddr *addr, const struct sn_sock_perm *perm,
-		     struct sn_error *err);
+		     const struct sn_listen_fd *lfd, struct sn_error *err);
 
 /** Names @child LISTENER.N after @l, initialises its common part with @ops and @l's MTU, and makes
  * @l its parent (so closing @l closes it). Does not register it. */
@@ -110,7 +144,8 @@ void sn_listener_close(struct sn_port *port);
 void sn_listener_describe(struct sn_port *port, char *buf, size_t len);
 
 /* Dials an address, and dials again after failures with exponential backoff (0.1 s to 5 s). The
- * descriptor is its own until the connect completes, then goes to its port through @up. */
+ * descriptor is its own until the connect completes, then goes to its port through @up. While it
+ * dials, the port is CONNECTING and its error (sn_port_set_error) says why the last try failed. */
 struct sn_dialer {
 	struct sn_port *port;        /* whose loop it runs on and whose name the log lines carry */
 	struct sn_sockaddr addr;
@@ -119,6 +154,8 @@ struct sn_dialer {
 	ev_io io;                    /* writable: the connect finished */
 	ev_timer retry;
 	double backoff;              /* the wait before the next attempt */
+	double held;                 /* what backoff was when the last connect succeeded */
+	double connected_at;         /* when it did (loop time; 0: never) */
 	sn_conn_up_fn up;
 };
 
@@ -129,18 +166,25 @@ void sn_dialer_init(struct sn_dialer *d, struct sn_port *port, const struct sn_s
 /** Dials now; on failure, again later. */
 void sn_dialer_start(struct sn_dialer *d);
 
-/** Dials again after the current backoff: for a connection that was up and got lost. */
+/** Dials again after the current backoff: for a connection that was up and got lost. One
+ * lost within a second of its connect (a peer that accepts and closes at once) waits twice
+ * what the dial before that connect waited, as after a failed one, so such a peer is not
+ * redialed ten times a second. */
 void sn_dialer_later(struct sn_dialer *d);
 
 /** Stops any attempt in progress or planned, closing its descriptor. A second call is a no-op. */
 void sn_dialer_stop(struct sn_dialer *d);
 
 /* Where a connection-oriented port kind goes, as its SPEC says: exactly one of listen=ADDR and
- * connect=ADDR, and for a unix listener its mode= and group=. */
+ * connect=ADDR, or a listening socket by fd=N or fdname=NAME (fdname= may come with a
+ * listen= address to bind when no socket of that name was inherited), and for a unix listener
+ * its mode= and group=. */
 struct sn_endpoint {
 	bool listen;
+	bool has_addr;            /* @addr holds listen= or connect= */
 	struct sn_sockaddr addr;
 	struct sn_sock_perm perm;
+	struct sn_listen_fd lfd;  /* fd= or fdname= */
 };
 
 /** Reads @ret from @spec for a port of @kind (for messages); with @unix_only, TCP addresses

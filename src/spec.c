@@ -142,3 +142,30 @@ int sn_spec_check_unused(struct sn_spec *spec, struct sn_error *err)
 					    spec->kind);
 	return 0;
 }
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int sn_mac_parse(const char *text, uint8_t mac[6])
+{
+	const char *s = text;
+
+	for (int i = 0; i < 6; i++, s += 3) {
+		int hi = hex_digit(s[0]), lo = hi < 0 ? -1 : hex_digit(s[1]);
+
+		if (lo < 0 || (i < 5 ? s[2] != ':' && s[2] != '-' : s[2] != '\0'))
+			return -EINVAL;
+		if (i > 0 && s[-1] != text[2])
+			return -EINVAL; /* one separator throughout */
+		mac[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}

@@ -618,10 +618,43 @@ SN_EXPORT int sn_port_kinds_foreach(int (*visit)(const struct sn_port_kind_info 
 	return 0;
 }
 
+/* Parses @text and finds its kind, naming an unknown kind or key before anything is opened. */
+static int spec_prepare(const char *text, struct sn_spec *spec, const struct sn_port_kind **ret_kind,
+			struct sn_error *err)
+{
+	const struct sn_port_kind *kind;
+	int r;
+
+	r = sn_spec_parse(spec, text, err);
+	if (r < 0)
+		return r;
+	kind = kind_find(spec->kind);
+	if (!kind) {
+		char known[256] = "";
+
+		for (const struct sn_port_kind *const *k = sn_port_kinds; *k; k++)
+			snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", k == sn_port_kinds ? "" : ", ",
+				 (*k)->name);
+		return sn_error_set(err, -EINVAL, "unknown port kind '%s' (this build has: %s)", spec->kind, known);
+	}
+	*ret_kind = kind;
+	return check_keys(kind, spec, err);
+}
+
+SN_EXPORT int sn_port_spec_check(const char *text, struct sn_error *err)
+{
+	const struct sn_port_kind *kind;
+	struct sn_spec spec;
+
+	if (err)
+		err->msg[0] = '\0';
+	return spec_prepare(text, &spec, &kind, err);
+}
+
 SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *ret_name, size_t name_len,
 				 struct sn_error *err)
 {
-	const struct sn_port_kind *kind;
+	const struct sn_port_kind *kind = NULL;
 	struct sn_port_conf conf;
 	struct sn_spec spec;
 	struct sn_port *port = NULL;
@@ -629,19 +662,7 @@ SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *r
 
 	if (err)
 		err->msg[0] = '\0';
-	r = sn_spec_parse(&spec, text, err);
-	if (r < 0)
-		return r;
-	kind = kind_find(spec.kind);
-	if (!kind) {
-		char known[256] = "";
-
-		for (const struct sn_port_kind *const *k = sn_port_kinds; *k; k++)
-			snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s", k == sn_port_kinds ? "" : ", ",
-				 (*k)->name);
-		return sn_error_set(err, -EINVAL, "unknown port kind '%s' (this build has: %s)", spec.kind, known);
-	}
-	r = check_keys(kind, &spec, err);
+	r = spec_prepare(text, &spec, &kind, err);
 	if (r >= 0)
 		r = sn_port_conf_from_spec(sw, &spec, &conf, err);
 	if (r >= 0)
@@ -650,6 +671,15 @@ SN_EXPORT int sn_switch_add_port(struct sn_switch *sw, const char *text, char *r
 		if (err && !err->msg[0])
 			sn_error_set(err, r, "%s port: %s", spec.kind, strerror(-r));
 		return r;
+	}
+	/* kept for sn_port_info.spec: what adds the same port again, under the same name */
+	if (conf.name[0])
+		port->spec = strdup(text);
+	else if (asprintf(&port->spec, "%s,name=%s", text, port->name) < 0)
+		port->spec = NULL;
+	if (!port->spec) {
+		sn_port_close(port);
+		return sn_error_set(err, -ENOMEM, "out of memory");
 	}
 	if (ret_name && name_len)
 		sn_strlcpy(ret_name, port->name, name_len);
@@ -684,6 +714,8 @@ SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const st
 			.rx_paused = sn_port_rx_paused(p),
 			.stalled = p->stalled,
 			.stats = p->stats,
+			.error = p->error,
+			.spec = p->spec,
 		};
 		int r;
 
@@ -785,66 +817,6 @@ SN_EXPORT int sn_switch_fdb_add_dst(struct sn_switch *sw, const uint8_t mac[6], 
 
 /* ---- settings and policy at run time ---- */
 
-/* Re-arms the ager for the entries the table holds now (after the aging time changed). */
-static void ager_rearm(struct sn_switch *sw)
-{
-	double now = ev_now(sw->loop), next = sn_fdb_age(&sw->fdb, now);
-
-	if (next > 0) {
-		sw->ager.repeat = next - now + 0.001;
-		if (!ev_is_active(&sw->ager)) {
-			ev_timer_again(sw->loop, &sw->ager);
-			ev_unref(sw->loop);
-		} else {
-			ev_timer_again(sw->loop, &sw->ager);
-		}
-	} else if (ev_is_active(&sw->ager)) {
-		ev_ref(sw->loop);
-		ev_timer_stop(sw->loop, &sw->ager);
-	}
-}
-
-SN_EXPORT int sn_switch_set_fdb_aging(struct sn_switch *sw, double seconds)
-{
-	if (!(seconds > 0) || seconds > 1e6)
-		return -EINVAL;
-	sw->fdb.aging = seconds;
-	sw->cfg.fdb_aging = seconds;
-	ager_rearm(sw);
-	return 0;
-}
-
-SN_EXPORT int sn_switch_set_fdb_max(struct sn_switch *sw, unsigned max, unsigned port_max)
-{
-	int r = sn_fdb_set_max(&sw->fdb, max, port_max, ev_now(sw->loop));
-
-	if (r < 0)
-		return r;
-	sw->cfg.fdb_max = max;
-	sw->cfg.fdb_port_max = port_max;
-	return 0;
-}
-
-SN_EXPORT void sn_switch_set_fdb_evict(struct sn_switch *sw, bool evict)
-{
-	sw->fdb.evict = evict;
-	sw->cfg.fdb_evict = evict;
-}
-
-SN_EXPORT int sn_switch_set_stall_timeout(struct sn_switch *sw, double seconds)
-{
-	if (!(seconds > 0) || seconds > 3600)
-		return -EINVAL;
-	sw->cfg.stall_timeout = seconds;
-	sw->watchdog.repeat = seconds / 4;
-	return 0;
-}
-
-SN_EXPORT void sn_switch_get_config(struct sn_switch *sw, struct sn_switch_config *ret)
-{
-	*ret = sw->cfg;
-}
-
 /* Parses "key=value,..." (or nothing) into @spec, as a SPEC of kind @kind. */
 static int keys_parse(struct sn_spec *spec, const char *kind, const char *keys, struct sn_error *err)
 {
@@ -914,6 +886,35 @@ static void policy_apply(struct sn_port *p, const struct sn_port_policy *np)
 	}
 }
 
+/* The port's SPEC with its policy keys as @np has them, so that a saved configuration makes the
+ * port as it is now; left as it was when it cannot be rebuilt. */
+static void spec_rewrite(struct sn_port *p, const struct sn_port_policy *np)
+{
+	char text[SN_SPEC_MAX_LEN + 64], keys[1280];
+	struct sn_spec old;
+	size_t off;
+	char *copy;
+
+	if (!p->spec || sn_spec_parse(&old, p->spec, NULL) < 0)
+		return;
+	off = (size_t)snprintf(text, sizeof(text), "%s", old.kind);
+	for (unsigned i = 0; i < old.n && off < sizeof(text); i++) {
+		const char *v = old.kv[i].value;
+
+		if (key_in(old.kv[i].key, sn_policy_keys))
+			continue;
+		off += (size_t)snprintf(text + off, sizeof(text) - off, strchr(v, ',') ? ",%s=\"%s\"" : ",%s=%s",
+					old.kv[i].key, v);
+	}
+	sn_policy_keys_text(np, keys, sizeof(keys));
+	if (off < sizeof(text))
+		off += (size_t)snprintf(text + off, sizeof(text) - off, "%s", keys);
+	if (off >= SN_SPEC_MAX_LEN || !(copy = strdup(text)))
+		return;
+	free(p->spec);
+	p->spec = copy;
+}
+
 SN_EXPORT int sn_switch_port_set(struct sn_switch *sw, const char *name, const char *keys, struct sn_error *err)
 {
 	struct sn_port_policy np;
@@ -939,6 +940,7 @@ SN_EXPORT int sn_switch_port_set(struct sn_switch *sw, const char *name, const c
 	if (r < 0)
 		return r;
 	policy_apply(p, &np);
+	spec_rewrite(p, &np);
 	/* a listener's clients follow it, and so will the clients it accepts later */
 	if (p->ops->listener)
 		for (struct sn_port *c = sw->ports; c; c = c->next)

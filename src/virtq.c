@@ -137,6 +137,7 @@ int sn_vq_setup(struct sn_vq *vq, const struct sn_vq_mem *mem, uint16_t size, vo
 	vq->avail = avail;
 	vq->used = used;
 	vq->last_avail = last_avail;
+	vq->avail_seen = last_avail;
 	vq->used_idx = vq->used_flushed = rd16(&vq->used->idx);
 	vq->event_idx = features & SN_VIRTIO_BIT(SN_VIRTIO_F_EVENT_IDX);
 	vq->indirect = features & SN_VIRTIO_BIT(SN_VIRTIO_F_INDIRECT_DESC);
@@ -193,7 +194,118 @@ uint16_t sn_vq_avail_count(struct sn_vq *vq)
 		sn_vq_break(vq, "avail idx %u is %u ahead of %u (queue size %u)", idx, n, vq->last_avail, vq->size);
 		return 0;
 	}
+	vq->avail_seen = idx;
 	return n;
+}
+
+/* Chains known to be available without reading avail->idx: the driver writes that word all the
+ * time from its own CPU, so reading it for every chain costs a cache miss each. It is read
+ * again (with the checks above) only once the chains seen last time are all consumed. */
+static inline uint16_t avail_known(struct sn_vq *vq)
+{
+	uint16_t n = (uint16_t)(vq->avail_seen - vq->last_avail);
+
+	/* within a queue of what was checked, or stale (unpop, reset): read afresh */
+	if (n == 0 || n > vq->size)
+		return sn_vq_avail_count(vq);
+	return n;
+}
+
+/* ---- prefetching ----
+ *
+ * The driver runs on another CPU, so the descriptor and the buffer of every chain are a cache
+ * miss away, and one after the other they cost more than the copy. While one chain is
+ * processed, the descriptor of the chain PREFETCH_DESC slots on and the buffer of the chain
+ * PREFETCH_BUF slots on are fetched, and the misses overlap. Nothing read here is trusted or
+ * kept: sn_vq_pop() reads and checks it all again, and a prefetch is only a hint (it never
+ * faults), made only for an address inside a memory region. */
+#define PREFETCH_DESC 8
+#define PREFETCH_BUF 4
+/* Lines of a buffer: reads stream, so the first 256 bytes get the hardware prefetcher going;
+ * stores do not (each line waits for ownership, and a 1514-byte frame's 24 of them filled the
+ * store queue: 0.24 -> 0.18 us per frame at 1514 B when all of the frame's lines are asked for). */
+#define PREFETCH_LINES_READ 4
+#define PREFETCH_LINES_WRITE 32
+
+/* A line the device is about to write was last written by the driver's CPU: a plain prefetch
+ * brings it in shared, and the store still waits for ownership. x86 has PREFETCHW for that,
+ * but only where CPUID says so (gcc emits it only with -mprfchw); elsewhere
+ * __builtin_prefetch(p, 1) is the write prefetch already. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static atomic_int have_prefetchw = -1; /* not known yet; switches in other threads ask too */
+
+static bool prefetchw_supported(void)
+{
+	int have = atomic_load_explicit(&have_prefetchw, memory_order_relaxed);
+	unsigned a, b, c, d;
+
+	if (sn_unlikely(have < 0)) {
+		have = __get_cpuid(0x80000001, &a, &b, &c, &d) && (c & (1u << 8)); /* PRFCHW */
+		atomic_store_explicit(&have_prefetchw, have, memory_order_relaxed);
+	}
+	return have;
+}
+
+static inline void prefetch_write(const void *p)
+{
+	if (prefetchw_supported())
+		__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+	else
+		__builtin_prefetch(p, 1, 3);
+}
+#else
+static inline void prefetch_write(const void *p)
+{
+	__builtin_prefetch(p, 1, 3);
+}
+#endif
+
+static inline void prefetch_desc(const struct sn_vq *vq, uint16_t slot)
+{
+	uint16_t head = rd16(&vq->avail->ring[slot & (vq->size - 1)]);
+
+	if (head < vq->size)
+		__builtin_prefetch(&vq->desc[head], 0, 3);
+}
+
+static inline void prefetch_buf(const struct sn_vq *vq, uint16_t slot, bool write, uint32_t want)
+{
+	uint16_t head = rd16(&vq->avail->ring[slot & (vq->size - 1)]);
+	struct sn_vring_desc d;
+	const struct sn_vq_mem_region *r;
+	uint64_t off, len;
+
+	if (head >= vq->size)
+		return;
+	desc_read(vq->desc, head, &d);
+	if (d.flags & SN_VRING_DESC_F_INDIRECT)
+		return;
+	r = mem_find(vq->mem, d.addr);
+	if (!r)
+		return;
+	off = d.addr - r->addr;
+	len = SN_MIN(SN_MIN((uint64_t)d.len, r->size - off),
+		     SN_MIN((uint64_t)want, (uint64_t)(write ? PREFETCH_LINES_WRITE : PREFETCH_LINES_READ) * 64));
+	for (uint64_t k = 0; k < len; k += 64) {
+		if (write)
+			prefetch_write(r->hva + off + k);
+		else
+			__builtin_prefetch(r->hva + off + k, 0, 3);
+	}
+}
+
+/* Before the chain at last_avail is popped: fetch what the chains after it will need; an RX
+ * buffer (@write) only as far as the frame for it will fill, @want bytes. */
+static inline void prefetch_ahead(const struct sn_vq *vq, bool write, uint32_t want)
+{
+	uint16_t known = (uint16_t)(vq->avail_seen - vq->last_avail);
+
+	if (known > PREFETCH_DESC)
+		prefetch_desc(vq, (uint16_t)(vq->last_avail + PREFETCH_DESC));
+	if (known > PREFETCH_BUF)
+		prefetch_buf(vq, (uint16_t)(vq->last_avail + PREFETCH_BUF), write, want);
 }
 
 /* Appends the buffer [addr, addr + len) to @e, split where it crosses regions. */
@@ -248,7 +360,7 @@ int sn_vq_pop(struct sn_vq *vq, struct sn_vq_elem *e)
 		sn_vq_break(vq, SN_VQ_SHRANK);
 		return -EIO;
 	}
-	if (sn_vq_avail_count(vq) == 0)
+	if (avail_known(vq) == 0)
 		return vq->broken ? -EIO : 0;
 	head = rd16(&vq->avail->ring[vq->last_avail & (vq->size - 1)]);
 	if (sn_unlikely(head >= vq->size)) {
@@ -381,7 +493,12 @@ bool sn_vq_notify_enable(struct sn_vq *vq, bool enable)
 		if (enable)
 			wr16(avail_event_p(vq), vq->last_avail);
 	} else {
-		wr16(&vq->used->flags, enable ? 0 : SN_VRING_USED_F_NO_NOTIFY);
+		uint16_t want = enable ? 0 : SN_VRING_USED_F_NO_NOTIFY;
+
+		/* only the device writes this word: a store that changes nothing would still take
+		 * the line from the driver's CPU, which reads used->idx beside it */
+		if (rd16(&vq->used->flags) != want)
+			wr16(&vq->used->flags, want);
 	}
 	if (!enable)
 		return false;
@@ -525,6 +642,8 @@ int sn_vnet_tx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, unsigned 
 		uint32_t len;
 		struct sn_frame *f;
 
+		if (sn_likely(sn_vq_usable(vq)))
+			prefetch_ahead(vq, false, UINT32_MAX);
 		r = sn_vq_pop(vq, &e);
 		if (r <= 0)
 			break;
@@ -580,6 +699,9 @@ int sn_vnet_rx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, bool mrg,
 	while (ok < sn_txq_len(q)) {
 		struct sn_frame *f = sn_txq_peek(q, ok);
 
+		/* the frame that goes into the buffer fetched now, when it is queued already */
+		if (sn_likely(sn_vq_usable(vq)) && ok + PREFETCH_BUF < sn_txq_len(q))
+			prefetch_ahead(vq, true, (uint32_t)hdr_len + sn_txq_peek(q, ok + PREFETCH_BUF)->len);
 		r = sn_vq_rx_put(vq, hdr_len, mrg, f->data, f->len);
 		if (sn_unlikely(faulted(vq))) {
 			/* written into zeros the guard mapped: the guest never sees it */

@@ -17,6 +17,8 @@
  * - sn_vq_notify_more() added: RX with too few buffers asks for a kick at the next one.
  * - struct sn_vq gained fault (NULL unless the owner guards the memory against SIGBUS; kept by
  *   sn_vq_reset() like name).
+ * - struct sn_vq gained avail_seen: sn_vq_pop() reads avail->idx again only once the chains it
+ *   saw there last are consumed (internal; no signature changed).
  */
 #ifndef SN_VIRTQ_H
 #define SN_VIRTQ_H
@@ -136,6 +138,7 @@ struct sn_vq {
 	struct sn_vring_used *used;
 	uint16_t size;
 	uint16_t last_avail;     /* next available-ring slot to consume */
+	uint16_t avail_seen;     /* avail->idx as last read and checked */
 	uint16_t used_idx;       /* next used-ring slot to fill (published by sn_vq_flush()) */
 	uint16_t used_flushed;   /* used->idx as last published */
 	uint16_t signalled_used; /* used idx at the last interrupt (event-idx) */

@@ -128,7 +128,7 @@ int sn_policy_from_spec(struct sn_port_policy *p, struct sn_spec *spec, struct s
 	if ((r = sn_spec_get_bool(spec, "isolated", &n.isolated, err)) < 0 ||
 	    (r = sn_spec_get_bool(spec, "flood", &flood, err)) < 0 ||
 	    (r = sn_spec_get_bool(spec, "mcast-flood", &mflood, err)) < 0 ||
-	    (r = sn_spec_get_uint(spec, "max-macs", 1, 1u << 24, &n.max_macs, err)) < 0)
+	    (r = sn_spec_get_uint(spec, "max-macs", 0, 1u << 24, &n.max_macs, err)) < 0)
 		return r;
 	n.no_flood = !flood;
 	n.no_mcast_flood = !mflood;

@@ -1,11 +1,15 @@
 #!/bin/sh
 # Installs what building squibnet needs on Debian/Ubuntu; with --test, also what the test
-# suites use (QEMU and busybox for the vm suite, tcpdump/tshark to read captures back, valgrind
-# for meson test --setup valgrind, Open vSwitch for the tunnel ports' interop test).
+# suites use (QEMU and busybox for the vm suite, tcpdump/tshark to read captures back and to
+# capture through squibnet-extcap, passt, vde2 and socat for the README's recipes, valgrind for
+# meson test --setup valgrind, systemd for socket activation, Open vSwitch for the tunnel ports'
+# interop test).
 set -eu
-pkgs="gcc meson ninja-build pkg-config libev-dev libpcap-dev check python3"
+pkgs="gcc meson ninja-build pkg-config libev-dev libpcap-dev check python3 scdoc"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs clang qemu-system-x86 busybox-static cpio iproute2 iputils-ping tcpdump tshark valgrind vde2 openvswitch-switch"
+	pkgs="$pkgs clang qemu-system-x86 busybox-static cpio iproute2 iputils-ping tcpdump tshark valgrind vde2 passt socat bash-completion openvswitch-switch"
+	# the daemon with socket activation and readiness, and systemd-socket-activate to test them
+	pkgs="$pkgs libsystemd-dev systemd"
 fi
 missing=""
 for p in $pkgs; do

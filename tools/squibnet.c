@@ -1,5 +1,8 @@
-/* squibnet - the switch daemon: ports and captures from the command line, a control socket,
- * capture files reopened on SIGHUP, clean exit (captures flushed) on SIGINT/SIGTERM. */
+/* squibnet - the switch daemon: ports and captures from the command line or a configuration
+ * file, a control socket, on SIGHUP the configuration file applied again and capture files
+ * reopened, clean exit (captures flushed) on SIGINT/SIGTERM. Under systemd (built with
+ * libsystemd) it takes the sockets a socket unit passes by name and tells the service manager
+ * when it is ready, reloading and stopping. */
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
@@ -9,9 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <squibnet/squibnet.h>
+
+#if SN_HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #define MAX_PORTS 256
 #define MAX_CAPTURES 64
@@ -38,8 +46,9 @@ static void usage(FILE *f)
 
 	sn_switch_config_init(&def);
 	fprintf(f,
-		"usage: squibnet [--port SPEC]... [--control PATH] [--fdb-max N] [--fdb-port-max N]\n"
-		"                [--fdb-aging SECONDS] [--fdb-evict] [--pool-frames N] [--txq-len N]\n"
+		"usage: squibnet [--config FILE | --port SPEC...] [--control PATH] [--fdb-max N]\n"
+		"                [--fdb-port-max N] [--fdb-aging SECONDS] [--fdb-evict]\n"
+		"                [--pool-frames N] [--txq-len N]\n"
 		"                [--stall-timeout MS]\n"
 		"                [--capture FILE[,KEY=VALUE]...]... [-v|-q]\n"
 		"                [--help] [--version]\n"
@@ -53,6 +62,11 @@ static void usage(FILE *f)
 		"              isolated=on, flood=off, mcast-flood=off, max-macs=N\n"
 		"\n"
 		"With no --port: a stream listener at $XDG_RUNTIME_DIR/squibnet/switch.sock.\n"
+		"  --config FILE       ports, captures, static FDB entries and settings from FILE,\n"
+		"                      one per line: 'port SPEC', 'capture SPEC',\n"
+		"                      'fdb MAC PORT [vlan=N]', 'set KEY=VALUE' (squibnet.conf(5));\n"
+		"                      SIGHUP or 'squibnetctl reload' applies it again. Not with\n"
+		"                      --port, --capture or the settings below\n"
 		"  --control PATH      control socket for squibnetctl (default: beside the default listener)\n"
 		"  --fdb-max N         forwarding database entries (default 8192)\n"
 		"  --fdb-port-max N    entries one port may own (default: --fdb-max)\n"
@@ -67,7 +81,8 @@ static void usage(FILE *f)
 		"            [,tstamp=us|ns][,rotate=MB][,count=N]\n"
 		"                      write a pcap file of the frames on the chosen ports (default all);\n"
 		"                      %%p in FILE: one file per port; SIGHUP reopens the files\n"
-		"  -v, --verbose       debug messages;  -q, --quiet: warnings and errors only\n",
+		"  -v, --verbose       debug messages;  -q, --quiet: warnings and errors only\n"
+		"fdname=NAME in a SPEC: the socket systemd passed by that name (LISTEN_FDNAMES).\n",
 		def.pool_frames, def.txq_len, (unsigned)(def.stall_timeout * 1000));
 }
 
@@ -107,11 +122,62 @@ static int print_attach(const struct sn_port_info *info, void *ctx)
 		return 0;
 	path = info->peer + 12;
 	printf("squibnet: port %s listening on %.*s\n", info->name, (int)strcspn(path, " "), path);
-	printf("  attach QEMU (>= 7.2) guests with (a distinct mac= for each; QEMU >= 8.0 also takes reconnect=1):\n"
+	/* QEMU 9.2 renamed reconnect= (seconds) to reconnect-ms=, and 10.2 drops the old name */
+	printf("  attach QEMU (>= 7.2) guests with (a distinct mac= for each):\n"
 	       "    -netdev stream,id=net0,server=off,addr.type=unix,addr.path=%.*s \\\n"
-	       "    -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:01\n",
+	       "    -device virtio-net-pci,netdev=net0,mac=52:54:00:12:34:01\n"
+	       "  to redial a restarted switch, add to -netdev: reconnect-ms=1000 (QEMU >= 9.2)\n"
+	       "  or reconnect=1 (QEMU 8.0 to 10.1)\n",
 	       (int)strcspn(path, " "), path);
 	return 0;
+}
+
+/* ---- systemd: inherited sockets and readiness ---- */
+
+/* The sockets a socket unit passed, by their names (FileDescriptorName=), for fdname= SPECs. */
+static void inherit_sockets(struct sn_switch *sw)
+{
+#if SN_HAVE_LIBSYSTEMD
+	char **names = NULL;
+	int n = sd_listen_fds_with_names(1, &names);
+
+	if (n < 0)
+		fprintf(stderr, "squibnet: LISTEN_FDS: %s\n", strerror(-n));
+	for (int i = 0; i < n; i++) {
+		int fd = SD_LISTEN_FDS_START + i, r;
+		const char *name = names && names[i] ? names[i] : "unknown";
+
+		r = sn_switch_add_inherited_fd(sw, name, fd);
+		if (r == -EEXIST)
+			fprintf(stderr, "squibnet: inherited socket %d has the name '%s' of another; give each socket "
+				"unit a FileDescriptorName= of its own (left unused)\n", fd, name);
+		else if (r < 0)
+			fprintf(stderr, "squibnet: inherited socket %d ('%s'): %s (left unused)\n", fd, name, strerror(-r));
+		if (r < 0)
+			close(fd);
+	}
+	for (int i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+#else
+	(void)sw;
+	if (getenv("LISTEN_FDS"))
+		fprintf(stderr, "squibnet: built without libsystemd: the sockets in LISTEN_FDS are not used\n");
+#endif
+}
+
+/* A state for the service manager (READY=1, RELOADING=1, STOPPING=1, STATUS=...); nothing
+ * without NOTIFY_SOCKET or libsystemd. */
+static void notify(const char *state)
+{
+#if SN_HAVE_LIBSYSTEMD
+	int r = sd_notify(0, state);
+
+	if (r < 0)
+		fprintf(stderr, "squibnet: sd_notify: %s\n", strerror(-r));
+#else
+	(void)state;
+#endif
 }
 
 static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -119,16 +185,39 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-/* Log rotation moved the capture files away: start new ones under the old names. */
+struct hup {
+	ev_signal sig;
+	struct sn_switch *sw;
+	bool config;
+};
+
+/* The configuration file again, then the capture files log rotation moved away: new ones under
+ * the old names. */
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	sn_capture_reopen_all(w->data);
+	struct hup *h = w->data;
+	struct sn_error err;
+	char state[96];
+	struct timespec ts;
+
+	if (h->config) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		/* MONOTONIC_USEC: what Type=notify-reload matches the reload by */
+		snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
+			 (unsigned long long)ts.tv_sec * 1000000 + (unsigned long long)ts.tv_nsec / 1000);
+		notify(state);
+		if (sn_conffile_reload(h->sw, NULL, &err) < 0)
+			fprintf(stderr, "squibnet: reload: %s\n", err.msg);
+		notify("READY=1");
+	}
+	sn_capture_reopen_all(h->sw);
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{"port", required_argument, NULL, 'p'},
+		{"config", required_argument, NULL, 'f'},
 		{"control", required_argument, NULL, 'c'},
 		{"fdb-max", required_argument, NULL, 'M'},
 		{"fdb-port-max", required_argument, NULL, 'P'},
@@ -147,20 +236,29 @@ int main(int argc, char **argv)
 	const char *specs[MAX_PORTS], *captures[MAX_CAPTURES];
 	unsigned ncaptures = 0;
 	unsigned nspecs = 0, aging = 0, stall_ms = 0;
-	const char *control = NULL;
+	const char *control = NULL, *config = NULL, *cli_only = NULL;
+	struct sn_conffile *cf = NULL;
 	char dir[PATH_MAX], defspec[PATH_MAX + 64], defctl[PATH_MAX + 32];
 	struct sn_switch_config cfg;
 	struct sn_switch *sw = NULL;
 	struct sn_control *ctl = NULL;
 	struct sn_error err;
 	struct ev_loop *loop;
-	ev_signal sigint, sigterm, sighup;
+	ev_signal sigint, sigterm;
+	struct hup hup;
 	enum sn_log_level level = SN_LOG_INFO;
 	int c, r, status = 1;
 
 	sn_switch_config_init(&cfg);
 	while ((c = getopt_long(argc, argv, "p:c:vqhV", opts, NULL)) != -1) {
+		/* what a configuration file says instead */
+		for (const struct option *o = opts; o->name && !cli_only && strchr("pMPAEFQSC", c); o++)
+			if (o->val == c)
+				cli_only = o->name;
 		switch (c) {
+		case 'f':
+			config = optarg;
+			break;
 		case 'p':
 			if (nspecs == MAX_PORTS) {
 				fprintf(stderr, "squibnet: at most %d --port options\n", MAX_PORTS);
@@ -229,14 +327,27 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (config && cli_only) {
+		fprintf(stderr, "squibnet: --%s and --config do not go together: put it in the file (squibnet.conf(5))\n",
+			cli_only);
+		return 2;
+	}
 	sn_log_set_level(level);
 	sn_log_set_handler(sn_log_stderr, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	if (nspecs == 0 || !control) {
+	if (config) {
+		r = sn_conffile_load(config, &cf, &err);
+		if (r < 0) {
+			fprintf(stderr, "squibnet: %s\n", err.msg);
+			return 1;
+		}
+		sn_conffile_switch_config(cf, &cfg);
+	}
+	if ((nspecs == 0 && !config) || !control) {
 		default_dir(dir, sizeof(dir));
-		if (nspecs == 0) {
+		if (nspecs == 0 && !config) {
 			snprintf(defspec, sizeof(defspec), "stream,name=switch,listen=unix:%s/%s", dir,
 				 strcmp(dir, ".") ? "switch.sock" : "squibnet.sock");
 			specs[nspecs++] = defspec;
@@ -252,7 +363,16 @@ int main(int argc, char **argv)
 	r = sn_switch_create(loop, &cfg, &sw);
 	if (r < 0) {
 		fprintf(stderr, "squibnet: cannot create the switch: %s\n", strerror(-r));
+		sn_conffile_free(cf);
 		return 1;
+	}
+	inherit_sockets(sw);
+	if (cf) {
+		r = sn_conffile_apply(sw, cf, NULL, &err);
+		if (r < 0) {
+			fprintf(stderr, "squibnet: %s\n", err.msg);
+			goto out;
+		}
 	}
 	for (unsigned i = 0; i < nspecs; i++) {
 		r = sn_switch_add_port(sw, specs[i], NULL, 0, &err);
@@ -280,10 +400,13 @@ int main(int argc, char **argv)
 	ev_signal_start(loop, &sigint);
 	ev_signal_init(&sigterm, stop_cb, SIGTERM);
 	ev_signal_start(loop, &sigterm);
-	ev_signal_init(&sighup, hup_cb, SIGHUP);
-	sighup.data = sw;
-	ev_signal_start(loop, &sighup);
+	hup = (struct hup){.sw = sw, .config = config != NULL};
+	ev_signal_init(&hup.sig, hup_cb, SIGHUP);
+	hup.sig.data = &hup;
+	ev_signal_start(loop, &hup.sig);
+	notify("READY=1");
 	ev_run(loop, 0);
+	notify("STOPPING=1");
 	fprintf(stderr, "squibnet: shutting down\n");
 	/* every frame switched before the signal is in the files before anything else can fail */
 	sn_capture_flush_all(sw);

@@ -29,6 +29,50 @@
 
 static bool json;
 
+#define WIDTH 80   /* columns of --help */
+#define DESC_COL 30 /* where a command's description starts */
+
+/* Prints @text from column @col, wrapped at blanks to WIDTH with continuation lines at @indent,
+ * and ends the line. */
+static void wrap(FILE *f, const char *text, int col, int indent)
+{
+	bool first = true;
+
+	while (*text) {
+		int n = (int)strcspn(text, " ");
+
+		if (!first && col + 1 + n > WIDTH) {
+			col = fprintf(f, "\n%*s", indent, "") - 1;
+			first = true;
+		}
+		col += fprintf(f, "%s%.*s", first ? "" : " ", n, text);
+		first = false;
+		text += n;
+		text += strspn(text, " ");
+	}
+	fputc('\n', f);
+}
+
+/* One line (or two) per command: its usage, its description from DESC_COL. */
+static int print_command(const struct sn_control_command_info *c, void *ctx)
+{
+	FILE *f = ctx;
+	char usage[256];
+	int n = snprintf(usage, sizeof(usage), "%s%s%s", c->name, *c->args ? " " : "", c->args);
+
+	if (2 + n + 2 <= DESC_COL) {
+		fprintf(f, "  %-*s", DESC_COL - 2, usage);
+	} else {
+		fputs("  ", f);
+		wrap(f, usage, 2, 6);
+		fprintf(f, "%*s", DESC_COL, "");
+	}
+	wrap(f, c->help, DESC_COL, DESC_COL);
+	return 0;
+}
+
+/* The commands come from the library's own tables, the ones the switch serves, so this list
+ * cannot fall behind them; a switch of another version may have others ('squibnetctl help'). */
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -36,25 +80,17 @@ static void usage(FILE *f)
 		"\n"
 		"Inspects and changes a running squibnet switch.\n"
 		"\n"
-		"commands (the switch knows them; 'squibnetctl help' lists what it has):\n"
-		"  ports              ports and listeners with their counters\n"
-		"  fdb [show]         the forwarding database\n"
-		"  fdb flush [PORT]   forget learned entries, all or one port's\n"
-		"  fdb add MAC PORT [vlan=N] [dst=IP]  a static entry; dst=: the remote VTEP\n"
-		"                     behind a tunnel port (vxlan, geneve) for that MAC\n"
-		"  fdb del MAC [vlan=N] | fdb find MAC [vlan=N]  remove an entry; show one\n"
-		"  tunnel show [PORT] | tunnel flood add|del PORT IP  tunnel ports' remotes\n"
-		"  stats              switch counters and per-port drops by reason\n"
-		"  port add SPEC      add a port (SPECs as in squibnet --help); prints its name\n"
-		"  port del NAME      remove a port, or a listener with its clients\n"
-		"  capture start FILE [KEY=VALUE]...  write a pcap file (keys as squibnet --capture)\n"
-		"  capture -w - [KEY=VALUE]...        stream a live pcap to stdout (| tcpdump -r -)\n"
-		"  capture list | capture stop ID     the captures; stop one\n"
+		"commands (SPECs as in squibnet --help; 'squibnetctl help' asks the switch):\n");
+	sn_control_foreach_command(print_command, f);
+	fprintf(f,
 		"\n"
-		"  -c, --control PATH the switch's control socket (default:\n"
-		"                     $XDG_RUNTIME_DIR/squibnet/control.sock, else ./squibnet-control.sock)\n"
-		"  -j, --json         JSON output, for scripts\n"
-		"  -h, --help         this text;  -V, --version: the version\n");
+		"options, before or after the command ('--' ends them):\n"
+		"  -c, --control PATH  the switch's control socket (default:\n"
+		"                      $XDG_RUNTIME_DIR/squibnet/control.sock, else\n"
+		"                      ./squibnet-control.sock)\n"
+		"  -j, --json          JSON output, for scripts\n"
+		"  -h, --help          this text\n"
+		"  -V, --version       the version\n");
 }
 
 /* The daemon's default: $XDG_RUNTIME_DIR/squibnet when that directory exists, else here. */
@@ -129,6 +165,30 @@ static int fail(int err, const char *fmt, ...)
 	return 1;
 }
 
+/* `top` screens start with a form feed: on a terminal it clears the screen, elsewhere the screens
+ * follow each other (the switch ends each with a blank line). 0: copy the body as it is. */
+static enum { FF_KEEP, FF_CLEAR, FF_DROP } form_feed = FF_KEEP;
+
+static int write_all(int fd, const char *p, size_t len, bool sock);
+
+static int write_body(const char *p, size_t len)
+{
+	static const char clear[] = "\033[H\033[J"; /* cursor home, erase to the end of the screen */
+	const char *ff;
+	int r;
+
+	while (form_feed != FF_KEEP && (ff = memchr(p, '\f', len))) {
+		r = write_all(STDOUT_FILENO, p, (size_t)(ff - p), false);
+		if (r == 0 && form_feed == FF_CLEAR)
+			r = write_all(STDOUT_FILENO, clear, sizeof(clear) - 1, false);
+		if (r < 0)
+			return r;
+		len -= (size_t)(ff + 1 - p);
+		p = ff + 1;
+	}
+	return write_all(STDOUT_FILENO, p, len, false);
+}
+
 static int write_all(int fd, const char *p, size_t len, bool sock)
 {
 	while (len > 0) {
@@ -176,9 +236,9 @@ int main(int argc, char **argv)
 	char defpath[PATH_MAX], status[STATUS_MAX + 1], *req, *nl, *p;
 	const char *control = NULL;
 	size_t reqlen = sizeof(MAGIC " json\n\n"), have = 0;
-	int c, fd, r;
+	int c, fd, r, nargs;
 
-	/* '+': stop at the command, so its arguments may start with '-' */
+	/* '+': stop at the command; its arguments are sorted out below */
 	while ((c = getopt_long(argc, argv, "+c:jhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -202,6 +262,35 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* After the command, the global options are taken out wherever they are (people type
+	 * "stats --json"); anything else, '-w' or '--port' included, is the command's, and so is
+	 * everything after a '--'. What stays is packed at argv[optind...]. */
+	nargs = 0;
+	for (int i = optind, opts_end = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!opts_end && !strcmp(a, "--")) {
+			opts_end = 1;
+		} else if (opts_end || i == optind) {
+			argv[optind + nargs++] = argv[i];
+		} else if (!strcmp(a, "-j") || !strcmp(a, "--json")) {
+			json = true;
+		} else if (!strcmp(a, "-c") || !strcmp(a, "--control")) {
+			if (i + 1 == argc) {
+				fprintf(stderr, "squibnetctl: %s needs a PATH\n", a);
+				return 2;
+			}
+			control = argv[++i];
+		} else if (!strncmp(a, "--control=", 10)) {
+			control = a + 10;
+		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			return 0;
+		} else {
+			argv[optind + nargs++] = argv[i];
+		}
+	}
+	argc = optind + nargs;
 	if (!control) {
 		default_control(defpath, sizeof(defpath));
 		control = defpath;
@@ -221,6 +310,8 @@ int main(int argc, char **argv)
 		p += sprintf(p, "%s\n", argv[i]);
 	*p++ = '\n';
 
+	if (!json && !strcmp(argv[optind], "top"))
+		form_feed = isatty(STDOUT_FILENO) ? FF_CLEAR : FF_DROP;
 	fd = connect_to(control);
 	if (fd < 0) {
 		free(req);
@@ -251,7 +342,7 @@ int main(int argc, char **argv)
 		return fail(EPROTO, "the switch at %s gave %s", control,
 			    have ? "an answer this program does not understand" : "no answer");
 	/* the body: what came with the status line, then the rest as it arrives */
-	r = write_all(STDOUT_FILENO, nl + 1, have - (size_t)(nl + 1 - status), false);
+	r = write_body(nl + 1, have - (size_t)(nl + 1 - status));
 	/* a pipe whose reader left (| head, a closed Wireshark) shows POLLERR: end now rather than
 	 * at the next write, so the switch ends a quiet live capture too */
 	struct pollfd pf[2] = {{.fd = fd, .events = POLLIN}, {.fd = STDOUT_FILENO}};
@@ -281,7 +372,7 @@ int main(int argc, char **argv)
 				r = fail(errno, "reading from the switch: %s", strerror(errno));
 			break;
 		}
-		r = write_all(STDOUT_FILENO, buf, (size_t)n, false);
+		r = write_body(buf, (size_t)n);
 	}
 	close(fd);
 	if (r == -EPIPE)

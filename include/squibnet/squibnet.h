@@ -4,6 +4,7 @@
 #define SQUIBNET_SQUIBNET_H
 
 #include <squibnet/capture.h>
+#include <squibnet/conffile.h>
 #include <squibnet/config.h>
 #include <squibnet/gvproxy.h>
 #include <squibnet/log.h>

@@ -63,6 +63,19 @@ void sn_switch_config_init(struct sn_switch_config *cfg);
  */
 int sn_switch_create(struct ev_loop *loop, const struct sn_switch_config *cfg, struct sn_switch **ret_sw);
 
+/** The switch's settings now: what sn_switch_create() was given (txq_len rounded up as it was),
+ * with the changes of sn_switch_reconfigure(). */
+void sn_switch_get_config(struct sn_switch *sw, struct sn_switch_config *ret_cfg);
+
+/**
+ * Changes the settings of a running switch to @cfg (fields past @cfg->size keep their values).
+ * fdb_max (rehashing the table; entries over a lower cap stay until they age), fdb_port_max,
+ * fdb_aging, fdb_evict and stall_timeout take effect at once. pool_frames, jumbo_frames and
+ * txq_len are sized at creation: a @cfg that changes one of them is -EBUSY and changes nothing.
+ * -EINVAL for a value out of range, -ENOMEM (nothing changed); @err says which.
+ */
+int sn_switch_reconfigure(struct sn_switch *sw, const struct sn_switch_config *cfg, struct sn_error *err);
+
 /** Closes every port and frees the switch. NULL is a no-op. */
 void sn_switch_destroy(struct sn_switch *sw);
 
@@ -86,16 +99,29 @@ int sn_switch_add_port(struct sn_switch *sw, const char *spec, char *ret_name, s
 		       struct sn_error *err);
 
 /**
+ * Checks @spec as sn_switch_add_port() does before it opens anything: the grammar, the kind,
+ * and that the kind takes every key. Values are checked when the port is added. Returns 0, or
+ * -EINVAL with @err naming the problem.
+ */
+int sn_port_spec_check(const char *spec, struct sn_error *err);
+
+/**
  * Removes the port (or listener, with all of its clients) called @name, and the forwarding
  * entries that point at it. -ENOENT when there is no such port.
  */
 int sn_switch_del_port(struct sn_switch *sw, const char *name);
 
 enum sn_port_state {
-	SN_PORT_UP,        /**< carrying frames */
-	SN_PORT_DOWN,      /**< waiting for a peer (connect mode reconnecting) */
-	SN_PORT_LISTENING, /**< a listener: its clients are ports of their own */
+	SN_PORT_UP,         /**< carrying frames */
+	SN_PORT_DOWN,       /**< no peer, and none being dialed (a vhost-user port without a
+	                         frontend, a host interface that went away, a gvproxy restarting) */
+	SN_PORT_LISTENING,  /**< a listener: its clients are ports of their own */
+	SN_PORT_CONNECTING, /**< connect mode: dialing a peer that is not there (yet), with backoff;
+	                         sn_port_info.error says why the last attempt failed */
 };
+
+/** The state as squibnetctl shows it: "up", "down", "listening", "connecting". */
+const char *sn_port_state_name(enum sn_port_state state);
 
 /** Per-port counters. rx is what the port received from its peer, tx what it sent to it. */
 struct sn_port_stats {
@@ -127,6 +153,12 @@ struct sn_port_info {
 	bool rx_paused;     /**< not reading now: a destination's queue is filling (back-pressure) */
 	bool stalled;       /**< its peer is not taking frames: few are queued for it */
 	struct sn_port_stats stats;
+	const char *error;  /**< why the port is not up: its last failure to reach or keep its
+	                         peer ("Connection refused"), "" when none or once it is up */
+	/** The SPEC the port was added with (sn_switch_add_port()), with name= the port's name, so
+	 * that adding it again makes the same port; NULL for a listener's clients and for ports
+	 * made through the typed constructors. */
+	const char *spec;
 };
 
 /** Calls @visit for every port and listener; stops early and returns what @visit returned if
@@ -176,6 +208,17 @@ int sn_switch_fdb_lookup(struct sn_switch *sw, const uint8_t mac[6], uint16_t vl
 /** Removes the entry for @mac on @vlan, static or learned (and a tunnel port's pin of it to a
  * remote endpoint). -ENOENT when there is none. */
 int sn_switch_fdb_del(struct sn_switch *sw, const uint8_t mac[6], uint16_t vlan);
+
+/**
+ * Gives the switch a socket the process inherited, under @name, for the SPECs that say
+ * fdname=NAME: systemd socket activation hands them over in LISTEN_FDS and LISTEN_FDNAMES
+ * (sd_listen_fds_with_names()). The switch takes @fd on success (close-on-exec from then on,
+ * closed by sn_switch_destroy()) and keeps it: each port that names it works on a duplicate,
+ * so a port removed and added again takes the same socket, and the socket outlives its ports
+ * (new clients wait in its backlog meanwhile). -EINVAL (an empty name, one over 255 bytes or
+ * with blanks, ':', ',' or '"'), -EBADF, -EEXIST (the name is taken), -ENOMEM.
+ */
+int sn_switch_add_inherited_fd(struct sn_switch *sw, const char *name, int fd);
 
 /** How frames are delimited on a byte stream. */
 enum sn_stream_framing {
@@ -243,6 +286,18 @@ void sn_switch_get_stats(struct sn_switch *sw, struct sn_switch_stats *ret_stats
  */
 int sn_control_create(struct sn_switch *sw, const char *path, struct sn_control **ret_ctl, struct sn_error *err);
 void sn_control_destroy(struct sn_control *ctl);
+
+/** A command of the control protocol, as sn_control_foreach_command() shows it. */
+struct sn_control_command_info {
+	const char *name;  /**< one or more words, as sent: "fdb flush" */
+	const char *args;  /**< usage of the arguments after the name, "" for none */
+	const char *help;  /**< what it does, one line */
+};
+
+/** Calls @visit for each command a control socket of this build serves, in the order "help"
+ * lists them (aliases left out), with no switch needed: for a client's --help. Stops early and
+ * returns what @visit returned if it is non-zero. */
+int sn_control_foreach_command(int (*visit)(const struct sn_control_command_info *, void *), void *ctx);
 
 /** The library's version, "MAJOR.MINOR.PATCH". */
 const char *sn_version(void);

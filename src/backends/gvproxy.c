@@ -84,6 +84,8 @@ struct sn_gvproxy {
 	char errline[ERRLINE_MAX];
 	size_t errlen;
 	char status[160];          /* why there is no child */
+	char version[24];          /* from its "gvproxy version vX" line, for messages */
+	bool ssh_off_refused;      /* it said it does not take -ssh-port -1 (an old release) */
 };
 
 static void respawn_later(struct sn_gvproxy *gv);
@@ -123,10 +125,24 @@ static void err_line(struct sn_gvproxy *gv, const char *line, size_t len)
 	bool bad = memmem(line, len, "level=error", 11) || memmem(line, len, "level=fatal", 11) ||
 		   memmem(line, len, "level=warn", 10) || memmem(line, len, "level=panic", 11);
 
+	const char *v;
+
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' '))
 		len--;
 	if (len == 0)
 		return;
+	/* gvproxy releases before October 2024 exit at once on -ssh-port -1: restarting them
+	 * cannot help, the user must change the SPEC or the gvproxy */
+	if (!strcmp(gv->ssh_port, "-1") && memmem(line, len, "ssh-port value must be between", 30))
+		gv->ssh_off_refused = true;
+	if ((v = memmem(line, len, "gvproxy version ", 16))) {
+		size_t n = 0, rest = len - (size_t)(v + 16 - line);
+
+		v += 16;
+		while (n < rest && v[n] != ' ' && v[n] != '"')
+			n++;
+		snprintf(gv->version, sizeof(gv->version), "%.*s", (int)n, v);
+	}
 	if (bad)
 		sn_warn("port %s: gvproxy: %.*s", gv->name, (int)len, line);
 	else
@@ -361,6 +377,14 @@ static void child_gone(struct sn_gvproxy *gv, int status, bool known)
 	pid_t pid = gv->pid;
 
 	gv->pid = 0;
+	if (gv->ssh_off_refused) {
+		snprintf(gv->status, sizeof(gv->status),
+			 "gvproxy %s refuses ssh-port=-1 (releases before Oct 2024): use ssh-port=N (1024-65535) "
+			 "or a newer gvproxy", gv->version[0] ? gv->version : "(unknown version)");
+		sn_err("port %s: %s; not restarting", gv->name, gv->status);
+		gv->ev->down(gv->owner, gv->status);
+		return;
+	}
 	gv->ev->down(gv->owner, what);
 	if (!gv->restart) {
 		sn_warn("port %s: gvproxy pid %d %s; not restarting (restart=off)", gv->name, (int)pid, what);

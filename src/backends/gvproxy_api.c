@@ -22,6 +22,7 @@
 #include "gvproxy_child.h"
 
 #define API_REPLY_MAX (1024 * 1024)
+#define API_RETRY 0.05 /* s between tries to reach an API socket that is not there yet */
 
 /* ---- replies ---- */
 
@@ -267,8 +268,11 @@ struct sn_gvproxy_call {
 	char api[108];
 	int fd;
 	bool connected;
+	struct sn_sockaddr addr;
+	int connect_err;           /* the last refusal while gvproxy's socket is not there yet */
 	ev_io io;
 	ev_timer timeout;
+	ev_timer retry;
 	struct sn_buf req;
 	size_t req_off;
 	struct sn_buf resp;
@@ -278,7 +282,9 @@ void sn_gvproxy_call_cancel(struct sn_gvproxy_call *a)
 {
 	ev_io_stop(a->loop, &a->io);
 	ev_timer_stop(a->loop, &a->timeout);
-	close(a->fd);
+	ev_timer_stop(a->loop, &a->retry);
+	if (a->fd >= 0)
+		close(a->fd);
 	sn_buf_finish(&a->req);
 	sn_buf_finish(&a->resp);
 	free(a);
@@ -395,7 +401,43 @@ static void call_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void call_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	call_fail(w->data, -ETIMEDOUT, "gvproxy API did not answer within %.0f s", SN_GVPROXY_API_TIMEOUT);
+	struct sn_gvproxy_call *a = w->data;
+
+	if (a->fd < 0)
+		call_fail(a, a->connect_err, "gvproxy API at %s: %s for %.0f s", a->api, strerror(-a->connect_err),
+			  SN_GVPROXY_API_TIMEOUT);
+	else
+		call_fail(a, -ETIMEDOUT, "gvproxy API did not answer within %.0f s", SN_GVPROXY_API_TIMEOUT);
+}
+
+/* A unix socket connects at once or not at all. Not there yet (a gvproxy just started makes its
+ * API socket after it is up) or a full backlog: another try in a moment, within the deadline.
+ * Returns 0 (connected, or a try is due), or what stops the call. */
+static int call_connect(struct sn_gvproxy_call *a)
+{
+	int fd = sn_sock_connect(&a->addr, SOCK_STREAM);
+
+	if (fd == -ENOENT || fd == -ECONNREFUSED || fd == -EAGAIN) {
+		a->connect_err = fd;
+		ev_timer_start(a->loop, &a->retry);
+		return 0;
+	}
+	if (fd < 0)
+		return fd;
+	a->fd = fd;
+	ev_io_init(&a->io, call_io_cb, fd, EV_WRITE);
+	a->io.data = a;
+	ev_io_start(a->loop, &a->io);
+	return 0;
+}
+
+static void call_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sn_gvproxy_call *a = w->data;
+	int r = call_connect(a);
+
+	if (r < 0)
+		call_fail(a, r, "gvproxy API at %s: %s", a->api, strerror(-r));
 }
 
 int sn_gvproxy_call(struct ev_loop *loop, const char *api, enum sn_gvproxy_op op, const char *local,
@@ -407,16 +449,17 @@ int sn_gvproxy_call(struct ev_loop *loop, const char *api, enum sn_gvproxy_op op
 		[SN_GVPROXY_UNEXPOSE] = "/services/forwarder/unexpose",
 		[SN_GVPROXY_LIST] = "/services/forwarder/all",
 	};
-	struct sn_sockaddr addr;
 	struct sn_gvproxy_call *a;
 	struct sn_buf body;
-	int fd;
+	int r;
 
-	if (sn_sockaddr_unix(api, &addr) < 0)
-		return sn_error_set(err, -ENAMETOOLONG, "gvproxy API socket path too long");
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
+	if (sn_sockaddr_unix(api, &a->addr) < 0) {
+		free(a);
+		return sn_error_set(err, -ENAMETOOLONG, "gvproxy API socket path too long");
+	}
 	a->loop = loop;
 	a->done = done;
 	a->ctx = ctx;
@@ -450,19 +493,16 @@ int sn_gvproxy_call(struct ev_loop *loop, const char *api, enum sn_gvproxy_op op
 		free(a);
 		return -ENOMEM;
 	}
-	/* a unix socket connects at once or not at all (EAGAIN: gvproxy's backlog is full) */
-	fd = sn_sock_connect(&addr, SOCK_STREAM);
-	if (fd < 0) {
-		sn_buf_finish(&a->req);
-		free(a);
-		return sn_error_set(err, fd, "gvproxy API at %s: %s", api, strerror(-fd));
-	}
-	a->fd = fd;
-	ev_io_init(&a->io, call_io_cb, fd, EV_WRITE);
-	a->io.data = a;
 	ev_timer_init(&a->timeout, call_timeout_cb, SN_GVPROXY_API_TIMEOUT, 0);
 	a->timeout.data = a;
-	ev_io_start(loop, &a->io);
+	ev_timer_init(&a->retry, call_retry_cb, API_RETRY, 0);
+	a->retry.data = a;
+	r = call_connect(a);
+	if (r < 0) {
+		sn_buf_finish(&a->req);
+		free(a);
+		return sn_error_set(err, r, "gvproxy API at %s: %s", api, strerror(-r));
+	}
 	ev_timer_start(loop, &a->timeout);
 	*ret = a;
 	return 0;

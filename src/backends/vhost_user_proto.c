@@ -887,6 +887,8 @@ int sn_vu_init(struct sn_vu *vu, struct ev_loop *loop, int fd, uint64_t device_f
 		ev_io_init(&r->kick_io, kick_cb, -1, EV_READ);
 		r->kick_io.data = r;
 	}
+	if (fd < 0)
+		return 0; /* the owner dials and hands over each connection with sn_vu_attach() */
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
 	    getsockname(fd, (struct sockaddr *)&ss, &slen) < 0 || ss.ss_family != AF_UNIX) {
 		close(fd);
@@ -909,6 +911,23 @@ int sn_vu_init(struct sn_vu *vu, struct ev_loop *loop, int fd, uint64_t device_f
 		vu->once = true;
 		start_session(vu, fd);
 	}
+	return 0;
+}
+
+int sn_vu_attach(struct sn_vu *vu, int fd)
+{
+	if (vu->fd >= 0 || vu->listen_fd >= 0) {
+		close(fd);
+		return -EBUSY;
+	}
+	if (sn_fd_nonblock(fd) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	sn_info("port %s: vhost-user front-end connected", vu->name);
+	start_session(vu, fd);
 	return 0;
 }
 

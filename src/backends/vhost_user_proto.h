@@ -1,5 +1,6 @@
 /* vhost_user_proto.h - the vhost-user control plane as a back-end: one front-end connection at a time
- * on a listening or already-connected unix socket, its messages read and checked, its guest
+ * on a listening or already-connected unix socket, or on connections the owner dials (the
+ * front-end listens, as QEMU's -chardev socket,server=on), its messages read and checked, its guest
  * memory mapped, its two rings (0 = RX, 1 = TX) configured. The data path is not here: the
  * owner gets a callback when a ring starts or stops and drives the ring itself. */
 #ifndef SN_BACKENDS_VHOST_USER_H
@@ -110,7 +111,7 @@ struct sn_vu {
 	void *ctx;
 	const char *name;             /* for log messages: the owner's name */
 	uint64_t device_features;     /* offered virtio features, without bit 30 */
-	int listen_fd;                /* -1 when serving one inherited connection */
+	int listen_fd;                /* -1 when serving one inherited connection or dialing */
 	int fd;                       /* the front-end, -1 when none */
 	ev_io listen_io, io;
 	struct sn_accept_pause accept_pause; /* after accept() ran out of descriptors */
@@ -139,12 +140,22 @@ struct sn_vu {
 /**
  * Sets up @vu on @fd, which it owns from now on (closed by sn_vu_finish() even on failure): a
  * listening unix stream socket (front-ends connect one at a time; a new one may connect
- * after the last one left), or one already-connected socket. @device_features are the virtio
- * features GET_FEATURES offers (VHOST_USER_F_PROTOCOL_FEATURES is added). @name is kept by
- * reference for log messages. Returns 0 or -EINVAL (@fd is not a unix stream socket).
+ * after the last one left), or one already-connected socket; or -1 for none yet: the owner
+ * connects to a listening front-end itself and hands each connection over with
+ * sn_vu_attach(). @device_features are the virtio features GET_FEATURES offers
+ * (VHOST_USER_F_PROTOCOL_FEATURES is added). @name is kept by reference for log messages.
+ * Returns 0 or -EINVAL (@fd is not a unix stream socket).
  */
 int sn_vu_init(struct sn_vu *vu, struct ev_loop *loop, int fd, uint64_t device_features,
 	       const struct sn_vu_ops *ops, void *ctx, const char *name, struct sn_error *err);
+
+/**
+ * Starts a session on @fd, a connected unix stream socket the owner dialed (client mode: the
+ * front-end listens), which @vu owns from now on. When the session ends, ops->link reports it
+ * (@up false) and the owner may dial again and attach the next connection. Returns 0, or
+ * -EBUSY (a session runs, or @vu has a listening socket) or -errno, with @fd closed.
+ */
+int sn_vu_attach(struct sn_vu *vu, int fd);
 
 /** Drops the front-end (stopping its rings and unmapping its memory) and closes every descriptor. */
 void sn_vu_finish(struct sn_vu *vu);

@@ -555,8 +555,8 @@ static int unix_addr(const char *text, const char *key, struct sn_sockaddr *ret,
 }
 
 static int listener_create(struct sn_switch *sw, const struct sn_port_conf *conf, const struct sn_sockaddr *addr,
-			   const struct sn_sock_perm *perm, unsigned max_peers, unsigned peer_timeout,
-			   struct sn_port **ret_port, struct sn_error *err)
+			   const struct sn_sock_perm *perm, const struct sn_listen_fd *lfd, unsigned max_peers,
+			   unsigned peer_timeout, struct sn_port **ret_port, struct sn_error *err)
 {
 	struct dgram_listener *l = calloc(1, sizeof(*l));
 	uint32_t nb = 16;
@@ -579,7 +579,7 @@ static int listener_create(struct sn_switch *sw, const struct sn_port_conf *conf
 	l->refuse_log = SN_RATELIMIT_INIT(REFUSE_LOG_INTERVAL);
 	ev_init(&l->ager, ager_cb);
 	l->ager.data = l;
-	r = sn_listener_open(&l->lis, sw, conf, &dgram_listener_lops, addr, perm, err);
+	r = sn_listener_open(&l->lis, sw, conf, &dgram_listener_lops, addr, perm, lfd, err);
 	if (r < 0) {
 		dgram_listener_free(&l->lis.base);
 		return r;
@@ -646,14 +646,25 @@ static int dgram_create(struct sn_switch *sw, const struct sn_port_conf *conf, s
 	unsigned max_peers = MAX_PEERS_DEFAULT, peer_timeout = PEER_TIMEOUT_DEFAULT;
 	struct sn_sockaddr addr, local_addr = {.len = 0};
 	struct sn_sock_perm perm;
+	struct sn_listen_fd lfd;
+	bool lis;
 	int r;
 
-	if (!listen == !connect)
-		return sn_error_set(err, -EINVAL, "dgram port needs exactly one of 'listen' and 'connect'");
-	r = unix_addr(listen ? listen : connect, listen ? "listen" : "connect", &addr, err);
+	r = sn_listen_fd_from_spec(spec, &lfd, err);
 	if (r < 0)
 		return r;
-	if (listen && (local || hello))
+	lis = listen || sn_listen_fd_given(&lfd);
+	if (connect && sn_listen_fd_given(&lfd))
+		return sn_error_set(err, -EINVAL, "key '%s' names a listening socket, and this port has 'connect'",
+				    lfd.num >= 0 ? "fd" : "fdname");
+	if (listen && lfd.num >= 0)
+		return sn_error_set(err, -EINVAL, "keys 'fd' and 'listen' both say where to listen: give exactly one of them");
+	if (!lis == !connect)
+		return sn_error_set(err, -EINVAL, "dgram port needs exactly one of 'listen' and 'connect' (or a bound "
+				    "socket by 'fd' or 'fdname')");
+	if ((listen || connect) && (r = unix_addr(listen ? listen : connect, listen ? "listen" : "connect", &addr, err)) < 0)
+		return r;
+	if (lis && (local || hello))
 		return sn_error_set(err, -EINVAL, "key '%s' goes with 'connect', not 'listen'", local ? "local" : "hello");
 	if (connect && has_peer_keys)
 		return sn_error_set(err, -EINVAL, "key '%s' goes with 'listen', not 'connect'",
@@ -671,24 +682,26 @@ static int dgram_create(struct sn_switch *sw, const struct sn_port_conf *conf, s
 	if (hello && strcmp(hello, "vfkit"))
 		return sn_error_set(err, -EINVAL, "bad value '%s' for key 'hello': want vfkit", hello);
 	/* the socket file this port creates: the listener's, or the bound local= one */
-	r = sn_sock_perm_from_spec(spec, listen ? &addr : &local_addr, listen ? "listen" : "local", &perm, err);
+	r = sn_sock_perm_from_spec(spec, listen ? &addr : connect ? &local_addr : NULL, listen ? "listen" : "local",
+				   &perm, err);
 	if (r < 0)
 		return r;
 	r = sn_spec_check_unused(spec, err);
 	if (r < 0)
 		return r;
-	if (listen)
-		return listener_create(sw, conf, &addr, &perm, max_peers, peer_timeout, ret_port, err);
+	if (lis)
+		return listener_create(sw, conf, listen ? &addr : NULL, &perm, &lfd, max_peers, peer_timeout, ret_port, err);
 	return client_create(sw, conf, &addr, &local_addr, &perm, hello != NULL, ret_port, err);
 }
 
-static const char *const dgram_keys[] = {"listen", "connect", "local", "hello", "max-peers", "peer-timeout",
-					 "mode", "group", NULL};
+static const char *const dgram_keys[] = {"listen", "connect", "fd", "fdname", "local", "hello", "max-peers",
+					 "peer-timeout", "mode", "group", NULL};
 
 const struct sn_port_kind sn_port_kind_dgram = {
 	.name = "dgram",
 	.usage = "dgram,listen=PATH | dgram,connect=PATH,local=PATH        QEMU -netdev dgram, vfkit\n"
-		 "    listen: max-peers=N (256), peer-timeout=SECONDS (300); connect: hello=vfkit",
+		 "    listen: max-peers=N (256), peer-timeout=SECONDS (300); connect: hello=vfkit\n"
+		 "    or fdname=NAME[,listen=PATH] | fd=N: an inherited bound socket",
 	.keys = dgram_keys,
 	.create = dgram_create,
 };

@@ -400,6 +400,7 @@ static void child_down(void *owner, const char *why)
 	char msg[160];
 
 	sn_stream_port_detach(g->port);
+	sn_port_set_error(g->port, "%s", why);
 	snprintf(msg, sizeof(msg), "gvproxy %s before answering", why);
 	calls_cancel(g, -ECONNRESET, msg);
 }

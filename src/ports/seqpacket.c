@@ -182,7 +182,8 @@ static int seqpacket_create(struct sn_switch *sw, const struct sn_port_conf *con
 
 		if (!l)
 			return -ENOMEM;
-		r = sn_listener_open(l, sw, conf, &seqpacket_listener_lops, &ep.addr, &ep.perm, err);
+		r = sn_listener_open(l, sw, conf, &seqpacket_listener_lops, ep.has_addr ? &ep.addr : NULL, &ep.perm,
+				     &ep.lfd, err);
 		if (r < 0) {
 			free(l);
 			return r;
@@ -199,11 +200,12 @@ static int seqpacket_create(struct sn_switch *sw, const struct sn_port_conf *con
 	}
 }
 
-static const char *const seqpacket_keys[] = {"listen", "connect", "mode", "group", NULL};
+static const char *const seqpacket_keys[] = {"listen", "connect", "fd", "fdname", "mode", "group", NULL};
 
 const struct sn_port_kind sn_port_kind_seqpacket = {
 	.name = "seqpacket",
-	.usage = "seqpacket,listen=PATH | seqpacket,connect=PATH           gvproxy -listen-bess",
+	.usage = "seqpacket,listen=PATH | seqpacket,connect=PATH           gvproxy -listen-bess\n"
+		 "    or fdname=NAME[,listen=PATH] | fd=N: an inherited listening socket",
 	.keys = seqpacket_keys,
 	.create = seqpacket_create,
 };

@@ -368,11 +368,13 @@ static int stream_create(struct sn_switch *sw, const struct sn_port_conf *pconf,
 		if (!l)
 			return -ENOMEM;
 		l->conf = conf;
-		r = sn_listener_open(&l->l, sw, pconf, &stream_listener_lops, &conf.addr, &ep.perm, err);
+		r = sn_listener_open(&l->l, sw, pconf, &stream_listener_lops, ep.has_addr ? &conf.addr : NULL, &ep.perm,
+				     &ep.lfd, err);
 		if (r < 0) {
 			free(l);
 			return r;
 		}
+		l->conf.addr = l->l.addr; /* an inherited socket's own: TCP or unix, for its clients */
 		*ret_port = &l->l.base;
 		return 0;
 	} else {
@@ -385,12 +387,13 @@ static int stream_create(struct sn_switch *sw, const struct sn_port_conf *pconf,
 	}
 }
 
-static const char *const stream_keys[] = {"listen", "connect", "framing", "mode", "group", NULL};
+static const char *const stream_keys[] = {"listen", "connect", "fd", "fdname", "framing", "mode", "group", NULL};
 
 const struct sn_port_kind sn_port_kind_stream = {
 	.name = "stream",
 	.usage = "stream,listen=unix:PATH | stream,listen=tcp:HOST:PORT    accept QEMU -netdev stream clients\n"
 		 "stream,connect=unix:PATH | stream,connect=tcp:HOST:PORT  dial out, reconnect with backoff\n"
+		 "stream,fdname=NAME[,listen=...] | stream,fd=N            an inherited listening socket\n"
 		 "    framing=qemu|hyperkit|vde (default qemu: 4-byte big-endian length)",
 	.keys = stream_keys,
 	.create = stream_create,

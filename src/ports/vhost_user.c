@@ -1,9 +1,12 @@
 /* vhost_user.c - the `vhost-user` port kind: a vhost-user-net back-end for QEMU and other VMMs.
  *
  * vhost-user,listen=PATH serves front-ends on a unix socket, one at a time; one that leaves
- * and comes back (QEMU reconnect=) gets the same port again. vhost-user,fd=N takes an
- * inherited socket instead: a listening one behaves as listen=, a connected one carries one
- * session. The control plane lives in backends/vhost_user_proto.c; this file joins the two rings
+ * and comes back (QEMU reconnect-ms=) gets the same port again. vhost-user,connect=PATH dials
+ * a front-end that listens (QEMU -chardev socket,server=on) and dials again, with the socket
+ * ports' backoff, whenever the session ends: the VMM may restart, and so may the switch.
+ * vhost-user,fd=N (or fdname=NAME) takes an inherited socket instead: a listening one behaves
+ * as listen=, a connected one carries one session. The control plane lives in
+ * backends/vhost_user_proto.c; this file joins the two rings
  * to the switch through the shared virtqueue engine (virtq.h): TX (ring 1) on its kick, RX
  * (ring 0) when the switch flushes the port or the driver posts buffers. The port is UP
  * while at least one ring runs. */
@@ -19,6 +22,7 @@
 #include "../evfd.h"
 #include "../logging.h"
 #include "../sock.h"
+#include "../sockconn.h"
 #include "../port.h"
 #include "../spec.h"
 #include "../util.h"
@@ -37,7 +41,9 @@
 struct vu_port {
 	struct sn_port base;
 	struct sn_vu vu;
-	char where[128];        /* "listen unix:PATH" or "fd N" */
+	char where[420];        /* "listen unix:PATH", "connect unix:PATH", "fd N" or "listen ADDR (inherited fdname=NAME)" */
+	bool dials;             /* connect=: the dialer below is in use */
+	struct sn_dialer dialer;
 	char unlink_path[108];  /* our socket file, removed at close; empty for fd= */
 	struct sn_vq_mem mem;   /* guest memory as the engine sees it, rebuilt at each ring start */
 	struct sn_vq vq[SN_VU_NRINGS];
@@ -182,6 +188,10 @@ static void vu_port_flush(struct sn_port *port)
 	/* not running or disabled: frames wait in the bounded queue like for a slow socket peer */
 	if (!ring_running(p, RX_RING) || !sn_vu_ring_enabled(&p->vu, RX_RING))
 		return;
+	/* The driver's RX kicks ("more buffers") matter only while a frame waits for buffers, and
+	 * sn_vq_notify_more() below asks for them then: otherwise each one would cost a wake-up
+	 * and a read, for every batch of buffers it posts. */
+	sn_vq_notify_enable(vq, false);
 	for (int pass = 0; pass < PASSES; pass++) {
 		bool notify = false;
 		int n = sn_vnet_rx(vq, port, p->hdr_len, p->mrg, &notify);
@@ -249,8 +259,7 @@ static int ring_start(void *ctx, struct sn_vu *vu, unsigned idx, struct sn_error
 	/* ring_running() needs r->started, which the back-end sets when we return */
 	r->started = true;
 	update_state(p);
-	if (idx == RX_RING)
-		sn_vq_notify_enable(&p->vq[idx], true);
+	/* RX kicks stay off until a frame waits for buffers (vu_port_flush()) */
 	/* setting up read and wrote the rings: their memory may be gone already */
 	if (sn_vu_mem_faulted(vu)) {
 		sn_vq_break(&p->vq[idx], SN_VQ_SHRANK);
@@ -284,7 +293,25 @@ static void ring_enable(void *ctx, struct sn_vu *vu, unsigned idx, bool enabled)
 
 static void link_change(void *ctx, struct sn_vu *vu, bool up, const char *why)
 {
-	update_state(ctx);
+	struct vu_port *p = ctx;
+
+	update_state(p);
+	/* connect=: the front-end left (or was thrown out): dial it again, with backoff, growing
+	 * while it drops each session at once */
+	if (!up && p->dials && !p->base.closed)
+		sn_dialer_later(&p->dialer);
+}
+
+/* The dialer reached the front-end's socket: the connection is the back-end's from here. */
+static void dial_up(struct sn_port *port, int fd)
+{
+	struct vu_port *p = (struct vu_port *)port;
+	int r = sn_vu_attach(&p->vu, fd);
+
+	if (r < 0) {
+		sn_warn("port %s: cannot start a vhost-user session: %s", port->name, strerror(-r));
+		sn_dialer_later(&p->dialer);
+	}
 }
 
 static const struct sn_vu_ops vu_ops = {
@@ -300,6 +327,8 @@ static void vu_port_close(struct sn_port *port)
 {
 	struct vu_port *p = (struct vu_port *)port;
 
+	if (p->dials)
+		sn_dialer_stop(&p->dialer);
 	sn_vu_finish(&p->vu);
 	ev_idle_stop(sn_port_loop(port), &p->tx_more);
 	ev_idle_stop(sn_port_loop(port), &p->rx_more);
@@ -353,12 +382,12 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 			     struct sn_port **ret_port, struct sn_error *err)
 {
 	const char *listen = sn_spec_get(spec, "listen");
-	unsigned fdnum = 0;
-	bool have_fd = sn_spec_get(spec, "fd") != NULL;
+	const char *connect = sn_spec_get(spec, "connect");
+	struct sn_listen_fd lfd;
 	struct sn_sockaddr addr;
 	struct sn_sock_perm perm;
 	struct vu_port *p;
-	int fd, r;
+	int fd = -ENOENT, r;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
@@ -366,20 +395,31 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 	r = sn_port_init(&p->base, sw, &vu_port_ops, conf);
 	if (r < 0)
 		goto fail;
-	r = sn_spec_get_uint(spec, "fd", 0, 65535, &fdnum, err);
+	r = sn_listen_fd_from_spec(spec, &lfd, err);
 	if (r < 0)
 		goto fail;
-	if (!listen == !have_fd) {
-		r = sn_error_set(err, -EINVAL, "vhost-user port needs exactly one of 'listen' and 'fd'");
+	if (listen && lfd.num >= 0) {
+		r = sn_error_set(err, -EINVAL, "keys 'fd' and 'listen' both say where to listen: give exactly one of them");
 		goto fail;
 	}
-	if (listen) {
-		r = sn_sockaddr_parse(listen, "listen", true, &addr, err);
+	if (connect && (listen || sn_listen_fd_given(&lfd))) {
+		r = sn_error_set(err, -EINVAL, "vhost-user port needs exactly one of 'listen', 'connect' and 'fd' (or "
+					       "'fdname'): 'connect' dials, so it goes with none of the others");
+		goto fail;
+	}
+	if (!listen && !connect && !sn_listen_fd_given(&lfd)) {
+		r = sn_error_set(err, -EINVAL, "vhost-user port needs exactly one of 'listen', 'connect' and 'fd' (or 'fdname')");
+		goto fail;
+	}
+	if (listen || connect) {
+		const char *key = listen ? "listen" : "connect", *text = listen ? listen : connect;
+
+		r = sn_sockaddr_parse(text, key, true, &addr, err);
 		if (r < 0)
 			goto fail;
 		if (!sn_sockaddr_is_unix(&addr)) {
-			r = sn_error_set(err, -EINVAL, "bad value '%s' for key 'listen': vhost-user needs a unix socket",
-					 listen);
+			r = sn_error_set(err, -EINVAL, "bad value '%s' for key '%s': vhost-user needs a unix socket",
+					 text, key);
 			goto fail;
 		}
 	}
@@ -390,7 +430,29 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 	if (r < 0)
 		goto fail;
 
-	if (listen) {
+	if (sn_listen_fd_given(&lfd)) {
+		/* a duplicate: a refusal leaves the embedder's descriptor, or the inherited one, open */
+		struct sn_sockaddr at;
+
+		fd = sn_listen_fd_open(sw, &lfd, SOCK_STREAM, true, &at, err);
+		if (fd < 0 && (fd != -ENOENT || !listen)) {
+			r = fd;
+			goto fail;
+		}
+		if (fd >= 0 && lfd.num >= 0) {
+			snprintf(p->where, sizeof(p->where), "fd %d", lfd.num);
+		} else if (fd >= 0) {
+			char a[128];
+
+			sn_sockaddr_format(&at, a, sizeof(a));
+			snprintf(p->where, sizeof(p->where), "listen %s (inherited fdname=%s)", a, lfd.name);
+		}
+	}
+	if (connect) {
+		fd = -1; /* dialed once the port is registered */
+		p->dials = true;
+		snprintf(p->where, sizeof(p->where), "connect unix:%s", addr.u.un.sun_path);
+	} else if (fd < 0) {
 		fd = sn_sock_listen(&addr, SOCK_STREAM, &perm, err);
 		if (fd < 0) {
 			r = fd;
@@ -398,14 +460,6 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 		}
 		sn_strlcpy(p->unlink_path, addr.u.un.sun_path, sizeof(p->unlink_path));
 		snprintf(p->where, sizeof(p->where), "listen unix:%s", addr.u.un.sun_path);
-	} else {
-		/* the descriptor is the embedder's until the port takes it: dup, so a refusal leaves it open */
-		fd = fcntl((int)fdnum, F_DUPFD_CLOEXEC, 3);
-		if (fd < 0) {
-			r = sn_error_set(err, -errno, "bad value '%u' for key 'fd': %s", fdnum, strerror(errno));
-			goto fail;
-		}
-		snprintf(p->where, sizeof(p->where), "fd %u", fdnum);
 	}
 	for (unsigned i = 0; i < SN_VU_NRINGS; i++) {
 		snprintf(p->vq_name[i], sizeof(p->vq_name[i]), "port %s: %s", p->base.name, i == RX_RING ? "rx" : "tx");
@@ -417,9 +471,12 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 	p->tx_more.data = p;
 	ev_idle_init(&p->rx_more, rx_more_cb);
 	p->rx_more.data = p;
+	if (p->dials)
+		sn_dialer_init(&p->dialer, &p->base, &addr, SOCK_STREAM, dial_up);
 	r = sn_port_register(&p->base);
 	if (r < 0) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 		if (p->unlink_path[0])
 			unlink(p->unlink_path);
 		goto fail;
@@ -430,8 +487,10 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 		sn_port_close(&p->base); /* frees p later, from the loop */
 		return r;
 	}
-	if (have_fd)
-		close((int)fdnum); /* taken over: the port owns its duplicate */
+	if (lfd.num >= 0)
+		close(lfd.num); /* taken over: the port owns its duplicate */
+	if (p->dials)
+		sn_dialer_start(&p->dialer);
 	*ret_port = &p->base;
 	return 0;
 fail:
@@ -439,11 +498,13 @@ fail:
 	return r;
 }
 
-static const char *const vhost_user_keys[] = {"listen", "fd", "mode", "group", NULL};
+static const char *const vhost_user_keys[] = {"listen", "connect", "fd", "fdname", "mode", "group", NULL};
 
 const struct sn_port_kind sn_port_kind_vhost_user = {
 	.name = "vhost-user",
-	.usage = "vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)",
+	.usage = "vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)\n"
+		 "    or fdname=NAME[,listen=PATH]: an inherited socket\n"
+		 "vhost-user,connect=PATH                                  dial -chardev socket,server=on; redial",
 	.keys = vhost_user_keys,
 	.create = vhost_user_create,
 };

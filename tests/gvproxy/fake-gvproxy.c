@@ -17,6 +17,8 @@
  *   FAKE_GVPROXY_API_DELAY_MS=N answer each API request N ms after it came in, serving frames
  *                               and other requests meanwhile (a slow or wedged gvproxy); an
  *                               answer its client no longer waits for is logged as such
+ *   FAKE_GVPROXY_OLD=1          be a gvproxy from before October 2024 (v0.7.5): -ssh-port -1 is
+ *                               refused as those releases refuse it, and -version says so
  */
 #include <errno.h>
 #include <poll.h>
@@ -612,6 +614,8 @@ int main(int argc, char **argv)
 	size_t have = 0;
 	bool stdin_open = true;
 	int lfd = -1;
+	bool old = (env = getenv("FAKE_GVPROXY_OLD")) && !strcmp(env, "1");
+	const char *version = old ? "v0.7.5" : "fake (squibnet test stand-in)";
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -621,7 +625,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		a += 1 + (a[1] == '-');
-		if (flag_is(a, "listen-stdio")) {
+		if (!strcmp(a, "version")) {
+			printf("gvproxy version %s\n", version);
+			return 0;
+		} else if (flag_is(a, "listen-stdio")) {
 			stdio_mode = flag_value(argc, argv, &i, a);
 		} else if (flag_is(a, "mtu")) {
 			mtu = (unsigned)strtoul(flag_value(argc, argv, &i, a), NULL, 10);
@@ -640,12 +647,12 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	logmsg("info", "gvproxy version fake (squibnet test stand-in)");
+	logmsg("info", "gvproxy version %s", version);
 	if (!stdio_mode || !*stdio_mode) {
 		logmsg("error", "this stand-in only serves -listen-stdio");
 		return 1;
 	}
-	if (ssh_port != -1 && (ssh_port < 1024 || ssh_port > 65535)) {
+	if ((old || ssh_port != -1) && (ssh_port < 1024 || ssh_port > 65535)) {
 		logmsg("error", "ssh-port value must be between 1024 and 65535");
 		return 1;
 	}

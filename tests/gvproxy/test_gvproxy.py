@@ -349,6 +349,28 @@ def test_restart_backoff():
         assert "restarting in 0.8 s" in d.stderr, d.stderr
 
 
+def test_old_gvproxy_refusing_ssh_port_off():
+    # releases before October 2024 exit at once on -ssh-port -1: say what to do, do not loop
+    with env(FAKE_GVPROXY_OLD=1), start(FAKE) as d:
+        ports = d.wait_ports(lambda p: "ssh-port" in p["gv"]["peer"], timeout=5)
+        gv = ports["gv"]
+        assert gv["state"] == "down", gv
+        for text in (gv["peer"], gv["error"]):
+            assert "v0.7.5" in text and "ssh-port=N" in text and "newer gvproxy" in text, gv
+        time.sleep(1.0)  # a restart loop would have started it 3 more times by now
+        assert d.ports()["gv"]["peer"] == gv["peer"]
+        assert "ssh-port" in d.ctl_text("ports").stdout
+        d.stop()
+        assert d.stderr.count("port gv: started") == 1, d.stderr
+        assert "not restarting" in d.stderr, d.stderr
+    # and with a port number of its range the same gvproxy serves
+    with env(FAKE_GVPROXY_OLD=1), Daemon(["stream,name=vms,listen=unix:@vms.sock",
+                                           f"gvproxy,name=gv,path={FAKE},ssh-port=2222"]) as d:
+        wait_up(d)
+        dhcp_ping(d, "52:54:00:a0:00:07")
+        d.stop()
+
+
 def test_crash_mid_traffic():
     # dies on the 4th frame: the first station's DHCP cannot finish on that child, the next one can
     with env(FAKE_GVPROXY_CRASH_AFTER=4), start(FAKE) as d:
@@ -622,7 +644,7 @@ def make(check, path, label):
 def main():
     tests = [make(c, FAKE, "fake") for c in COMMON]
     tests += [test_sigkill_pdeathsig, test_hanging_child_is_killed, test_hanging_child_port_del, test_restart_off_and_status,
-              test_restart_backoff, test_crash_mid_traffic, test_bad_specs, test_bad_path_at_startup,
+              test_restart_backoff, test_old_gvproxy_refusing_ssh_port_off, test_crash_mid_traffic, test_bad_specs, test_bad_path_at_startup,
               test_no_gvproxy_anywhere, test_slow_api_does_not_stall_the_switch, test_api_timeout,
               test_client_leaves_mid_call, test_port_del_mid_call, test_child_dies_mid_call,
               test_shutdown_mid_call]

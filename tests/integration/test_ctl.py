@@ -191,7 +191,7 @@ def main():
                 "drop_oversize", "drop_bad_framing", "drop_no_buffer", "drop_vlan", "fdb_refused", "rx_pauses", "stalls",
                 "fdb_entries", "txq_depth"}
         check(all(set(p.get("stats", {})) == keys for p in ports.values()), "every port has the stats keys")
-        check(all(set(p) == {"name", "kind", "parent", "peer", "state", "mtu", "txq_len", "vlan", "rx_paused", "stalled",
+        check(all(set(p) == {"name", "kind", "parent", "peer", "state", "mtu", "txq_len", "vlan", "rx_paused", "stalled", "error",
                              "stats"}
                   for p in ports.values()), "every port has the port keys")
 
@@ -349,10 +349,39 @@ def main():
 
         rc, out, err = ctl.run("help")
         check(rc == 0 and "port add SPEC" in out, "help lists the commands")
+        wide = [line for line in out.splitlines() if len(line) > 80]
+        check(not wide, "help fits 80 columns: %r" % wide)
+        rc, doc, err = ctl.json("help")
+        names = [c["name"] for c in (doc or {}).get("commands", [])]
+        check("gvproxy expose" in names and "help" in names and "capture list" in names,
+              "help --json lists the modules' commands too: %r" % names)
+        check(all(c["usage"] in " ".join(out.split()) for c in doc["commands"]),
+              "every command of help --json is in the text")
         p = sntest.run([SQUIBNETCTL, "--version"], stdout=subprocess.PIPE)
         check(p.returncode == 0 and re.match(rb"squibnetctl \d+\.\d+\.\d+\n", p.stdout), "--version")
         p = sntest.run([SQUIBNETCTL, "--help"], stdout=subprocess.PIPE)
         check(p.returncode == 0 and b"usage: squibnetctl" in p.stdout, "--help")
+        usage = p.stdout.decode()
+        flat = " ".join(usage.split())
+        missing = [c["usage"] for c in doc["commands"] if c["usage"] not in flat]
+        check(not missing, "--help lists every command the switch has: missing %r" % missing)
+        wide = [line for line in usage.splitlines() if len(line) > 80]
+        check(not wide, "--help fits 80 columns: %r" % wide)
+
+        # global flags after the command, as people type them; '--' ends them
+        p = subprocess.run([SQUIBNETCTL, "stats", "--json", "--control", ctl_path], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10, text=True)
+        check(p.returncode == 0 and "switch" in json.loads(p.stdout or "{}"),
+              "stats --json --control PATH: %r" % p.stderr)
+        p = subprocess.run([SQUIBNETCTL, "-c", ctl_path, "fdb", "show", "-j"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10, text=True)
+        check(p.returncode == 0 and "fdb" in json.loads(p.stdout or "{}"), "fdb show -j: %r" % p.stderr)
+        p = subprocess.run([SQUIBNETCTL, "port", "del", "--control=" + ctl_path, "--", "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10, text=True)
+        check(p.returncode == 1 and "no port called '--json'" in p.stderr, "after '--', --json is an argument: %r"
+              % p.stderr)
+        p = subprocess.run([SQUIBNETCTL, "ports", "--help"], stdout=subprocess.PIPE, timeout=10)
+        check(p.returncode == 0 and b"usage: squibnetctl" in p.stdout, "ports --help")
 
         daemon.send_signal(signal.SIGTERM)
         check(daemon.wait(timeout=scaled(10)) == 0, "the daemon exits cleanly")

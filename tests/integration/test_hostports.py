@@ -325,9 +325,9 @@ def test_pcap_interface_comes_back():
             time.sleep(scaled(0.3))
             expect_ping_ok(net, "10.77.0.2", "before")
             sh("ip", "link", "del", host)
-            d.wait_ports(lambda p: p["host"]["state"] == "down", timeout=5)
+            d.wait_ports(lambda p: p["host"]["state"] == "down", timeout=scaled(5))
             net.veth(host, inner)
-            d.wait_ports(lambda p: p["host"]["state"] == "up", timeout=10)
+            d.wait_ports(lambda p: p["host"]["state"] == "up", timeout=scaled(10))
             expect_ping_ok(net, "10.77.0.2", "after the interface came back")
             stop_clean(d)
     finally:

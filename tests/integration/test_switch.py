@@ -189,13 +189,73 @@ def test_connect_mode_reconnects():
         a.send(eth(BROADCAST, mac(1), b"one"))
         assert [f[14:17] for f in peer.recv_all()] == [b"one"]
         conn.close()
-        # it notices and dials again (the down spell between is too short to poll for: the
+        # it notices and dials again (the connecting spell between is too short to poll for: the
         # first redial comes after 0.1 s and the backlog takes it at once)
         conn, _ = srv.accept()
         peer.sock, peer.buf = conn, b""
         d.wait_ports(lambda p: p["up"]["state"] == "up")
         a.send(eth(BROADCAST, mac(1), b"two"))
         assert [f[14:17] for f in peer.recv_all()] == [b"two"]
+
+
+def test_connect_mode_backs_off_from_a_peer_that_drops_it():
+    """A peer that accepts and closes at once is not redialed ten times a second: each such
+    connection makes the next dial wait twice as long, as a refused one does."""
+    with Daemon([]) as d:
+        path = d.path("peer.sock")
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(4)
+        d.ctl("port", "add", f"stream,connect=unix:{path},name=up")
+        accepted, end = 0, time.monotonic() + 2.0
+        while time.monotonic() < end:
+            srv.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                conn, _ = srv.accept()
+            except socket.timeout:
+                continue
+            accepted += 1
+            conn.close()
+        assert d.proc.poll() is None
+        # 0.1 + 0.2 + 0.4 + 0.8 s between dials: at most five in 2 s, not twenty
+        assert 2 <= accepted <= 6, f"{accepted} dials in 2 s"
+        srv.close()
+
+
+def test_connect_mode_absent_peer_shows_connecting():
+    """A connect-mode port whose peer never appears says so: `connecting` and the last error,
+    in JSON and in the text table, until the peer is there."""
+    with Daemon(["stream,connect=unix:@nope.sock,name=up", "stream,listen=unix:@s.sock,name=sw"]) as d:
+        path = d.path("nope.sock")
+        p = d.wait_ports(lambda p: p["up"]["error"])["up"]
+        assert p["state"] == "connecting" and "No such file or directory" in p["error"], p
+        text = d.ctl_text("ports").stdout
+        row = next(line for line in text.splitlines() if line.startswith("up "))
+        assert " connecting " in row and "No such file or directory" in row, text
+        # a socket file nobody listens on: the error follows what the dialer meets now
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        dead.bind(path)
+        p = d.wait_ports(lambda p: "refused" in p["up"]["error"], timeout=8)["up"]
+        assert p["state"] == "connecting", p
+        dead.close()
+        os.unlink(path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(path)
+        srv.listen(1)
+        srv.settimeout(8)
+        conn, _ = srv.accept()
+        p = d.wait_ports(lambda p: p["up"]["state"] == "up")["up"]
+        assert p["error"] == "", p
+        # lost again: connecting, and the error says why
+        conn.close()
+        p = d.wait_ports(lambda p: p["up"]["state"] != "up")["up"]
+        assert p["state"] == "connecting" and p["error"], p
+        conn, _ = srv.accept()
+        d.wait_ports(lambda p: p["up"]["state"] == "up" and p["up"]["error"] == "")
+        conn.close()
+        srv.close()
+        # ports that dial nothing have no error
+        assert d.ports()["sw"]["error"] == "" and d.ports()["sw"]["state"] == "listening"
 
 
 def test_tcp_and_framings():
@@ -257,6 +317,10 @@ def test_bad_specs_refused_at_start():
         ("frob,listen=x", "frob"),
         ("stream,listen=unix:@x.sock,name=a b", "name"),
         ("stream,listen", "listen"),
+        # a misspelt key is named, not what its absence made of the rest (issue 14)
+        ("stream,listn=unix:@x.sock", "unknown key 'listn' for port kind 'stream'"),
+        ("seqpacket,conect=@x.sock", "unknown key 'conect' for port kind 'seqpacket'"),
+        ("dgram,listen=@x.sock,max-peer=3", "unknown key 'max-peer' for port kind 'dgram'"),
     ]
     assert_specs_refused(cases)
 
@@ -303,6 +367,8 @@ if __name__ == "__main__":
         test_slow_peer_does_not_stall_others,
         test_port_add_del_at_runtime,
         test_connect_mode_reconnects,
+        test_connect_mode_backs_off_from_a_peer_that_drops_it,
+        test_connect_mode_absent_peer_shows_connecting,
         test_tcp_and_framings,
         test_fdb_aging_and_caps,
         test_fdb_flush_and_move,

@@ -281,7 +281,7 @@ def test_bad_vlan_keys_refused():
         ("stream,listen=unix:@s.sock,vlan=3,tpid=0x1234", "tpid"),
         ("stream,listen=unix:@s.sock,tpid=0x88a8", "tpid"),
         ("stream,listen=unix:@s.sock,isolated=maybe", "isolated"),
-        ("stream,listen=unix:@s.sock,max-macs=0", "max-macs"),
+        ("stream,listen=unix:@s.sock,max-macs=-1", "max-macs"),
     ])
 
 

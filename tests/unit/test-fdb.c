@@ -677,6 +677,63 @@ START_TEST(eviction_limits)
 	ck_assert_uint_eq(fdb.count, 4);
 }
 END_TEST
+/* A new cap at run time: a higher one keeps every entry and learns again; a lower one keeps the
+ * static entries and only as many learned ones as fit; fewer than the static entries is
+ * refused with the table as it was. */
+START_TEST(set_max)
+{
+	uint8_t m[6];
+	uint32_t found = 0;
+
+	reinit(8, 0, 300);
+	for (uint32_t i = 0; i < 8; i++) {
+		mac_n(m, i);
+		ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p1, 1), SN_FDB_LEARNED);
+	}
+	ck_assert_int_eq(sn_fdb_add_static(&fdb, mac_a, 0, &p2), -ENOSPC);
+	mac_n(m, 100);
+	ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p1, 1), SN_FDB_REFUSED_TABLE);
+	ck_assert_int_eq(sn_fdb_set_max(&fdb, 1000, 0, 2), 0);
+	ck_assert_uint_eq(fdb.max, 1000);
+	ck_assert_uint_eq(fdb.port_max, 1000); /* 0: the whole table */
+	ck_assert_uint_ge(fdb.mask + 1, 2000);
+	check_probe_invariant(&fdb);
+	for (uint32_t i = 0; i < 8; i++) {
+		mac_n(m, i);
+		ck_assert_ptr_eq(sn_fdb_lookup(&fdb, m, 0, 2), &p1);
+	}
+	mac_n(m, 100);
+	ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p1, 2), SN_FDB_LEARNED);
+	ck_assert_int_eq(sn_fdb_add_static(&fdb, mac_a, 0, &p2), 0);
+	ck_assert_int_eq(sn_fdb_add_static(&fdb, mac_b, 0, &p2), 0);
+	ck_assert_uint_eq(fdb.count, 11);
+	ck_assert_uint_eq(p1.stats.fdb_entries, 9);
+
+	/* down to 4: both static entries and two learned ones */
+	ck_assert_int_eq(sn_fdb_set_max(&fdb, 4, 3, 3), 0);
+	check_probe_invariant(&fdb);
+	ck_assert_uint_eq(fdb.count, 4);
+	ck_assert_uint_eq(fdb.port_max, 3);
+	ck_assert_ptr_eq(sn_fdb_lookup(&fdb, mac_a, 0, 3), &p2);
+	ck_assert_ptr_eq(sn_fdb_lookup(&fdb, mac_b, 0, 3), &p2);
+	for (uint32_t i = 0; i <= 100; i++) {
+		mac_n(m, i);
+		found += sn_fdb_lookup(&fdb, m, 0, 3) == &p1;
+	}
+	ck_assert_uint_eq(found, 2);
+	ck_assert_uint_eq(p1.stats.fdb_entries, 2); /* the port's count follows what went */
+	mac_n(m, 200);
+	ck_assert_int_eq(sn_fdb_learn(&fdb, m, 0, &p1, 3), SN_FDB_REFUSED_TABLE);
+
+	/* fewer than the two static entries: refused, nothing changed */
+	ck_assert_int_eq(sn_fdb_set_max(&fdb, 1, 0, 4), -ENOSPC);
+	ck_assert_uint_eq(fdb.max, 4);
+	ck_assert_uint_eq(fdb.count, 4);
+	ck_assert_int_eq(sn_fdb_set_max(&fdb, 0, 0, 4), -EINVAL);
+	ck_assert_int_eq(sn_fdb_set_max(&fdb, (1u << 24) + 1, 0, 4), -EINVAL);
+	ck_assert_uint_eq(fdb.max, 4);
+}
+END_TEST
 
 int main(void)
 {
@@ -702,6 +759,7 @@ int main(void)
 		{"full_refusal_no_scan", full_refusal_no_scan},
 		{"fair_eviction", fair_eviction},
 		{"eviction_limits", eviction_limits},
+		{"set_max", set_max},
 	};
 
 	return sn_check_main("fdb", cases, SN_CHECK_N(cases), setup, teardown, 60);

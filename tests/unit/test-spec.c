@@ -201,10 +201,29 @@ START_TEST(error_set)
 }
 END_TEST
 
+/* MAC addresses as the control commands and the config file take them. */
+START_TEST(mac_parse)
+{
+	static const uint8_t want[6] = {0x52, 0x54, 0x00, 0xab, 0xCD, 0x0f};
+	static const char *const bad[] = {"", "52:54:00:ab:cd", "52:54:00:ab:cd:0f:", "52:54:00:ab:cd:0",
+					  "52:54:00:ab:cd:0g", "52-54:00:ab:cd:0f", "5:254:00:ab:cd:0f", "52:54:00:ab:cd:0f1",
+					  "52 54 00 ab cd 0f"};
+	uint8_t m[6];
+
+	ck_assert_int_eq(sn_mac_parse("52:54:00:ab:cd:0f", m), 0);
+	ck_assert_mem_eq(m, want, 6);
+	ck_assert_int_eq(sn_mac_parse("52-54-00-AB-CD-0F", m), 0);
+	ck_assert_mem_eq(m, want, 6);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(sn_mac_parse(bad[i], m) == -EINVAL, "'%s' was taken", bad[i]);
+}
+END_TEST
+
 int main(void)
 {
 	const struct sn_check_case cases[] = {
 		{"kind_and_keys", kind_and_keys},
+		{"mac_parse", mac_parse},
 		{"quoted", quoted},
 		{"duplicate_key", duplicate_key},
 		{"missing_equals", missing_equals},

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -697,6 +698,134 @@ START_TEST(foreach_port)
 }
 END_TEST
 
+/* A port added by SPEC keeps it, with the name the switch made up when it had none; a listener's
+ * clients and ports made otherwise have none. sn_port_spec_check() names what add_port would. */
+static int spec_visit(const struct sn_port_info *p, void *ctx)
+{
+	char *out = ctx;
+
+	snprintf(out + strlen(out), 512 - strlen(out), "%s=%s;", p->name, p->spec ? p->spec : "(null)");
+	return 0;
+}
+
+START_TEST(port_spec_kept)
+{
+	char dir[] = "/tmp/sn-unit-XXXXXX", spec[256], want[1024], got[512] = "";
+	struct sn_error err;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	tport_new("t", 0);
+	snprintf(spec, sizeof(spec), "stream,listen=unix:%s/a.sock", dir);
+	ck_assert_int_eq(sn_switch_add_port(sw, spec, NULL, 0, &err), 0);
+	snprintf(spec, sizeof(spec), "stream,name=named,listen=unix:%s/b.sock,framing=vde", dir);
+	ck_assert_int_eq(sn_switch_add_port(sw, spec, NULL, 0, &err), 0);
+	ck_assert_int_eq(sn_switch_foreach_port(sw, spec_visit, got), 0);
+	snprintf(want, sizeof(want), "t=(null);stream0=stream,listen=unix:%s/a.sock,name=stream0;named=%s;", dir, spec);
+	ck_assert_str_eq(got, want);
+	ck_assert_int_eq(sn_port_spec_check("stream,listen=unix:/nonexistent/x.sock", &err), 0);
+	ck_assert_int_eq(sn_port_spec_check("stream,listn=unix:/x", &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "unknown key 'listn' for port kind 'stream'");
+	ck_assert_int_eq(sn_port_spec_check("strem,listen=unix:/x", &err), -EINVAL);
+	ck_assert(strstr(err.msg, "unknown port kind 'strem'"));
+	ck_assert_int_eq(sn_switch_del_port(sw, "stream0"), 0);
+	ck_assert_int_eq(sn_switch_del_port(sw, "named"), 0);
+	rmdir(dir);
+}
+END_TEST
+
+/* An inherited socket by name: each port that names it gets a duplicate, so it can be taken
+ * again after its port went, and the socket file stays the owner's. */
+START_TEST(inherited_fd)
+{
+	char dir[] = "/tmp/sn-unit-XXXXXX", path[128], spec[256];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sn_error err;
+	int fd, dg;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/in.sock", dir);
+	sn_strlcpy(sa.sun_path, path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(fd, 4), 0);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "in", fd), 0);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "in", fd), -EEXIST);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "a:b", fd), -EINVAL);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "", fd), -EINVAL);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "gone", 1000), -EBADF);
+	for (int round = 0; round < 2; round++) {
+		ck_assert_int_eq(sn_switch_add_port(sw, "stream,name=s,fdname=in", NULL, 0, &err), 0);
+		ck_assert_int_eq(sn_switch_del_port(sw, "s"), 0);
+		run(); /* frees the closed port */
+		ck_assert_int_eq(access(path, F_OK), 0);
+	}
+	/* a datagram socket is not a stream listener; a name nobody passed is named */
+	dg = socket(AF_UNIX, SOCK_DGRAM, 0);
+	ck_assert_int_eq(sn_switch_add_inherited_fd(sw, "dg", dg), 0);
+	ck_assert_int_eq(sn_switch_add_port(sw, "stream,fdname=dg", NULL, 0, &err), -EINVAL);
+	ck_assert(strstr(err.msg, "a datagram socket"));
+	ck_assert_int_eq(sn_switch_add_port(sw, "seqpacket,fdname=nosuch", NULL, 0, &err), -ENOENT);
+	ck_assert_msg(strstr(err.msg, "no socket of that name was inherited (there are: in, dg)"), "%s", err.msg);
+	/* with listen= beside it, a missing name binds the address instead */
+	snprintf(spec, sizeof(spec), "stream,name=b,fdname=nosuch,listen=unix:%s/b.sock", dir);
+	ck_assert_int_eq(sn_switch_add_port(sw, spec, NULL, 0, &err), 0);
+	ck_assert_int_eq(sn_switch_del_port(sw, "b"), 0);
+	run();
+	unlink(path);
+	rmdir(dir);
+	/* the switch closes what it was given: fd and dg, at teardown */
+}
+END_TEST
+
+/* Settings at run time: the FDB's and the stall timeout change at once, the pool's and the
+ * queues' are refused whole. */
+START_TEST(reconfigure)
+{
+	struct sn_switch_config cfg;
+	struct sn_error err;
+	struct tport *a = tport_new("a", 0);
+	uint8_t m[6] = {0x52, 0x54, 0, 0, 0, 0};
+
+	sn_switch_get_config(sw, &cfg);
+	ck_assert_uint_eq(cfg.txq_len, TXQ);
+	ck_assert_uint_eq(cfg.pool_frames, POOL);
+	cfg.fdb_max = 4;
+	cfg.fdb_aging = 100;
+	cfg.stall_timeout = 2;
+	cfg.fdb_evict = true;
+	ck_assert_int_eq(sn_switch_reconfigure(sw, &cfg, &err), 0);
+	ck_assert_uint_eq(stats().fdb_max, 4);
+	for (int i = 0; i < 6; i++) {
+		m[5] = (uint8_t)(i + 1);
+		inject(a, bcast, m, 60);
+	}
+	/* the table stays at its new cap */
+	ck_assert_uint_eq(stats().fdb_entries, 4);
+	ck_assert(sw->fdb.evict);
+	ck_assert(sw->fdb.aging == 100);
+	ck_assert(sw->watchdog.repeat == 0.5);
+	sn_switch_get_config(sw, &cfg);
+	ck_assert(cfg.fdb_evict && cfg.fdb_max == 4 && cfg.stall_timeout == 2);
+	/* a shorter aging time takes effect on the entries there: they are expired now */
+	cfg.fdb_aging = 0.001;
+	usleep(2000);
+	ev_now_update(loop);
+	ck_assert_int_eq(sn_switch_reconfigure(sw, &cfg, &err), 0);
+	ck_assert_uint_eq(stats().fdb_entries, 0);
+	cfg.txq_len = TXQ * 2;
+	ck_assert_int_eq(sn_switch_reconfigure(sw, &cfg, &err), -EBUSY);
+	ck_assert(strstr(err.msg, "txq-len"));
+	cfg.txq_len = TXQ - 1; /* rounds up to what it is */
+	cfg.fdb_max = 0;
+	ck_assert_int_eq(sn_switch_reconfigure(sw, &cfg, &err), -EINVAL);
+	cfg.fdb_max = 8;
+	cfg.pool_frames = POOL + 1;
+	ck_assert_int_eq(sn_switch_reconfigure(sw, &cfg, &err), -EBUSY);
+	ck_assert_uint_eq(stats().fdb_max, 4); /* nothing changed */
+}
+END_TEST
+
 START_TEST(bad_specs)
 {
 	static const struct {
@@ -704,6 +833,9 @@ START_TEST(bad_specs)
 		const char *needle;
 	} bad[] = {
 		{"stream,listen=unix:/tmp/x,bogus=1", "bogus"},
+		/* named before the missing listen= or connect= it leaves behind */
+		{"stream,listn=unix:/tmp/x", "unknown key 'listn' for port kind 'stream'"},
+		{"seqpacket,conect=/tmp/x", "unknown key 'conect'"},
 		{"nosuchkind", "nosuchkind"},
 		{"nosuchkind,a=1", "nosuchkind"},
 		{"stream", "listen"},
@@ -1212,6 +1344,9 @@ int main(void)
 		{"pool_empty", pool_empty},
 		{"foreach_port", foreach_port},
 		{"bad_specs", bad_specs},
+		{"port_spec_kept", port_spec_kept},
+		{"reconfigure", reconfigure},
+		{"inherited_fd", inherited_fd},
 		{"listener_port", listener_port},
 		{"ager", ager},
 		{"create_rejects", create_rejects},

@@ -60,7 +60,7 @@ START_TEST(refusals)
 		{"x,trunk=5-2", "trunk"},      {"x,trunk=", "trunk"},       {"x,trunk=1+", "trunk"},
 		{"x,trunk=4095", "trunk"},     {"x,vlan=3,trunk=4", "trunk"}, {"x,native=3", "native"},
 		{"x,vlan=3,native=3", "native"}, {"x,trunk=3,native-tagged=on", "native-tagged"},
-		{"x,trunk=3,tpid=0x9100", "tpid"}, {"x,tpid=0x88a8", "tpid"}, {"x,max-macs=0", "max-macs"},
+		{"x,trunk=3,tpid=0x9100", "tpid"}, {"x,tpid=0x88a8", "tpid"}, {"x,max-macs=16777217", "max-macs"},
 		{"x,flood=sometimes", "flood"},
 	};
 

@@ -7,10 +7,12 @@ front-end and an inherited descriptor (fd=N)."""
 
 import fcntl
 import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -324,7 +326,7 @@ def test_inherited_fd():
     # a descriptor that is not a socket is refused at start-up
     r = run([d.squibnet, "--control", "/nonexistent/x", "--port", "vhost-user,fd=0"],
             stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    assert r.returncode != 0 and "not a unix stream socket" in r.stderr, r.stderr
+    assert r.returncode != 0 and "not a socket" in r.stderr, r.stderr
 
 
 def test_hostile_ring_breaks_only_that_ring():
@@ -537,10 +539,135 @@ def test_sealable_memfd_gets_shrink_seal():
         assert "added F_SEAL_SHRINK" in d.stderr, d.stderr
 
 
+class ListeningFrontend:
+    """A front-end that listens, as QEMU with `-chardev socket,server=on` does: the back-end
+    (a vhost-user,connect= port) dials it."""
+
+    def __init__(self, path):
+        self.path = path
+        self.ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.ls.bind(path)
+        self.ls.listen(4)
+
+    def accept(self, timeout=5.0):
+        """The next connection from the back-end, or None within timeout."""
+        self.ls.settimeout(timeout)
+        try:
+            conn, _ = self.ls.accept()
+        except socket.timeout:
+            return None
+        return conn
+
+    def session(self, timeout=5.0):
+        conn = self.accept(timeout)
+        assert conn is not None, f"the back-end did not dial {self.path} within {timeout} s"
+        fe = vf.Frontend(None, sock=conn)
+        fe.setup()
+        return fe
+
+    def close(self):
+        """The VMM goes away: its socket file with it."""
+        self.ls.close()
+        os.unlink(self.path)
+
+
+def exchange(d, fe, c, tag):
+    """A broadcast from the guest reaches stream client c, and a unicast back reaches the guest."""
+    f = eth(BROADCAST, mac(1), b"from the guest " + tag.encode())
+    fe.send_frame(f)
+    assert c.recv(2.0) == f, f"{tag}: the guest's frame did not reach the stream client"
+    g = eth(mac(1), mac(2), b"to the guest " + tag.encode())
+    c.send(g)
+    assert fe.recv_frames(1) == [g], f"{tag}: the stream client's frame did not reach the guest"
+
+
+def test_connect_mode_redials_a_restarted_frontend():
+    """vhost-user,connect=: the switch dials a front-end that listens (QEMU server=on). When
+    that front-end dies (its socket gone), the port goes down and the switch keeps dialing
+    with backoff; a new front-end on the same path gets a session and frames flow again. A
+    front-end that hangs up (QEMU killed with the socket file left) is redialed too."""
+    tmp = tempfile.mkdtemp(prefix="sn-test-")
+    path = os.path.join(tmp, "qemu.sock")
+    qemu = ListeningFrontend(path)
+    with Daemon(PORTS[:1] + [f"vhost-user,connect={path},name=vc"], tmp=tmp) as d:
+        c = StreamClient(d.path("s.sock"))
+        fe = qemu.session()
+        d.wait_ports(lambda p: p["vc"]["state"] == "up")
+        assert d.ports()["vc"]["peer"].startswith(f"connect unix:{path} front-end: rx running, tx running"), \
+            d.ports()["vc"]["peer"]
+        exchange(d, fe, c, "first session")
+        # the VMM dies: connection and socket file gone
+        fe.close()
+        qemu.close()
+        d.wait_ports(lambda p: p["vc"]["state"] == "connecting")
+        assert "no front-end" in d.ports()["vc"]["peer"], d.ports()["vc"]["peer"]
+        time.sleep(1.0)  # a few refused dials meanwhile
+        assert d.proc.poll() is None
+        qemu = ListeningFrontend(path)
+        fe = qemu.session(timeout=8.0)
+        d.wait_ports(lambda p: p["vc"]["state"] == "up")
+        exchange(d, fe, c, "after the front-end restarted")
+        # hung up, socket file kept: the switch dials the same listener again
+        fe.close()
+        fe = qemu.session()
+        d.wait_ports(lambda p: p["vc"]["state"] == "up")
+        exchange(d, fe, c, "after a hang-up")
+        fe.close()
+        qemu.close()
+        assert d.stop() == 0
+        assert d.stderr.count("vhost-user front-end connected") == 3, d.stderr
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_connect_mode_survives_a_switch_restart():
+    """The other side: the switch restarts under a front-end that keeps listening (QEMU with
+    server=on stays up); the new switch dials it and the front-end starts a new session on the
+    new connection, with no restart of its own."""
+    tmp = tempfile.mkdtemp(prefix="sn-test-")
+    path = os.path.join(tmp, "qemu.sock")
+    qemu = ListeningFrontend(path)
+    spec = [PORTS[0], f"vhost-user,connect={path},name=vc"]
+    for round_ in range(2):
+        with Daemon(spec, tmp=tmp) as d:
+            c = StreamClient(d.path("s.sock"))
+            fe = qemu.session()
+            d.wait_ports(lambda p: p["vc"]["state"] == "up")
+            exchange(d, fe, c, f"switch run {round_}")
+            d.stop()
+            # the front-end sees its connection end, and keeps its listener for the next switch
+            assert fe.closed_by_peer(), "the stopped switch left the connection open"
+            fe.close()
+    qemu.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_connect_mode_backs_off_from_a_frontend_that_drops_it():
+    """A listener that accepts and closes at once: each such session makes the next dial wait
+    twice as long (0.1, 0.2, 0.4 s...) instead of redialing ten times a second."""
+    tmp = tempfile.mkdtemp(prefix="sn-test-")
+    path = os.path.join(tmp, "qemu.sock")
+    qemu = ListeningFrontend(path)
+    with Daemon([f"vhost-user,connect={path},name=vc"], tmp=tmp) as d:
+        accepted, end = 0, time.monotonic() + 2.0
+        while time.monotonic() < end:
+            conn = qemu.accept(timeout=max(0.01, end - time.monotonic()))
+            if conn:
+                accepted += 1
+                conn.close()
+        assert d.proc.poll() is None
+        # 0 + 0.1 + 0.2 + 0.4 + 0.8 s: five dials in 2 s, not twenty
+        assert 2 <= accepted <= 6, f"{accepted} dials in 2 s"
+    qemu.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_spec_errors():
     with Daemon(PORTS[:1]) as d:
         for spec, text in [("vhost-user", "exactly one of"),
                            ("vhost-user,listen=@x.sock,fd=3", "exactly one of"),
+                           ("vhost-user,listen=@x.sock,connect=@y.sock", "exactly one of"),
+                           ("vhost-user,connect=tcp:127.0.0.1:5555", "needs a unix socket"),
+                           ("vhost-user,connect=@y.sock,mode=0660", "creates none"),
                            ("vhost-user,listen=tcp:127.0.0.1:5555", "needs a unix socket"),
                            ("vhost-user,listen=@x.sock,bogus=1", "bogus")]:
             r = d.ctl_text("port", "add", spec.replace("@", d.tmp + "/"))
@@ -562,5 +689,8 @@ if __name__ == "__main__":
         test_kick_fd_own_socket_refused,
         test_guest_memory_shrink_survived,
         test_sealable_memfd_gets_shrink_seal,
+        test_connect_mode_redials_a_restarted_frontend,
+        test_connect_mode_survives_a_switch_restart,
+        test_connect_mode_backs_off_from_a_frontend_that_drops_it,
         test_spec_errors,
     ])

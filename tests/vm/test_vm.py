@@ -11,7 +11,8 @@ both ports are still up. The kernel package is fetched once with `apt-get downlo
 beside the build. Exits 77 when QEMU, a static busybox or the kernel cannot be had.
 
 Environment: SQUIBNET and SQUIBNETCTL (the binaries, set by meson), SQUIBNET_VM_CACHE (where the
-kernel is kept), QEMU (default qemu-system-x86_64), BUSYBOX (default /bin/busybox),
+kernel is kept), QEMU (default qemu-system-x86_64), SQUIBNET_QEMU10 (see find_qemu10(); the
+vm suite's QEMU 10 tests use it), BUSYBOX (default /bin/busybox),
 SQUIBNET_VM_TIMEOUT (seconds the guests get, default 300), SQUIBNET_VM_KEEP=1 (keep the
 temporary directory with logs). `--direct` skips the switch and joins the guests with QEMU's
 own stream server: a check of the guest image alone.
@@ -113,6 +114,24 @@ def find_prereqs():
     if not is_static_elf(busybox):
         raise Skip(f"{busybox} is not statically linked (apt-get install busybox-static)")
     return qemu, busybox
+
+
+def find_qemu10(cache):
+    """QEMU 10 unpacked by tools/fetch-qemu10.py: in $SQUIBNET_QEMU10, else in cache/qemu10
+    (where .ci/run puts it). Returns (binary, arguments it needs: -L for its own data files),
+    or raises Skip saying why there is none."""
+    where = os.environ.get("SQUIBNET_QEMU10") or os.path.join(cache, "qemu10")
+    binary = os.path.join(where, "root", "usr", "bin", "qemu-system-x86_64")
+    if not os.path.exists(os.path.join(where, "ready")) or not os.path.exists(binary):
+        why = ""
+        try:
+            with open(os.path.join(where, "failed")) as f:
+                why = f": the last fetch failed: {f.read().strip()}"
+        except OSError:
+            pass
+        raise Skip(f"no QEMU 10 in {where}{why} (tools/fetch-qemu10.py {where} unpacks it from "
+                   "Debian's bookworm-backports; .ci/run does)")
+    return binary, ["-L", os.path.join(where, "root", "usr", "share", "qemu")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +250,9 @@ def get_kernel(cache):
     """Returns (vmlinuz, [module paths in load order]), downloading the package on first use."""
     os.makedirs(cache, exist_ok=True)
     pkg = kernel_package()
-    ready = [d for d in sorted(os.listdir(cache)) if os.path.exists(os.path.join(cache, d, "ready"))]
+    # kernels only: the cache holds other things that are ready too (qemu10/)
+    ready = [d for d in sorted(os.listdir(cache))
+             if d.startswith("linux-image-") and os.path.exists(os.path.join(cache, d, "ready"))]
 
     def load(name):
         d = os.path.join(cache, name)
@@ -289,16 +310,36 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 
 say() { echo "@MARK@ $* (t=$(cut -d' ' -f1 /proc/uptime))"; }
+# Until "poweroff" (or 300 s of silence) the host may ask for more: "ping" pings the peer
+# again, retrying for 60 s (after the switch or the peer's VMM restarted).
 finish() {
 	say "done"
-	read -t 120 cmd
+	while read -t 300 cmd; do
+		case "$cmd" in
+		ping)
+			n=0
+			until ping -c 1 -W 1 $peer > /dev/null 2>&1; do
+				n=$((n + 1))
+				[ $n -ge 60 ] && break
+			done
+			if [ $n -lt 60 ]; then say "ping again ok after $n retries"; else say "ping again failed"; fi
+			;;
+		*) break ;;
+		esac
+	done
 	poweroff -f
 }
 fail() { say "FAIL $*"; finish; }
 
-role=
+# squibnet.role=a|b; squibnet.repeat=N: a sends the payload N times over, b keeps it in
+# tmpfs and both time only the transfer; squibnet.task=ping: a only pings (a restarted guest)
+role= repeat=1 task=all
 for arg in $(cat /proc/cmdline); do
-	case "$arg" in squibnet.role=*) role=${arg#squibnet.role=} ;; esac
+	case "$arg" in
+	squibnet.role=*) role=${arg#squibnet.role=} ;;
+	squibnet.repeat=*) repeat=${arg#squibnet.repeat=} ;;
+	squibnet.task=*) task=${arg#squibnet.task=} ;;
+	esac
 done
 case "$role" in
 a) me=10.0.0.1 peer=10.0.0.2 ;;
@@ -317,7 +358,7 @@ while [ ! -e /sys/class/net/eth0 ]; do
 	sleep 0.1
 done
 
-if [ "$role" = b ]; then
+if [ "$role" = b ] && [ "$task" = all ]; then
 	# Listen before the address is up: once a can ping us, the port is open. nc's stdin must
 	# stay open: at its EOF nc half-closes, and a's nc stops sending when it sees that.
 	mkfifo /tmp/hold
@@ -341,16 +382,25 @@ if [ "$role" = a ]; then
 	say "peer answered after $n retries"
 	ping -c 3 -W 3 $peer > /tmp/ping 2>&1 || { cat /tmp/ping; fail "ping -c 3 $peer"; }
 	say "ping ok $(grep -E 'received|round-trip' /tmp/ping | tr '\n' ' ')"
+	[ "$task" = ping ] && finish
+	src=/payload.bin
+	if [ "$repeat" -gt 1 ]; then
+		i=0
+		while [ $i -lt $repeat ]; do cat /payload.bin; i=$((i + 1)); done > /tmp/big
+		src=/tmp/big
+	fi
+	say "sending $(wc -c < $src) bytes"
 	n=0
-	until timeout 120 nc $peer 5000 < /payload.bin; do
+	until timeout 120 nc $peer 5000 < $src; do
 		n=$((n + 1))
 		[ $n -ge 20 ] && fail "nc $peer 5000"
 		sleep 0.5
 	done
-	say "sent $(wc -c < /payload.bin) bytes"
-	say "md5 $(md5sum /payload.bin | cut -d' ' -f1)"
-else
+	say "sent $(wc -c < $src) bytes"
+	say "md5 $(md5sum $src | cut -d' ' -f1)"
+elif [ "$task" = all ]; then
 	wait $ncpid || fail "nc -l exited with $?"
+	say "transfer done"
 	say "received $(wc -c < /tmp/recv) bytes"
 	say "md5 $(md5sum /tmp/recv | cut -d' ' -f1)"
 fi
@@ -415,7 +465,9 @@ def build_initramfs(path, busybox, modules, payload):
 class Guest:
     """One QEMU process; a thread copies its serial console to a log, timestamping marks."""
 
-    def __init__(self, role, qemu, kernel, initrd, netdev, tmp):
+    def __init__(self, role, qemu, kernel, initrd, netdev, tmp, qemu_args=(), append=""):
+        """@qemu_args go right after the binary (e.g. -L for an unpacked QEMU); @append is
+        added to the kernel command line (squibnet.repeat=N, squibnet.task=ping)."""
         self.role = role
         self.lines = []
         self.marks = []          # (host seconds, text after MARK)
@@ -423,10 +475,10 @@ class Guest:
         self.logpath = os.path.join(tmp, f"guest-{role}.log")
         # romfile= : the guest boots from -kernel, so no iPXE ROM (nor the package holding it).
         self.cmd = [
-            qemu, "-nodefaults", "-accel", "tcg", "-m", "256M", "-smp", "1",
+            qemu, *qemu_args, "-nodefaults", "-accel", "tcg", "-m", "256M", "-smp", "1",
             "-display", "none", "-no-reboot", "-serial", "stdio",
             "-kernel", kernel, "-initrd", initrd,
-            "-append", f"console=ttyS0 panic=-1 quiet squibnet.role={role}",
+            "-append", f"console=ttyS0 panic=-1 quiet squibnet.role={role} {append}".rstrip(),
             "-netdev", netdev,
             "-device", f"virtio-net-pci,netdev=n0,mac={MACS[role]},romfile=",
         ]
@@ -461,12 +513,21 @@ class Guest:
                     return t, text
         return None
 
-    def poweroff(self):
+    def marks_after(self, prefix, t):
+        """The marks starting with @prefix that arrived after host time @t, as (time, text)."""
+        with self.lock:
+            return [(mt, text) for mt, text in self.marks if mt > t and text.startswith(prefix)]
+
+    def say(self, line):
+        """Writes @line to the guest's console (its /init reads commands after "done")."""
         try:
-            self.proc.stdin.write(b"poweroff\n")
+            self.proc.stdin.write(line.encode() + b"\n")
             self.proc.stdin.flush()
         except (OSError, ValueError):
             pass
+
+    def poweroff(self):
+        self.say("poweroff")
 
     def tail(self, n=40):
         with self.lock:

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""test_vm_pair.py - the vm suite on QEMU 10: two guests, both on vhost-user, a measured TCP
+transfer between them, restarts on both sides, and the same guests on -netdev stream.
+
+QEMU 10.0 (unpacked by tools/fetch-qemu10.py beside Debian 12's 7.2, see
+test_vm.find_qemu10()) runs vhost-user under TCG with MSI-X, so no `vectors=0` here. The
+switch has two vhost-user ports, one of each mode:
+
+  guest a  QEMU -chardev socket,server=on       <- squibnet vhost-user,connect=  (port va)
+  guest b  QEMU -chardev socket,reconnect-ms=   -> squibnet vhost-user,listen=   (port vb)
+
+1. vhost-user: a pings b and sends it the payload REPEAT times over (64 MiB) with nc; both
+   md5 sums must match the host's, and the time from a's "sending" to b's "transfer done" is
+   reported as the throughput. The switch must show a's MAC behind va and b's behind vb.
+2. The VMM behind the connect port restarts: guest a's QEMU is killed and a new one started on
+   the same socket path; the switch redials it and the new guest pings b.
+3. The switch restarts (SIGKILL, then a new squibnet with the same ports): QEMU b redials the
+   listen port by itself, the new switch dials QEMU a, and a pings b again. Neither guest is
+   restarted.
+4. The same transfer between two fresh guests on `-netdev stream` to a stream port, for
+   comparison.
+
+CONFIGS names the runs of the transfer; an offload on/off switch for vhost-user is one more
+field there (issue 12, section 1). Exits 77 without QEMU 10, a static busybox or the kernel.
+Environment as test_vm.py; SQUIBNET_VM_REPEAT changes the payload's repetitions (64).
+"""
+
+import hashlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_vm as vm  # noqa: E402
+from test_vm import Fail, Skip, Stage, log  # noqa: E402
+
+MEM = "256M"   # test_vm.Guest gives every guest -m 256M; the memfd backend must match
+REPEAT = int(os.environ.get("SQUIBNET_VM_REPEAT", "64"))
+
+# The transfer runs: name, the netdev kind of both guests, and (for vhost-user) the device's
+# offload switch, off until the switch carries offloads.
+CONFIGS = [
+    {"name": "vhost-user", "netdev": "vhost-user", "offloads": False},
+    {"name": "stream", "netdev": "stream"},
+]
+
+
+class Switch:
+    """The squibnet daemon with the pair's ports; restartable on the same paths."""
+
+    def __init__(self, squibnet, ctl_bin, tmp):
+        self.squibnet, self.ctl_bin, self.tmp = squibnet, ctl_bin, tmp
+        self.sock = os.path.join(tmp, "switch.sock")
+        self.qemu_a = os.path.join(tmp, "qemu-a.sock")   # guest a's QEMU listens here
+        self.vsock_b = os.path.join(tmp, "vhost-b.sock")  # the switch listens here for b
+        self.ctl = os.path.join(tmp, "ctl.sock")
+        self.proc = None
+        self.runs = 0
+
+    def start(self):
+        # a killed switch leaves its socket files: wait for the new ones, not for those
+        for p in (self.sock, self.vsock_b, self.ctl):
+            if os.path.exists(p):
+                os.unlink(p)
+        self.runs += 1
+        logname = f"squibnet-{self.runs}.log"
+        logf = open(os.path.join(self.tmp, logname), "wb")
+        self.proc = subprocess.Popen(
+            [self.squibnet, "-v", "--control", self.ctl,
+             "--port", f"stream,listen=unix:{self.sock},name=st",
+             "--port", f"vhost-user,connect={self.qemu_a},name=va",
+             "--port", f"vhost-user,listen={self.vsock_b},name=vb"],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        logf.close()
+        self.logname = logname
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                text = self.log()
+                if "unknown port kind 'vhost-user'" in text:
+                    raise Skip("this squibnet was built without vhost-user")
+                raise Fail(f"squibnet exited with {self.proc.returncode} at start:\n{text}")
+            if all(os.path.exists(p) for p in (self.sock, self.vsock_b, self.ctl)):
+                return
+            time.sleep(0.05)
+        raise Fail(f"squibnet made no sockets within 10 s:\n{self.log()}")
+
+    def log(self):
+        return vm.read_log(self.tmp, self.logname) if self.runs else "(no log)"
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def ports(self):
+        doc, why = vm.squibnetctl(self.ctl_bin, self.ctl, "ports")
+        if doc is None:
+            raise Fail(why)
+        return {p["name"]: p for p in doc["ports"]}
+
+    def wait_port(self, name, state, timeout=30):
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self.ports().get(name, {})
+            if p.get("state") == state:
+                return p
+            if time.monotonic() > deadline:
+                raise Fail(f"port {name} stayed {p.get('state')} ({p.get('peer')}), want {state}")
+            time.sleep(0.1)
+
+    def stop(self, sig=signal.SIGTERM):
+        if not self.alive():
+            return None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            raise Fail("squibnet did not exit within 10 s")
+
+
+def make_guest(role, config, qemu, kernel, initrd, sw, tmp, suffix="", append=""):
+    q, qargs = qemu
+    if config["netdev"] == "stream":
+        g = vm.Guest(role, q, kernel, initrd, f"stream,id=n0,server=off,addr.type=unix,addr.path={sw.sock}", tmp,
+                     qemu_args=qargs, append=append)
+    else:
+        # a: QEMU listens and the switch dials it; b: QEMU dials the switch and redials it
+        chardev = (f"socket,id=vu0,path={sw.qemu_a},server=on" if role == "a"
+                   else f"socket,id=vu0,path={sw.vsock_b},reconnect-ms=500")
+        g = vm.Guest(role, q, kernel, initrd, "vhost-user,id=n0,chardev=vu0", tmp, qemu_args=qargs, append=append)
+        i = g.cmd.index("-netdev")
+        g.cmd[i:i] = ["-object", f"memory-backend-memfd,id=mem0,share=on,size={MEM}",
+                      "-numa", "node,memdev=mem0", "-chardev", chardev]
+        if not config.get("offloads"):
+            i = next(k for k, a in enumerate(g.cmd) if a.startswith("virtio-net-pci,"))
+            g.cmd[i] += ",csum=off,guest_csum=off,host_tso4=off,host_tso6=off,guest_tso4=off,guest_tso6=off"
+    g.logpath = os.path.join(tmp, f"guest-{config['name']}-{role}{suffix}.log")
+    return g
+
+
+def wait_marks(guests, sw, what, timeout):
+    """Waits until every guest printed a mark starting with @what; raises on FAIL or death."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(g.mark(what) for g in guests):
+            return
+        if any(g.mark("FAIL") for g in guests):
+            time.sleep(2)
+            fails = [f"{g.role}: {t}" for g in guests for _, t in g.marks if t.startswith("FAIL")]
+            raise Fail("guest reported failure: " + "; ".join(fails) + "\n" + "\n".join(g.tail() for g in guests))
+        dead = [g for g in guests if g.proc.poll() is not None]
+        if dead:
+            raise Fail(f"guest {dead[0].role} exited ({dead[0].proc.returncode}):\n{dead[0].tail()}")
+        if sw.proc is not None and not sw.alive():
+            raise Fail(f"squibnet died ({sw.proc.returncode}):\n{sw.log()}")
+        time.sleep(0.1)
+    raise Fail(f"no '{what}' from every guest within {timeout:.0f} s:\n" + "\n".join(g.tail() for g in guests))
+
+
+def ping_again(g, sw, timeout=90):
+    """Asks guest @g (done with its task) to ping its peer again; True when it did."""
+    t = time.monotonic()
+    g.say("ping")
+    deadline = t + timeout
+    while time.monotonic() < deadline:
+        got = g.marks_after("ping again", t)
+        if got:
+            return got[0][1].startswith("ping again ok")
+        if g.proc.poll() is not None:
+            raise Fail(f"guest {g.role} exited:\n{g.tail()}")
+        time.sleep(0.1)
+    raise Fail(f"guest {g.role} did not answer 'ping' within {timeout} s:\n{g.tail()}")
+
+
+def check_vhost_ports(sw):
+    fdb, why = vm.squibnetctl(sw.ctl_bin, sw.ctl, "fdb")
+    if fdb is None:
+        raise Fail(why)
+    learned = {e["mac"].lower(): e["port"] for e in fdb["fdb"]}
+    if learned.get(vm.MACS["a"]) != "va" or learned.get(vm.MACS["b"]) != "vb":
+        raise Fail(f"the guests' MACs are not behind va and vb: {fdb['fdb']}")
+    ports = sw.ports()
+    for name in ("va", "vb"):
+        st = ports[name]["stats"]
+        log(f"switch port {name} ({ports[name]['state']}, {ports[name]['peer']}): "
+            + ", ".join(f"{k}={v}" for k, v in st.items() if v))
+        bad = {k: st[k] for k in ("drop_bad_framing", "drop_runt", "drop_oversize") if st.get(k)}
+        if bad:
+            raise Fail(f"port {name} dropped malformed frames: {bad}")
+    if ports["va"]["stats"].get("rx_bytes", 0) < REPEAT * vm.PAYLOAD_SIZE:
+        raise Fail(f"the payload did not go in through va: {ports['va']['stats']}")
+    if ports["vb"]["stats"].get("tx_bytes", 0) < REPEAT * vm.PAYLOAD_SIZE:
+        raise Fail(f"the payload did not go out through vb: {ports['vb']['stats']}")
+
+
+def transfer(config, qemu, kernel, initrd, sw, tmp, want_md5, timeout):
+    """Boots guests a and b for @config, runs the transfer, checks it; returns (guests, seconds)."""
+    guests = []
+    append = f"squibnet.repeat={REPEAT}"
+    # a first: its QEMU must listen before the switch can dial it
+    for role in ("a", "b"):
+        g = make_guest(role, config, qemu, kernel, initrd, sw, tmp, append=append)
+        log(f"guest {config['name']} {role}: {' '.join(g.cmd)}")
+        g.start()
+        guests.append(g)
+    a, b = guests
+    try:
+        wait_marks(guests, sw, "done", timeout)
+    except Fail:
+        for g in guests:
+            vm.stop(g.proc, f"guest {g.role}")
+        raise
+    sums = {g.role: g.mark("md5 ")[1].split()[1] for g in guests}
+    log(f"{config['name']}: md5 host {want_md5}, a sent {sums['a']}, b received {sums['b']}")
+    if sums["a"] != want_md5 or sums["b"] != want_md5:
+        raise Fail(f"{config['name']}: md5 mismatch")
+    seconds = b.mark("transfer done")[0] - a.mark("sending")[0]
+    return guests, seconds
+
+
+def run():
+    _, busybox = vm.find_prereqs()
+    squibnet = os.environ.get("SQUIBNET")
+    if not (squibnet and os.path.exists(squibnet)):
+        raise Fail("SQUIBNET must name the squibnet binary (meson sets it)")
+    ctl_bin = os.environ.get("SQUIBNETCTL")
+    cache = os.environ.get("SQUIBNET_VM_CACHE") or os.path.join(os.getcwd(), "vm-cache")
+    timeout = float(os.environ.get("SQUIBNET_VM_TIMEOUT", "300"))
+
+    with Stage("qemu10"):
+        qemu = vm.find_qemu10(cache)
+        r = subprocess.run([qemu[0], "--version"], stdout=subprocess.PIPE, text=True)
+        log(f"QEMU: {qemu[0]}: {r.stdout.splitlines()[0] if r.stdout else '?'}")
+
+    with Stage("kernel"):
+        kernel, modules = vm.get_kernel(cache)
+
+    tmp = tempfile.mkdtemp(prefix="squibnet-vmpair-")
+    sw = Switch(squibnet, ctl_bin, tmp)
+    guests, results = [], []
+    ok = False
+    try:
+        with Stage("initramfs"):
+            payload = random.Random(vm.PAYLOAD_SEED).randbytes(vm.PAYLOAD_SIZE)
+            want_md5 = hashlib.md5(payload * REPEAT).hexdigest()
+            initrd = os.path.join(tmp, "initrd.cpio")
+            vm.build_initramfs(initrd, busybox, modules, payload)
+
+        with Stage("switch"):
+            sw.start()
+
+        for config in CONFIGS:
+            with Stage(f"transfer-{config['name']}"):
+                guests, seconds = transfer(config, qemu, kernel, initrd, sw, tmp, want_md5, timeout)
+                mbit = REPEAT * vm.PAYLOAD_SIZE * 8 / seconds / 1e6
+                results.append((config["name"], seconds, mbit))
+                log(f"{config['name']}: {REPEAT} MiB in {seconds:.2f} s, {mbit:.0f} Mbit/s")
+
+            if config["netdev"] == "vhost-user":
+                with Stage("switch-counters"):
+                    check_vhost_ports(sw)
+
+                # 2. the VMM behind the connect port restarts; the switch redials it
+                with Stage("restart-vmm"):
+                    a, b = guests
+                    vm.stop(a.proc, "guest a", grace=0.1)
+                    sw.wait_port("va", "connecting", timeout=10)
+                    a2 = make_guest("a", config, qemu, kernel, initrd, sw, tmp, suffix="2",
+                                    append="squibnet.task=ping")
+                    log(f"guest a (again): {' '.join(a2.cmd)}")
+                    a2.start()
+                    guests = [a2, b]
+                    wait_marks([a2], sw, "ping ok", timeout)
+                    log("vmm restart ok: the switch redialed the new QEMU a, which pinged b")
+
+                # 3. the switch restarts; QEMU b redials it, it dials QEMU a; nobody else restarts
+                with Stage("restart-switch"):
+                    sw.stop(signal.SIGKILL)
+                    sw.start()
+                    sw.wait_port("va", "up")
+                    sw.wait_port("vb", "up")
+                    if not ping_again(a2, sw) or not ping_again(b, sw):
+                        raise Fail("after the switch restarted, the guests could not ping each other:\n"
+                                   + "\n".join(g.tail() for g in guests))
+                    log("switch restart ok: both QEMUs kept running and the guests ping again")
+
+            for g in guests:
+                g.poweroff()
+            for g in guests:
+                try:
+                    g.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    vm.stop(g.proc, f"guest {g.role}")
+            guests = []
+
+        with Stage("shutdown"):
+            rc = sw.stop()
+            if rc != 0:
+                raise Fail(f"squibnet exited with {rc}:\n{sw.log()}")
+            for i in range(1, sw.runs + 1):
+                text = vm.read_log(tmp, f"squibnet-{i}.log")
+                if "protocol error" in text:
+                    raise Fail(f"QEMU's messages were refused (run {i}):\n{text}")
+
+        log(f"transfer of {REPEAT} MiB between two QEMU {qemu[0].split('/')[-1]} TCG guests:")
+        for name, seconds, mbit in results:
+            log(f"  {name:12s} {seconds:6.2f} s  {mbit:6.0f} Mbit/s")
+        ok = True
+    finally:
+        for g in guests:
+            vm.stop(g.proc, f"guest {g.role}")
+        if sw.alive():
+            vm.stop(sw.proc, "squibnet")
+        if not ok and sw.runs:
+            print("--- squibnet log ---\n" + sw.log()[-20000:], flush=True)
+        if os.environ.get("SQUIBNET_VM_KEEP") or not ok:
+            log(f"logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def main():
+    signal.signal(signal.SIGTERM, vm.on_sigterm)
+    try:
+        results = run()
+    except Skip as e:
+        print(f"SKIP: {e}", flush=True)
+        return vm.SKIP
+    except Fail as e:
+        log(f"FAIL: {e}")
+        return 1
+    summary = ", ".join(f"{n} {t:.1f}s" for n, t in Stage.done)
+    log(f"stages: {summary}; total {time.monotonic() - vm.T0:.1f}s")
+    print("vm: QEMU 10 guests on vhost-user moved " + ", ".join(
+        f"{REPEAT} MiB over {n} at {m:.0f} Mbit/s" for n, _, m in results)
+        + "; both sides restarted and the guests pinged again", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
