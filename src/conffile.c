@@ -39,6 +39,7 @@ struct cf_fdb {
 	uint8_t mac[6];
 	uint16_t vlan;
 	char port[SN_PORT_NAME_MAX];
+	char dst[64];                /* behind a tunnel port: the remote VTEP; "" without dst= */
 };
 
 struct cf_capture {
@@ -265,23 +266,31 @@ static int split_words(char *s, char **words, int max)
 
 static int parse_fdb(struct sn_conffile *cf, char *text, unsigned line, struct sn_error *err)
 {
-	char *w[3];
-	int n = split_words(text, w, 3);
+	char *w[4];
+	int n = split_words(text, w, 4);
 	struct cf_fdb e = {.line = line};
 	unsigned vlan = 0;
 
 	if (n < 2)
-		return sn_error_set(err, -EINVAL, "usage: fdb MAC PORT [vlan=N]");
+		return sn_error_set(err, -EINVAL, "usage: fdb MAC PORT [vlan=N] [dst=IP]");
 	if (n < 0)
-		return sn_error_set(err, -EINVAL, "too many words (usage: fdb MAC PORT [vlan=N])");
+		return sn_error_set(err, -EINVAL, "too many words (usage: fdb MAC PORT [vlan=N] [dst=IP])");
 	if (sn_mac_parse(w[0], e.mac) < 0)
 		return sn_error_set(err, -EINVAL, "'%s' is not a MAC address (want xx:xx:xx:xx:xx:xx)", w[0]);
 	if (e.mac[0] & 1)
 		return sn_error_set(err, -EINVAL, "%s is a multicast address: static entries are for unicast", w[0]);
 	if (!name_ok(w[1]))
 		return sn_error_set(err, -EINVAL, "'%s' is not a port name", w[1]);
-	if (n == 3 && (strncmp(w[2], "vlan=", 5) || sn_parse_uint(w[2] + 5, 0, 4095, &vlan) < 0))
-		return sn_error_set(err, -EINVAL, "'%s': want vlan=N, N from 0 to 4095", w[2]);
+	for (int i = 2; i < n; i++) {
+		/* dst=: the remote VTEP behind a tunnel port, checked by the port when applied */
+		if (!strncmp(w[i], "dst=", 4) && w[i][4] && !e.dst[0]) {
+			if (sn_strlcpy(e.dst, w[i] + 4, sizeof(e.dst)) < 0)
+				return sn_error_set(err, -EINVAL, "'%s': too long for an address", w[i]);
+			continue;
+		}
+		if (strncmp(w[i], "vlan=", 5) || sn_parse_uint(w[i] + 5, 0, 4095, &vlan) < 0)
+			return sn_error_set(err, -EINVAL, "'%s': want vlan=N, N from 0 to 4095, or dst=IP", w[i]);
+	}
 	e.vlan = (uint16_t)vlan;
 	sn_strlcpy(e.port, w[1], sizeof(e.port));
 	for (size_t i = 0; i < cf->nfdb; i++)
@@ -505,8 +514,9 @@ static int find_port_visit(const struct sn_port_info *p, void *ctx)
 }
 
 struct statics {
-	struct sn_fdb_info *v; /* port names copied into @names */
+	struct sn_fdb_info *v; /* port names copied into @names, remote VTEPs into @dsts */
 	char (*names)[SN_PORT_NAME_MAX];
+	char (*dsts)[64];
 	size_t n, cap;
 	bool failed;
 };
@@ -522,19 +532,27 @@ static int statics_visit(const struct sn_fdb_info *e, void *ctx)
 		struct sn_fdb_info *v = realloc(s->v, cap * sizeof(*v));
 		char(*names)[SN_PORT_NAME_MAX];
 
+		char(*dsts)[64];
+
 		if (v)
 			s->v = v;
 		names = v ? realloc(s->names, cap * sizeof(*names)) : NULL;
-		if (!names) {
+		if (names)
+			s->names = names;
+		dsts = names ? realloc(s->dsts, cap * sizeof(*dsts)) : NULL;
+		if (!dsts) {
 			s->failed = true;
 			return 1;
 		}
-		s->names = names;
+		s->dsts = dsts;
 		s->cap = cap;
 	}
 	s->v[s->n] = *e;
 	sn_strlcpy(s->names[s->n], e->port, sizeof(s->names[s->n]));
 	s->v[s->n].port = s->names[s->n];
+	/* e->dst lives as long as this call: keep a copy */
+	sn_strlcpy(s->dsts[s->n], e->dst ? e->dst : "", sizeof(s->dsts[s->n]));
+	s->v[s->n].dst = e->dst ? s->dsts[s->n] : NULL;
 	s->n++;
 	return 0;
 }
@@ -725,8 +743,20 @@ static void apply_fdb(struct sn_switch *sw, const struct sn_conffile *old, const
 
 		snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", x->mac[0], x->mac[1], x->mac[2], x->mac[3],
 			 x->mac[4], x->mac[5]);
-		if (now && !strcmp(now->port, x->port))
+		if (now && !strcmp(now->port, x->port) && !strcmp(now->dst ? now->dst : "", x->dst))
 			continue;
+		if (x->dst[0]) {
+			struct sn_error e = {{0}};
+
+			r = sn_switch_fdb_add_dst(sw, x->mac, x->vlan, x->port, x->dst, &e);
+			if (r < 0) {
+				failed(o, x->line, r, "fdb", e.msg[0] ? e.msg : strerror(-r));
+				continue;
+			}
+			o->ch.fdb_set++;
+			note(o, "fdb %s vlan %u on %s dst %s", mac, x->vlan, x->port, x->dst);
+			continue;
+		}
 		r = sn_switch_fdb_add_static(sw, x->mac, x->vlan, x->port);
 		if (r == -ENOENT)
 			failed(o, x->line, r, "fdb", "no data port of that name (a listener's clients are ports of their own)");
@@ -742,6 +772,7 @@ static void apply_fdb(struct sn_switch *sw, const struct sn_conffile *old, const
 out:
 	free(cur.v);
 	free(cur.names);
+	free(cur.dsts);
 }
 
 static void apply_captures(struct sn_switch *sw, struct sn_conffile *old, struct sn_conffile *cf,
@@ -886,6 +917,8 @@ static int format_fdb(const struct sn_fdb_info *e, void *ctx)
 		      e->mac[2], e->mac[3], e->mac[4], e->mac[5], e->port);
 	if (e->vlan)
 		sn_buf_printf(f->b, " vlan=%u", e->vlan);
+	if (e->dst && e->is_static)
+		sn_buf_printf(f->b, " dst=%s", e->dst);
 	sn_buf_puts(f->b, so.has_spec ? "\n" : "    (its port is not in this file)\n");
 	return 0;
 }
@@ -949,7 +982,8 @@ static void format_into(struct sn_switch *sw, struct sn_buf *b)
 	sn_switch_get_config(sw, &run);
 	sn_switch_config_init(&def);
 	sn_buf_puts(b, "# squibnet configuration (squibnet.conf(5)), written from the running switch.\n"
-		       "# One directive per line: port SPEC, capture SPEC, fdb MAC PORT [vlan=N], set KEY=VALUE.\n");
+		       "# One directive per line: port SPEC, capture SPEC, fdb MAC PORT [vlan=N] [dst=IP],\n"
+		       "# set KEY=VALUE.\n");
 	for (unsigned s = 0; s < S_COUNT; s++) {
 		if (setting_same(&run, &def, s))
 			continue;

@@ -21,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -377,6 +378,42 @@ def test_port_add_del_at_run_time():
         s.close()
 
 
+def test_config_file_pins():
+    """A configuration file pins a MAC behind the tunnel port to a VTEP (fdb MAC vx dst=IP);
+    save writes the dst= back; a reload with another dst= moves the pin; a dst= behind a port
+    that is no tunnel is refused with its line."""
+    p = free_port()
+    tmp = tempfile.mkdtemp(prefix="sn-vxconf-")
+    conf = os.path.join(tmp, "sn.conf")
+    m = mac_str(mac(7))
+
+    def write(dst, extra=""):
+        with open(conf, "w") as f:
+            f.write(f"port stream,name=st,listen=unix:{tmp}/st.sock\n"
+                    f"port vxlan,name=vx,local=127.0.0.1:{p},vni=42,remote=127.0.0.2+127.0.0.3\n"
+                    f"fdb {m} vx dst={dst}\n" + extra)
+
+    write("127.0.0.3")
+    d = Daemon([], extra=["--config", conf], tmp=tmp)
+    try:
+        e = [x for x in d.fdb() if x["mac"] == m]
+        assert len(e) == 1 and e[0]["static"] and e[0].get("dst") == "127.0.0.3", e
+        saved = d.ctl_text("save", "-").stdout
+        assert f"fdb {m} vx dst=127.0.0.3\n" in saved, saved
+        write("127.0.0.2")
+        r = d.ctl_text("reload")
+        assert r.returncode == 0, r.stderr
+        e = [x for x in d.fdb() if x["mac"] == m]
+        assert e and e[0].get("dst") == "127.0.0.2", e
+        write("127.0.0.2", f"port stream,name=up,connect=unix:{tmp}/nobody.sock\n"
+                           f"fdb {mac_str(mac(8))} up dst=127.0.0.9\n")
+        r = d.ctl_text("reload")
+        assert r.returncode != 0 and ":5:" in r.stderr and "tunnel" in r.stderr, (r.stdout, r.stderr)
+        stop_clean(d)
+    finally:
+        close_daemon(d)
+
+
 def test_spec_errors():
     p = free_port()
     assert_specs_refused([
@@ -427,7 +464,8 @@ def main():
         print("skip: this build has no vxlan ports", flush=True)
         sys.exit(SKIP)
     run_tests([test_encap_decap_learning, test_static_entries_and_flood_list, test_hostile_underlay,
-               test_source_mac_flood_is_capped, test_geneve, test_port_add_del_at_run_time, test_spec_errors,
+               test_source_mac_flood_is_capped, test_geneve, test_port_add_del_at_run_time, test_config_file_pins,
+               test_spec_errors,
                test_two_daemons])
 
 
