@@ -109,7 +109,7 @@ _squibnetctl()
     fi
 
     case $cmd in
-        "port del" | "port set" | "fdb flush")
+        "port del" | "port set" | "fdb flush" | "tunnel show" | "tunnel flood add" | "tunnel flood del")
             ((${#args[@]} == cmdlen)) || return
             mapfile -t names < <(_squibnetctl_ports "$ctl")
             COMPREPLY=($(compgen -W "${names[*]}" -- "$cur"))
