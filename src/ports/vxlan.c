@@ -196,9 +196,9 @@ struct tport {
 	ev_timer ager;
 	bool learning, csum;
 	int ttl, tos;                  /* -1: the socket's default */
-	union {
-		struct cmsghdr align;  /* CMSG_FIRSTHDR() wants a cmsghdr's alignment */
-		uint8_t buf[2 * CMSG_SPACE(sizeof(int))];
+	struct {
+		/* two CMSG_SPACE(sizeof(int)), 48 bytes on LP64, aligned as CMSG_FIRSTHDR() wants */
+		_Alignas(struct cmsghdr) uint8_t buf[64];
 	} cmsg;                        /* TTL and TOS for every datagram, when ttl= or tos= */
 	size_t cmsg_len;
 	unsigned head_copies;          /* copies of the head frame sent so far (head-end replication) */
@@ -1717,7 +1717,7 @@ static void build_cmsg(struct tport *t)
 	}
 	memset(t->cmsg.buf, 0, sizeof(t->cmsg.buf));
 	for (int k = 0; k < 2; k++) {
-		if (vals[k] < 0)
+		if (vals[k] < 0 || len + CMSG_SPACE(sizeof(int)) > sizeof(t->cmsg.buf))
 			continue;
 		c->cmsg_level = types[k][0];
 		c->cmsg_type = types[k][1];

@@ -836,9 +836,8 @@ START_TEST(ipv6_and_ttl)
 	int on = 1, hops = -1;
 	struct msghdr m;
 	struct iovec iov = {buf, sizeof(buf)};
-	union {
-		struct cmsghdr align;
-		uint8_t buf[256];
+	struct {
+		_Alignas(struct cmsghdr) uint8_t buf[256];
 	} ctl;
 	ssize_t n;
 
