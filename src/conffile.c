@@ -347,17 +347,34 @@ static int parse_set(struct sn_conffile *cf, char *text, unsigned line, struct s
 	return 0;
 }
 
+/* Cuts the comment off @line: from a '#' that starts a word (at the start of the line or after a
+ * blank) and is not inside "...", as a SPEC quotes values. */
+static void strip_comment(char *line)
+{
+	bool quoted = false;
+
+	for (char *p = line; *p; p++) {
+		if (*p == '"')
+			quoted = !quoted;
+		else if (*p == '#' && !quoted && (p == line || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			return;
+		}
+	}
+}
+
 /* One line, without its newline. */
 static int parse_line(struct sn_conffile *cf, char *line, unsigned no, struct sn_error *err)
 {
 	char *word, *rest, *end;
 	size_t n;
 
+	strip_comment(line);
 	line += strspn(line, " \t");
 	end = line + strlen(line);
 	while (end > line && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
 		*--end = '\0';
-	if (!*line || *line == '#')
+	if (!*line)
 		return 0;
 	word = line;
 	n = strcspn(line, " \t");

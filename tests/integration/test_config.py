@@ -72,6 +72,22 @@ def test_errors_name_file_and_line():
     assert "--fdb-max and --config" in err, err
 
 
+def test_comments():
+    """A '#' that starts a word ends the line, after any directive; one inside a word is part
+    of it."""
+    with ConfDaemon("# the switch\n"
+                    "set fdb-max=100   # a cap\n"
+                    "port stream,name=up,connect=unix:@no#body.sock   # a dialing port\n"
+                    "fdb 52:54:00:00:00:01 up   # pinned\n"
+                    "capture @all.pcap,filter=\"not arp\",ports=up # of one port\n"
+                    "  # indented\n") as d:
+        assert d.ctl("stats")["switch"]["fdb_max"] == 100
+        assert "no#body.sock " in d.ports()["up"]["peer"], d.ports()["up"]
+        assert [e["mac"] for e in d.fdb()] == ["52:54:00:00:00:01"]
+        caps = d.ctl("capture", "list")["captures"]
+        assert len(caps) == 1 and caps[0]["filter"] == "not arp", caps
+
+
 def test_settings_and_static_entries():
     with ConfDaemon("set fdb-max=100 fdb-aging=60\nset txq-len=64\n"
                     "port stream,name=up,connect=unix:@nobody.sock\n"
@@ -262,6 +278,7 @@ def test_no_config_file():
 if __name__ == "__main__":
     run_tests([
         test_errors_name_file_and_line,
+        test_comments,
         test_settings_and_static_entries,
         test_reload_keeps_unchanged_ports,
         test_reload_with_errors,

@@ -549,9 +549,10 @@ class ListeningFrontend:
         self.ls.bind(path)
         self.ls.listen(4)
 
-    def accept(self, timeout=5.0):
-        """The next connection from the back-end, or None within timeout."""
-        self.ls.settimeout(timeout)
+    def accept(self, timeout=5.0, scale=True):
+        """The next connection from the back-end, or None within timeout (scaled unless not
+        @scale)."""
+        self.ls.settimeout(scaled(timeout) if scale else timeout)
         try:
             conn, _ = self.ls.accept()
         except socket.timeout:
@@ -560,7 +561,7 @@ class ListeningFrontend:
 
     def session(self, timeout=5.0):
         conn = self.accept(timeout)
-        assert conn is not None, f"the back-end did not dial {self.path} within {timeout} s"
+        assert conn is not None, f"the back-end did not dial {self.path} within {scaled(timeout)} s"
         fe = vf.Frontend(None, sock=conn)
         fe.setup()
         return fe
@@ -650,7 +651,7 @@ def test_connect_mode_backs_off_from_a_frontend_that_drops_it():
     with Daemon([f"vhost-user,connect={path},name=vc"], tmp=tmp) as d:
         accepted, end = 0, time.monotonic() + 2.0
         while time.monotonic() < end:
-            conn = qemu.accept(timeout=max(0.01, end - time.monotonic()))
+            conn = qemu.accept(timeout=max(0.01, end - time.monotonic()), scale=False)
             if conn:
                 accepted += 1
                 conn.close()
