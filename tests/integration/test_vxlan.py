@@ -121,20 +121,27 @@ class Setup:
         return self.d.ports()["vx"]
 
     def close(self):
-        for c in self.clients:
-            c.close()
-        self.v2.close()
-        self.v3.close()
-        close_daemon(self.d)
+        try:
+            for c in self.clients:
+                c.close()
+            self.v2.close()
+            self.v3.close()
+        finally:
+            close_daemon(self.d)
 
 
 def close_daemon(d):
     """What leaving a with block does (stop it, check for valgrind's reports), from a finally
-    block: a report is printed, not raised over the test's own error."""
+    block: a report is printed, not raised over the test's own error, and the daemon is gone
+    whatever happened."""
     try:
         d.__exit__(None, None, None)
-    except AssertionError as e:
+    except Exception as e:  # noqa: BLE001 - printed; the daemon is killed below
         print(e, file=sys.stderr, flush=True)
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
 
 
 def stop_clean(d):

@@ -175,28 +175,42 @@ class Lab:
         return p
 
     def cleanup(self):
-        for p in self.procs:
-            if isinstance(p, Daemon):
-                close_daemon(p)
-            elif p.poll() is None:
-                p.terminate()
+        """Whatever goes wrong stopping a process, the namespaces (and everything in them) go."""
+        try:
+            for p in self.procs:
                 try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        for name in self.ns.values():
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+                    if isinstance(p, Daemon):
+                        close_daemon(p)
+                    elif p.poll() is None:
+                        p.terminate()
+                        try:
+                            p.wait(5)
+                        except subprocess.TimeoutExpired:
+                            p.kill()
+                            p.wait()
+                except Exception as e:  # noqa: BLE001 - the next process and the namespaces still go
+                    print(f"cleanup: {e!r}", file=sys.stderr, flush=True)
+                    proc = p.proc if isinstance(p, Daemon) else p
+                    if proc.poll() is None:
+                        proc.kill()
+        finally:
+            for name in self.ns.values():
+                subprocess.run(["ip", "netns", "del", name], capture_output=True)
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def close_daemon(d):
     """What leaving a with block does (stop it, check for valgrind's reports), from a finally
-    block: a report is printed, not raised over the test's own error."""
+    block: a report is printed, not raised over the test's own error, and the daemon is gone
+    whatever happened."""
     try:
         d.__exit__(None, None, None)
-    except AssertionError as e:
+    except Exception as e:  # noqa: BLE001 - printed; the daemon is killed below
         print(e, file=sys.stderr, flush=True)
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
 
 
 def stop_capture(p):
