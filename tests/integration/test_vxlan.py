@@ -17,6 +17,7 @@ import json
 import os
 import random
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -419,6 +420,7 @@ def test_config_file_pins():
         stop_clean(d)
     finally:
         close_daemon(d)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_spec_errors():
