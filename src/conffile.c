@@ -48,7 +48,7 @@ struct cf_capture {
 	unsigned id; /* once started by an apply; 0: not running */
 };
 
-enum setting_id { S_FDB_MAX, S_FDB_PORT_MAX, S_FDB_AGING, S_FDB_EVICT, S_POOL_FRAMES, S_TXQ_LEN, S_STALL, S_COUNT };
+enum setting_id { S_FDB_MAX, S_FDB_PORT_MAX, S_FDB_AGING, S_FDB_EVICT, S_POOL_FRAMES, S_TXQ_LEN, S_STALL, S_SOCK_BUF, S_COUNT };
 
 static const struct setting {
 	const char *key;
@@ -62,6 +62,7 @@ static const struct setting {
 	[S_POOL_FRAMES] = {"pool-frames", 64, 1u << 22, true},
 	[S_TXQ_LEN] = {"txq-len", 8, 1u << 20, true},
 	[S_STALL] = {"stall-timeout", 1, 3600000, false},
+	[S_SOCK_BUF] = {"sock-buf", 0, 256u << 20, false},
 };
 
 struct sn_conffile {
@@ -95,6 +96,8 @@ static unsigned setting_get(const struct sn_switch_config *cfg, enum setting_id 
 		return cfg->txq_len;
 	case S_STALL:
 		return (unsigned)(cfg->stall_timeout * 1000 + 0.5);
+	case S_SOCK_BUF:
+		return (unsigned)cfg->sock_buf;
 	case S_COUNT:
 		break;
 	}
@@ -124,6 +127,9 @@ static void setting_put(struct sn_switch_config *cfg, enum setting_id s, unsigne
 		break;
 	case S_STALL:
 		cfg->stall_timeout = v / 1000.0;
+		break;
+	case S_SOCK_BUF:
+		cfg->sock_buf = v;
 		break;
 	case S_COUNT:
 		break;
@@ -326,7 +332,7 @@ static int parse_set(struct sn_conffile *cf, char *text, unsigned line, struct s
 				s = &settings[id = (enum setting_id)k];
 		if (!s)
 			return sn_error_set(err, -EINVAL, "unknown setting '%s' (there are fdb-max, fdb-port-max, fdb-aging, "
-					    "fdb-evict, pool-frames, txq-len, stall-timeout)", w[i]);
+					    "fdb-evict, pool-frames, txq-len, stall-timeout, sock-buf)", w[i]);
 		if (cf->set_line[id])
 			return sn_error_set(err, -EEXIST, "setting '%s' is given at line %u already", s->key, cf->set_line[id]);
 		if (s->max == 0) {

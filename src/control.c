@@ -597,10 +597,13 @@ static int cmd_set(struct sn_ctl_ctx *ctx)
 		sn_json_uint(ctx->j, "fdb_port_max", c.fdb_port_max);
 		sn_json_bool(ctx->j, "fdb_evict", c.fdb_evict);
 		sn_json_uint(ctx->j, "stall_timeout_ms", (uint64_t)(c.stall_timeout * 1000 + 0.5));
+		sn_json_uint(ctx->j, "sock_buf", c.sock_buf);
 		sn_json_end_object(ctx->j);
 	} else {
-		sn_buf_printf(ctx->body, "fdb-aging=%.0f fdb-max=%u fdb-port-max=%u fdb-evict=%s stall-timeout=%.0f\n",
-			      c.fdb_aging, c.fdb_max, c.fdb_port_max, c.fdb_evict ? "on" : "off", c.stall_timeout * 1000);
+		sn_buf_printf(ctx->body,
+			      "fdb-aging=%.0f fdb-max=%u fdb-port-max=%u fdb-evict=%s stall-timeout=%.0f sock-buf=%llu\n",
+			      c.fdb_aging, c.fdb_max, c.fdb_port_max, c.fdb_evict ? "on" : "off", c.stall_timeout * 1000,
+			      (unsigned long long)c.sock_buf);
 	}
 	return 0;
 }
@@ -765,7 +768,7 @@ static const struct sn_ctl_cmd core_cmds[] = {
 	{"port del", "NAME", "remove a port, or a listener with its clients", 1, 1, cmd_port_del},
 	{"port set", "NAME KEY=VALUE...", "change a port's VLANs and policy (vlan=, trunk=, isolated=, ...)", 2,
 	 1 + SN_SPEC_MAX_KEYS, cmd_port_set},
-	{"set", "[KEY=VALUE]...", "show or change fdb-aging, fdb-max, fdb-port-max, fdb-evict, stall-timeout", 0,
+	{"set", "[KEY=VALUE]...", "show or change fdb-aging, fdb-max, fdb-port-max, fdb-evict, stall-timeout, sock-buf", 0,
 	 SN_SPEC_MAX_KEYS, cmd_set},
 	{"help", "", "list the commands", 0, 0, cmd_help},
 };

@@ -268,6 +268,11 @@ struct ev_loop *sn_port_loop(struct sn_port *port)
 	return port->sw->loop;
 }
 
+uint64_t sn_port_sock_buf(const struct sn_port *port)
+{
+	return port->sw->cfg.sock_buf;
+}
+
 double sn_port_fdb_aging(const struct sn_port *port)
 {
 	return port->sw->fdb.aging;

@@ -94,7 +94,7 @@ struct sn_port_ops {
  * mark during an input call goes out at its end; senders pause at the pause mark and go on
  * below the resume mark. */
 static inline uint32_t sn_txq_congested_mark(uint32_t ring) { return ring / 16 ? ring / 16 : 1; }
-static inline uint32_t sn_txq_flush_mark(uint32_t ring) { return ring / 8; }
+static inline uint32_t sn_txq_flush_mark(uint32_t ring) { return ring / 8 * 3; }
 static inline uint32_t sn_txq_resume_mark(uint32_t ring) { return ring / 4; }
 static inline uint32_t sn_txq_pause_mark(uint32_t ring) { return ring / 2; }
 static inline uint32_t sn_txq_stalled_keep(uint32_t ring) { return ring / 4 < SN_TXQ_STALLED ? ring / 4 : SN_TXQ_STALLED; }
@@ -233,6 +233,9 @@ struct sn_frame *sn_port_frame_get(struct sn_port *port, uint32_t len);
 
 /* The loop the switch runs on: every watcher of the port goes on it. */
 struct ev_loop *sn_port_loop(struct sn_port *port);
+
+/* The send buffer a data connection of the port asks for (sn_switch_config.sock_buf). */
+uint64_t sn_port_sock_buf(const struct sn_port *port);
 
 /* A buffer for @len bytes, or NULL when the pool has none free; counts nothing (for ports that
  * wait for buffers rather than drop). */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "sock.h"
 #include "spec.h"
 #include "util.h"
 
@@ -98,6 +99,9 @@ SN_EXPORT int sn_switch_reconfigure(struct sn_switch *sw, const struct sn_switch
 		return sn_error_set(err, -EBUSY, "txq-len takes effect when the switch is created");
 	if (want.fdb_aging > 1e6 || want.stall_timeout > 3600)
 		return sn_error_set(err, -EINVAL, "fdb-aging over 10^6 s or stall-timeout over 3600 s");
+	if (!sn_sock_buf_ok(want.sock_buf))
+		return sn_error_set(err, -EINVAL, "sock-buf=%llu: want 0 or %u to %u bytes", (unsigned long long)want.sock_buf,
+				    SN_SOCK_BUF_MIN, SN_SOCK_BUF_MAX);
 	/* the one change that can fail goes first, so that a refusal changes nothing */
 	if (want.fdb_max != sw->cfg.fdb_max || want.fdb_port_max != sw->cfg.fdb_port_max) {
 		r = sn_switch_set_fdb_max(sw, want.fdb_max, want.fdb_port_max);
@@ -112,5 +116,6 @@ SN_EXPORT int sn_switch_reconfigure(struct sn_switch *sw, const struct sn_switch
 		sn_switch_set_fdb_aging(sw, want.fdb_aging);
 	if (want.stall_timeout != sw->cfg.stall_timeout)
 		sn_switch_set_stall_timeout(sw, want.stall_timeout);
+	sw->cfg.sock_buf = want.sock_buf; /* for the connections made from now on */
 	return 0;
 }

@@ -419,3 +419,16 @@ int sn_sock_connect_result(int fd)
 		return -errno;
 	return -e;
 }
+
+void sn_sock_set_sndbuf(int fd, uint64_t bytes)
+{
+	int v = (int)(bytes > SN_SOCK_BUF_MAX ? SN_SOCK_BUF_MAX : bytes);
+
+	if (v == 0)
+		return;
+#ifdef SO_SNDBUFFORCE
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) == 0)
+		return;
+#endif
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+}

@@ -4,6 +4,7 @@
 #define SN_SOCK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -69,6 +70,22 @@ int sn_sock_listen(const struct sn_sockaddr *a, int type, const struct sn_sock_p
 /* A non-blocking socket with connect() started: returns the descriptor (the connection may
  * still be in progress) or -errno. */
 int sn_sock_connect(const struct sn_sockaddr *a, int type);
+
+/* The send buffer asked for on data connections (sn_switch_config.sock_buf): its default, the
+ * cap of TCP's own autotuning, and what a setting may be (0: the kernel's default). */
+#define SN_SOCK_BUF_DEFAULT (1u << 20)
+#define SN_SOCK_BUF_MIN 4096u
+#define SN_SOCK_BUF_MAX (256u << 20)
+
+static inline bool sn_sock_buf_ok(uint64_t bytes)
+{
+	return bytes == 0 || (bytes >= SN_SOCK_BUF_MIN && bytes <= SN_SOCK_BUF_MAX);
+}
+
+/* Asks for a send buffer of @bytes on @fd: SO_SNDBUFFORCE where the process may go past
+ * net.core.wmem_max, else SO_SNDBUF (which the kernel caps there); 0 does nothing. A refusal
+ * leaves the kernel's default, which works, only slower. */
+void sn_sock_set_sndbuf(int fd, uint64_t bytes);
 
 /* After a non-blocking connect became writable: 0 or -errno (SO_ERROR). */
 int sn_sock_connect_result(int fd);

@@ -497,6 +497,7 @@ int sn_endpoint_from_spec(struct sn_spec *spec, const char *kind, bool unix_only
 
 void sn_conn_up(struct sn_conn *c, int fd)
 {
+	sn_sock_set_sndbuf(fd, sn_port_sock_buf(c->port));
 	c->fd = fd;
 	ev_io_set(&c->rio, fd, EV_READ);
 	ev_io_set(&c->wio, fd, EV_WRITE);

@@ -31,6 +31,7 @@
 
 #include "logging.h"
 #include "core.h"
+#include "sock.h"
 #include "util.h"
 
 
@@ -50,6 +51,7 @@ SN_EXPORT void sn_switch_config_init(struct sn_switch_config *cfg)
 		.fdb_port_max = 0,
 		.fdb_aging = 300,
 		.stall_timeout = 0.5,
+		.sock_buf = SN_SOCK_BUF_DEFAULT,
 	};
 }
 
@@ -188,7 +190,8 @@ SN_EXPORT int sn_switch_create(struct ev_loop *loop, const struct sn_switch_conf
 		def.size = sizeof(def);
 	}
 	cfg = &def;
-	if (cfg->pool_frames < 64 || cfg->txq_len < 8 || cfg->txq_len > (1u << 20) || !(cfg->stall_timeout > 0))
+	if (cfg->pool_frames < 64 || cfg->txq_len < 8 || cfg->txq_len > (1u << 20) || !(cfg->stall_timeout > 0) ||
+	    !sn_sock_buf_ok(cfg->sock_buf))
 		return -EINVAL;
 	sw = calloc(1, sizeof(*sw));
 	if (!sw)
@@ -829,9 +832,11 @@ static int keys_parse(struct sn_spec *spec, const char *kind, const char *keys, 
 
 SN_EXPORT int sn_switch_set(struct sn_switch *sw, const char *keys, struct sn_error *err)
 {
-	static const char *const known[] = {"fdb-aging", "fdb-max", "fdb-port-max", "fdb-evict", "stall-timeout", NULL};
-	unsigned aging = 0, max = sw->cfg.fdb_max, port_max = sw->cfg.fdb_port_max, stall_ms = 0;
-	bool evict = sw->cfg.fdb_evict;
+	static const char *const known[] = {"fdb-aging", "fdb-max", "fdb-port-max", "fdb-evict", "stall-timeout",
+					    "sock-buf", NULL};
+	struct sn_switch_config cfg = sw->cfg;
+	unsigned aging = 0, stall_ms = 0, max = cfg.fdb_max, port_max = cfg.fdb_port_max;
+	unsigned buf = (unsigned)cfg.sock_buf;
 	struct sn_spec spec;
 	int r;
 
@@ -843,28 +848,25 @@ SN_EXPORT int sn_switch_set(struct sn_switch *sw, const char *keys, struct sn_er
 	for (unsigned i = 0; i < spec.n; i++)
 		if (!key_in(spec.kv[i].key, known))
 			return sn_error_set(err, -EINVAL,
-					    "unknown setting '%s' (settings: fdb-aging, fdb-max, fdb-port-max, fdb-evict, stall-timeout)",
+					    "unknown setting '%s' (settings: fdb-aging, fdb-max, fdb-port-max, fdb-evict, "
+					    "stall-timeout, sock-buf)",
 					    spec.kv[i].key);
-	/* every value is checked before any is applied */
+	/* every value is checked before any is applied, and then they are applied together */
 	if ((r = sn_spec_get_uint(&spec, "fdb-aging", 1, 1000000, &aging, err)) < 0 ||
 	    (r = sn_spec_get_uint(&spec, "fdb-max", 1, 1u << 24, &max, err)) < 0 ||
 	    (r = sn_spec_get_uint(&spec, "fdb-port-max", 0, 1u << 24, &port_max, err)) < 0 ||
-	    (r = sn_spec_get_bool(&spec, "fdb-evict", &evict, err)) < 0 ||
-	    (r = sn_spec_get_uint(&spec, "stall-timeout", 1, 3600000, &stall_ms, err)) < 0)
+	    (r = sn_spec_get_bool(&spec, "fdb-evict", &cfg.fdb_evict, err)) < 0 ||
+	    (r = sn_spec_get_uint(&spec, "stall-timeout", 1, 3600000, &stall_ms, err)) < 0 ||
+	    (r = sn_spec_get_uint(&spec, "sock-buf", 0, SN_SOCK_BUF_MAX, &buf, err)) < 0)
 		return r;
-	if (sn_spec_get(&spec, "fdb-max") || sn_spec_get(&spec, "fdb-port-max")) {
-		r = sn_switch_set_fdb_max(sw, max, port_max);
-		if (r == -ENOSPC)
-			return sn_error_set(err, r, "fdb-max=%u: the table holds more static entries than that", max);
-		if (r < 0)
-			return sn_error_set(err, r, "fdb-max: %s", strerror(-r));
-	}
 	if (aging)
-		sn_switch_set_fdb_aging(sw, aging);
+		cfg.fdb_aging = aging;
 	if (stall_ms)
-		sn_switch_set_stall_timeout(sw, stall_ms / 1000.0);
-	sn_switch_set_fdb_evict(sw, evict);
-	return 0;
+		cfg.stall_timeout = stall_ms / 1000.0;
+	cfg.fdb_max = max;
+	cfg.fdb_port_max = port_max;
+	cfg.sock_buf = buf;
+	return sn_switch_reconfigure(sw, &cfg, err);
 }
 
 /* Whether the two policies put the port's frames in different VLANs or tag them otherwise. */

@@ -49,7 +49,7 @@ static void usage(FILE *f)
 		"usage: squibnet [--config FILE | --port SPEC...] [--control PATH] [--fdb-max N]\n"
 		"                [--fdb-port-max N] [--fdb-aging SECONDS] [--fdb-evict]\n"
 		"                [--pool-frames N] [--txq-len N]\n"
-		"                [--stall-timeout MS]\n"
+		"                [--stall-timeout MS] [--sock-buf BYTES]\n"
 		"                [--capture FILE[,KEY=VALUE]...]... [-v|-q]\n"
 		"                [--help] [--version]\n"
 		"\n"
@@ -77,13 +77,15 @@ static void usage(FILE *f)
 		"  --txq-len N         egress queue of each port, in frames (default %u)\n"
 		"  --stall-timeout MS  a queue congested this long means its peer is stalled: the\n"
 		"                      ports it holds back go on, it gets few frames (default %u)\n"
+		"  --sock-buf BYTES    send buffer asked for on each stream and seqpacket\n"
+		"                      connection (default %u; 0: the kernel's default)\n"
 		"  --capture FILE[,filter=EXPR][,ports=NAME+NAME...][,dir=in|out|both][,snaplen=N]\n"
 		"            [,tstamp=us|ns][,rotate=MB][,count=N]\n"
 		"                      write a pcap file of the frames on the chosen ports (default all);\n"
 		"                      %%p in FILE: one file per port; SIGHUP reopens the files\n"
 		"  -v, --verbose       debug messages;  -q, --quiet: warnings and errors only\n"
 		"fdname=NAME in a SPEC: the socket systemd passed by that name (LISTEN_FDNAMES).\n",
-		def.pool_frames, def.txq_len, (unsigned)(def.stall_timeout * 1000));
+		def.pool_frames, def.txq_len, (unsigned)(def.stall_timeout * 1000), (unsigned)def.sock_buf);
 }
 
 static int parse_uint(const char *opt, const char *s, unsigned min, unsigned max, unsigned *ret)
@@ -226,6 +228,7 @@ int main(int argc, char **argv)
 		{"pool-frames", required_argument, NULL, 'F'},
 		{"txq-len", required_argument, NULL, 'Q'},
 		{"stall-timeout", required_argument, NULL, 'S'},
+		{"sock-buf", required_argument, NULL, 'B'},
 		{"capture", required_argument, NULL, 'C'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"quiet", no_argument, NULL, 'q'},
@@ -235,7 +238,7 @@ int main(int argc, char **argv)
 	};
 	const char *specs[MAX_PORTS], *captures[MAX_CAPTURES];
 	unsigned ncaptures = 0;
-	unsigned nspecs = 0, aging = 0, stall_ms = 0;
+	unsigned nspecs = 0, aging = 0, stall_ms = 0, sock_buf;
 	const char *control = NULL, *config = NULL, *cli_only = NULL;
 	struct sn_conffile *cf = NULL;
 	char dir[PATH_MAX], defspec[PATH_MAX + 64], defctl[PATH_MAX + 32];
@@ -252,7 +255,7 @@ int main(int argc, char **argv)
 	sn_switch_config_init(&cfg);
 	while ((c = getopt_long(argc, argv, "p:c:vqhV", opts, NULL)) != -1) {
 		/* what a configuration file says instead */
-		for (const struct option *o = opts; o->name && !cli_only && strchr("pMPAEFQSC", c); o++)
+		for (const struct option *o = opts; o->name && !cli_only && strchr("pMPAEFQSBC", c); o++)
 			if (o->val == c)
 				cli_only = o->name;
 		switch (c) {
@@ -297,6 +300,16 @@ int main(int argc, char **argv)
 			if (parse_uint("--stall-timeout", optarg, 1, 3600000, &stall_ms) < 0)
 				return 2;
 			cfg.stall_timeout = stall_ms / 1000.0;
+			break;
+		case 'B':
+			if (parse_uint("--sock-buf", optarg, 0, 256u << 20, &sock_buf) < 0)
+				return 2;
+			if (sock_buf && sock_buf < 4096) {
+				fprintf(stderr, "squibnet: --sock-buf: %u bytes is less than a page; 0 leaves the kernel's default\n",
+					sock_buf);
+				return 2;
+			}
+			cfg.sock_buf = sock_buf;
 			break;
 		case 'C':
 			if (ncaptures == MAX_CAPTURES) {

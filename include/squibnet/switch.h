@@ -50,6 +50,13 @@ struct sn_switch_config {
 	/** A full forwarding database makes room for a new source by evicting an entry of the
 	 * port that owns the most (Open vSwitch's fair eviction), instead of refusing it. */
 	bool fdb_evict;
+	/** Bytes of kernel send buffer asked for on each stream and seqpacket connection
+	 * (SO_SNDBUF; SO_SNDBUFFORCE where the process may), so that a fast peer is not held to
+	 * the kernel's default of about 200 KiB in flight (default 1 MiB; 0 leaves the kernel's
+	 * default; else 4 KiB to 256 MiB). Connections made after a change get it.
+	 * 64 bits so that it starts past the padding that ended the struct before it came: a
+	 * caller's @size from then covers none of it. */
+	uint64_t sock_buf;
 };
 
 /** Sets @cfg to the defaults, @size included. */
@@ -70,7 +77,7 @@ void sn_switch_get_config(struct sn_switch *sw, struct sn_switch_config *ret_cfg
 /**
  * Changes the settings of a running switch to @cfg (fields past @cfg->size keep their values).
  * fdb_max (rehashing the table; entries over a lower cap stay until they age), fdb_port_max,
- * fdb_aging, fdb_evict and stall_timeout take effect at once. pool_frames, jumbo_frames and
+ * fdb_aging, fdb_evict and stall_timeout take effect at once, sock_buf for new connections. pool_frames, jumbo_frames and
  * txq_len are sized at creation: a @cfg that changes one of them is -EBUSY and changes nothing.
  * -EINVAL for a value out of range, -ENOMEM (nothing changed); @err says which.
  */
@@ -247,7 +254,7 @@ int sn_switch_port_set(struct sn_switch *sw, const char *name, const char *keys,
 
 /**
  * Changes switch settings at run time: @keys is "key=value,..." of fdb-aging=SECONDS,
- * fdb-max=N, fdb-port-max=N (0: fdb-max), fdb-evict=on|off, stall-timeout=MS. Every value is
+ * fdb-max=N, fdb-port-max=N (0: fdb-max), fdb-evict=on|off, stall-timeout=MS, sock-buf=BYTES (for new connections). Every value is
  * checked before any is applied. -EINVAL with @err naming the key; -ENOSPC when fdb-max is
  * below the static entries.
  */

@@ -22,7 +22,8 @@
 #include "stream.h"
 
 #define RX_BATCH 64
-#define TX_BATCH 256     /* frames per sendmsg: at most two iovecs each */
+#define TX_BATCH 1024    /* frames per sendmsg, within TX_IOV iovecs */
+#define TX_IOV 1024      /* IOV_MAX on Linux and macOS */
 #define STAGE_CAP 65536   /* prefixes, and small frames whole, are copied here */
 #define SMALL_FRAME 256   /* a frame this short is cheaper to copy than to give its own iovec */
 
@@ -46,7 +47,7 @@ struct stream_port {
 	unsigned nbatch;
 	uint32_t tx_off;    /* bytes of the head record already written */
 	uint8_t *stage;
-	struct iovec iov[2 * TX_BATCH];
+	struct iovec iov[TX_IOV];
 	sn_stream_lost_fn lost; /* a descriptor from elsewhere (stream.h): its owner hears of its end */
 	void *owner;
 };
@@ -167,7 +168,7 @@ static void stream_flush(struct sn_port *port)
 			size_t copy = hl + (f->len <= SMALL_FRAME ? f->len : 0);
 			uint8_t *p = sp->stage + used;
 
-			if (used + copy > STAGE_CAP) {
+			if (used + copy > STAGE_CAP || niov + 2 > TX_IOV) {
 				n = i;
 				break;
 			}

@@ -95,11 +95,12 @@ def test_settings_and_static_entries():
         st = d.ctl("stats")["switch"]
         assert st["fdb_max"] == 100, st
         assert d.ports()["up"]["txq_len"] == 64
+        assert d.ctl("set")["settings"]["sock_buf"] == 1 << 20
         fdb = d.fdb()
         assert [(e["mac"], e["vlan"], e["port"], e["static"]) for e in fdb] == \
             [("52:54:00:00:00:01", 7, "up", True)], fdb
         # run time: fdb-max changes, txq-len waits for a restart; the entry moves to VLAN 8
-        d.write("set fdb-max=200 fdb-aging=60\nset txq-len=128\n"
+        d.write("set fdb-max=200 fdb-aging=60 sock-buf=0\nset txq-len=128\n"
                 "port stream,name=up,connect=unix:@nobody.sock\n"
                 "fdb 52:54:00:00:00:01 up vlan=8\n")
         r = d.ctl_text("reload")
@@ -107,12 +108,14 @@ def test_settings_and_static_entries():
         assert "setting fdb-max=200 (was 100)" in r.stdout, r.stdout
         assert "txq-len=128 takes effect when squibnet starts again" in r.stdout, r.stdout
         assert d.ctl("stats")["switch"]["fdb_max"] == 200
+        assert d.ctl("set")["settings"]["sock_buf"] == 0
         assert d.ports()["up"]["txq_len"] == 64
         assert [(e["vlan"], e["static"]) for e in d.fdb()] == [(8, True)], d.fdb()
         # a setting no longer in the file goes back to its default
         d.write("port stream,name=up,connect=unix:@nobody.sock\n")
         assert d.ctl_text("reload").returncode == 0
         assert d.ctl("stats")["switch"]["fdb_max"] == 8192
+        assert d.ctl("set")["settings"]["sock_buf"] == 1 << 20
         assert d.fdb() == []
 
 
@@ -175,7 +178,7 @@ def test_reload_with_errors():
 
 
 def test_save_and_start_again():
-    text = ("set fdb-aging=45 fdb-evict=on\n"
+    text = ("set fdb-aging=45 fdb-evict=on sock-buf=65536\n"
             "port stream,name=sw,listen=unix:@sw.sock,framing=hyperkit\n"
             "port stream,name=up,connect=unix:@up.sock\n"
             "port dgram,name=dg,listen=@dg.sock,max-peers=8\n"
@@ -194,6 +197,7 @@ def test_save_and_start_again():
         assert f"port seqpacket,listen={d.path('sp.sock')},name={added}\n" in saved, saved
         assert "fdb 52:54:00:00:00:05 up\n" in saved, saved
         assert "set fdb-aging=45\n" in saved and "set fdb-evict=on\n" in saved, saved
+        assert "set sock-buf=65536\n" in saved, saved
         assert f"capture {d.path('all.pcap')},filter=not arp,dir=in\n" in saved, saved
         # save - prints the same text; the JSON form carries it
         assert d.ctl_text("save", "-").stdout == saved

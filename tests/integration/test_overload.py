@@ -6,6 +6,7 @@ Each test pushes far more frames than the egress queues hold, so it fails on a s
 drops what a keeping-up receiver could take (flushing once per loop iteration), that lets idle
 peers pin the whole frame pool, or that rescans its forwarding table on every refused learn."""
 
+import ctypes
 import os
 import socket
 import struct
@@ -23,10 +24,16 @@ def record(dst, src, size=FRAME):
     return struct.pack("!I", len(f)) + f
 
 
-def lossless_daemon():
+# The kernel's default send buffer (--sock-buf 0) for a test of what happens once a peer's
+# socket is full: it fills after ~200 KiB instead of after 2 MiB, and what the switch does
+# from then on does not depend on where that happens.
+SMALL_SOCK_BUF = ["--sock-buf", "0"]
+
+
+def lossless_daemon(extra=()):
     """The daemon for a test that must lose nothing: a slow run (valgrind) stretches the stall
     timeout with it, so a receiver that keeps up is never taken for one that stopped."""
-    return Daemon(["stream,listen=unix:@s.sock"], extra=["--stall-timeout", str(round(scaled(500)))])
+    return Daemon(["stream,listen=unix:@s.sock"], extra=["--stall-timeout", str(round(scaled(500))), *extra])
 
 
 def clients(d, n, sock="s.sock"):
@@ -154,7 +161,7 @@ def test_fast_flow_one_frame_per_write_loses_nothing():
 def test_slow_receiver_pauses_sender():
     """A receiver slower than its sender: the sender is held back (its writes block) rather
     than the frames dropped, and everything arrives."""
-    with lossless_daemon() as d:
+    with lossless_daemon(SMALL_SOCK_BUF) as d:
         a, b = clients(d, 2)
         learn([a, b])
         drain([a, b])
@@ -189,7 +196,7 @@ def test_slow_receiver_pauses_sender():
 
 
 def stuck_peers_case(nstuck):
-    with Daemon(["stream,listen=unix:@s.sock"]) as d:
+    with Daemon(["stream,listen=unix:@s.sock"], extra=SMALL_SOCK_BUF) as d:
         live = clients(d, 2)
         stuck = [StreamClient(d.path("s.sock")) for _ in range(nstuck)]
         hostile = StreamClient(d.path("s.sock"))
@@ -332,6 +339,82 @@ def test_mac_flood_with_fair_eviction():
         assert b.recv_all(0.1) == []
 
 
+SYS_pidfd_getfd = 438  # the same number on every Linux architecture
+
+
+def daemon_stream_sndbufs(d):
+    """SO_SNDBUF of each connected AF_UNIX stream socket the daemon holds, read from copies of
+    its descriptors (pidfd_getfd): what the switch asked for is only visible on its side."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(d.proc.pid)
+    bufs = []
+    try:
+        for name in os.listdir(f"/proc/{d.proc.pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{d.proc.pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            fd = libc.syscall(SYS_pidfd_getfd, pidfd, int(name), 0)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), f"pidfd_getfd of the daemon's fd {name}")
+            s = socket.socket(fileno=fd)
+            try:
+                if s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
+                    continue
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    continue
+                try:
+                    s.getpeername()
+                except OSError:
+                    continue
+                bufs.append(s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
+            finally:
+                s.close()
+    finally:
+        os.close(pidfd)
+    return bufs
+
+
+def kernel_default_sndbuf():
+    x, y = socket.socketpair()
+    try:
+        return x.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    finally:
+        x.close()
+        y.close()
+
+
+def test_stream_send_buffer_is_the_setting():
+    """A stream connection's send buffer is sock-buf (1 MiB unless told; Linux reports twice
+    what was set), 0 leaves the kernel's default, a change applies to the next connection and
+    a size below a page is refused."""
+    with Daemon(["stream,listen=unix:@s.sock"]) as d:
+        a, = clients(d, 1)
+        bufs = daemon_stream_sndbufs(d)
+        if os.geteuid() == 0:  # SO_SNDBUFFORCE: not capped by net.core.wmem_max
+            assert bufs == [2 * (1 << 20)], bufs
+        else:
+            assert len(bufs) == 1 and bufs[0] >= kernel_default_sndbuf(), bufs
+        assert "sock-buf=1048576" in d.ctl_text("set").stdout
+        d.ctl("set", "sock-buf=65536")
+        assert d.ctl("set")["settings"]["sock_buf"] == 65536
+        b = StreamClient(d.path("s.sock"))
+        d.wait_ports(lambda p: sum(1 for x in p.values() if x["state"] == "up") == 2)
+        bufs = sorted(daemon_stream_sndbufs(d))
+        if os.geteuid() == 0:
+            assert bufs == [2 * 65536, 2 * (1 << 20)], bufs
+        r = d.ctl_text("set", "sock-buf=1")
+        assert r.returncode != 0 and "sock-buf=1" in r.stderr, r
+        assert d.ctl("set")["settings"]["sock_buf"] == 65536
+        a.close()
+        b.close()
+    with Daemon(["stream,listen=unix:@s.sock"], extra=["--sock-buf", "0"]) as d:
+        c, = clients(d, 1)
+        assert daemon_stream_sndbufs(d) == [kernel_default_sndbuf()]
+        c.close()
+
+
 if __name__ == "__main__":
     run_tests([
         test_fast_flow_batched_loses_nothing,
@@ -341,4 +424,5 @@ if __name__ == "__main__":
         test_sixty_four_stuck_peers_do_not_starve_the_rest,
         test_mac_flood_leaves_known_stations_working,
         test_mac_flood_with_fair_eviction,
+        test_stream_send_buffer_is_the_setting,
     ])

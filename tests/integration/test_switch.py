@@ -138,7 +138,8 @@ def test_64_clients():
 
 
 def test_slow_peer_does_not_stall_others():
-    with Daemon(["stream,listen=unix:@s.sock"]) as d:
+    # the kernel's default send buffer, so that the stuck socket fills after ~200 KiB
+    with Daemon(["stream,listen=unix:@s.sock"], extra=["--sock-buf", "0"]) as d:
         a, b, stuck = attach(d, 3)
         stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         # flood the stuck port (never reading) with unicast it must queue and then drop

@@ -823,6 +823,15 @@ START_TEST(reconfigure)
 	cfg.pool_frames = POOL + 1;
 	ck_assert_int_eq(sn_switch_reconfigure(sw, &cfg, &err), -EBUSY);
 	ck_assert_uint_eq(stats().fdb_max, 4); /* nothing changed */
+	cfg.pool_frames = POOL;
+	cfg.sock_buf = 1; /* less than a page */
+	ck_assert_int_eq(sn_switch_reconfigure(sw, &cfg, &err), -EINVAL);
+	ck_assert(strstr(err.msg, "sock-buf=1"));
+	ck_assert_uint_eq(stats().fdb_max, 4);
+	cfg.sock_buf = 0;
+	ck_assert_int_eq(sn_switch_reconfigure(sw, &cfg, &err), 0);
+	sn_switch_get_config(sw, &cfg);
+	ck_assert_uint_eq(cfg.sock_buf, 0);
 }
 END_TEST
 
