@@ -417,6 +417,41 @@ int sn_offload_segment(struct sn_pool *pool, struct sn_frame *f)
 	return (int)nseg;
 }
 
+void sn_offload_infer(struct sn_frame *f, unsigned mtu)
+{
+	struct sn_offload *o = &f->off;
+	uint8_t *d = f->data;
+	uint32_t ip_end;
+	struct l34 h;
+	bool tcp;
+
+	if (parse_l34(d, f->len, &h) < 0)
+		return;
+	/* the IP length says where the packet ends: past it is Ethernet padding, which no
+	 * checksum covers */
+	ip_end = h.l3 + (h.ipv == 4 ? sn_get_be16(d + h.l3 + 2) : 40u + sn_get_be16(d + h.l3 + 4));
+	if (ip_end < h.pay || ip_end > f->len)
+		return; /* not what it says: left as it came, for the receiver to judge */
+	f->len = ip_end;
+	tcp = h.proto == PROTO_TCP;
+	if (h.ipv == 4) {
+		put_csum(d + h.l3 + 10, 0);
+		put_csum(d + h.l3 + 10, sn_csum_fold(sn_csum_add(0, d + h.l3, h.l4 - h.l3)));
+	}
+	/* whatever the field held: the pseudo-header's sum, so the receiver's sum is right */
+	put_csum(d + h.l4 + (tcp ? 16 : 6), (uint16_t)~sn_csum_fold(pseudo_sum(d + h.l3, h.ipv, h.proto, f->len - h.l4)));
+	*o = (struct sn_offload){
+		.flags = SN_VNET_F_NEEDS_CSUM,
+		.csum_start = (uint16_t)h.l4,
+		.csum_offset = tcp ? 16 : 6,
+	};
+	if (tcp && f->len - h.l3 > mtu && mtu > h.pay - h.l3) {
+		o->gso = h.ipv == 4 ? SN_VNET_GSO_TCPV4 : SN_VNET_GSO_TCPV6;
+		o->gso_size = (uint16_t)(mtu - (h.pay - h.l3));
+		o->hdr_len = (uint16_t)h.pay;
+	}
+}
+
 void sn_offload_names(uint32_t caps, char *buf, size_t len)
 {
 	static const char *const names[] = {"csum", "tso4", "tso6", "ecn", "uso4", "uso6"};

@@ -110,6 +110,17 @@ uint64_t sn_csum_add(uint64_t sum, const void *p, size_t len);
 /** Folds @sum to 16 bits and complements it: the checksum to store. */
 uint16_t sn_csum_fold(uint64_t sum);
 
+/**
+ * For a peer that offloads checksums and TCP segmentation without a header per frame (vmnet
+ * with its TSO and checksum-offload parameters): describes a TCP or UDP frame over IPv4 or
+ * IPv6 as NEEDS_CSUM, writing the pseudo-header's sum into its checksum field and making its
+ * IPv4 header checksum right (whatever the peer left there), and a TCP frame whose IP packet
+ * is over @mtu as GSO with the MSS that @mtu gives. Ethernet padding behind the IP packet is
+ * cut off. Frames of other protocols, or whose IP length does not fit the frame, are left as
+ * they are. sn_offload_check() then checks the result like any other.
+ */
+void sn_offload_infer(struct sn_frame *f, unsigned mtu);
+
 /** "csum,tso4,tso6,ecn,uso4,uso6" for the bits of @caps that are set ("" for none). */
 void sn_offload_names(uint32_t caps, char *buf, size_t len);
 

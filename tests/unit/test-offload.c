@@ -645,6 +645,58 @@ START_TEST(csum_finish)
 }
 END_TEST
 
+START_TEST(infer_from_bytes)
+{
+	/* a large TCP frame as vmnet with TSO and checksum offload hands it over: no header,
+	 * checksums left to whoever gets it */
+	struct layout l = build(buf, mac_b, 0, 4, 6, false, TCP_ACK | TCP_PSH, 9000);
+	struct sn_frame *f;
+	struct sn_frame *segs[SN_OFFLOAD_MAX_SEGS];
+	uint32_t n = 0;
+	uint8_t want[SN_POOL_JUMBO_CAP];
+
+	memcpy(want, buf, l.len);
+	sn_put_be16(buf + l.l3 + 10, 0x1234); /* whatever the peer left */
+	sn_put_be16(buf + l.l4 + 16, 0xbeef);
+	f = frame_of(buf, l.len, NULL);
+	sn_offload_infer(f, 1500);
+	ck_assert_mem_eq(f->data, want, l.len); /* both fields as a guest would have left them */
+	ck_assert_uint_eq(f->off.gso, SN_VNET_GSO_TCPV4);
+	ck_assert_uint_eq(f->off.gso_size, 1500 - 20 - 32);
+	ck_assert_int_eq(sn_offload_check(f, SN_OFFLOAD_CSUM | SN_OFFLOAD_TSO4 | SN_OFFLOAD_TSO6, 1500), 0);
+	ck_assert_int_eq(sn_offload_segment(&sw->pool, f), 7);
+	for (struct sn_frame *s = f->segs; s; s = s->seg_next)
+		segs[n++] = s;
+	check_segments(want, &l, 1448, segs, n);
+	sn_frame_unref(f);
+	/* a short UDP frame with Ethernet padding: the padding goes, the checksum comes right */
+	l = build(buf, mac_b, 1, 6, 17, false, 0, 10);
+	memset(buf + l.len, 0xee, 20);
+	f = frame_of(buf, l.len + 20, NULL);
+	sn_offload_infer(f, 1500);
+	ck_assert_uint_eq(f->len, l.len);
+	ck_assert_uint_eq(f->off.flags, SN_VNET_F_NEEDS_CSUM);
+	ck_assert_uint_eq(f->off.gso, 0);
+	ck_assert_int_eq(sn_offload_check(f, SN_OFFLOAD_CSUM, 1500), 0);
+	sn_offload_csum_finish(f);
+	check_l4_csum(f->data, f->len, &l);
+	sn_frame_unref(f);
+	/* not TCP or UDP, or an IP length past the frame: left alone */
+	f = frame_of(buf, 30, NULL);
+	sn_offload_infer(f, 1500);
+	ck_assert_uint_eq(f->len, 30);
+	ck_assert_uint_eq(f->off.flags | f->off.gso, 0);
+	sn_frame_unref(f);
+	l = build(buf, mac_b, 0, 4, 17, false, 0, 100);
+	sn_put_be16(buf + l.l3 + 2, (uint16_t)(l.len - l.l3 + 1));
+	f = frame_of(buf, l.len, NULL);
+	sn_offload_infer(f, 1500);
+	ck_assert_uint_eq(f->off.flags | f->off.gso, 0);
+	ck_assert_mem_eq(f->data, buf, l.len);
+	sn_frame_unref(f);
+}
+END_TEST
+
 /* ---- through the switch ---- */
 
 static void input(struct tport *in, const uint8_t *b, uint32_t len, const struct sn_offload *o)
@@ -861,6 +913,7 @@ int main(void)
 		{"segment_edges", segment_edges},
 		{"segment_pool_empty", segment_pool_empty},
 		{"csum_finish", csum_finish},
+		{"infer_from_bytes", infer_from_bytes},
 		{"switch_whole_or_segments", switch_whole_or_segments},
 		{"switch_partial_checksum", switch_partial_checksum},
 		{"switch_malformed_dropped", switch_malformed_dropped},
