@@ -671,7 +671,9 @@ int sn_vnet_tx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, unsigned 
 			sn_vnet_hdr_get(h, &off);
 			off.flags &= (uint8_t)~SN_VNET_F_DATA_VALID; /* a driver must not say it */
 		}
-		if (sn_unlikely(len > (off.gso ? SN_OFFLOAD_FRAME_MAX : sn_port_max_frame(port)))) {
+		/* large only for a driver that negotiated segmentation (and so got the buffers) */
+		if (sn_unlikely(len > (off.gso && (port->offload_rx & ~SN_OFFLOAD_CSUM) ? SN_OFFLOAD_FRAME_MAX
+											  : sn_port_max_frame(port)))) {
 			port->stats.drop_oversize++;
 			sn_vq_push(vq, e.head, 0);
 			continue;
