@@ -236,7 +236,7 @@ void sn_table_free(struct sn_table *t)
 static uint64_t drops_total(const struct sn_port_stats *s)
 {
 	return s->drop_txq_full + s->drop_runt + s->drop_oversize + s->drop_bad_framing + s->drop_no_buffer +
-	       s->drop_vlan;
+	       s->drop_vlan + s->drop_bad_offload;
 }
 
 static void json_port_stats(struct sn_json *j, const struct sn_port_stats *s)
@@ -252,6 +252,7 @@ static void json_port_stats(struct sn_json *j, const struct sn_port_stats *s)
 	sn_json_uint(j, "drop_bad_framing", s->drop_bad_framing);
 	sn_json_uint(j, "drop_no_buffer", s->drop_no_buffer);
 	sn_json_uint(j, "drop_vlan", s->drop_vlan);
+	sn_json_uint(j, "drop_bad_offload", s->drop_bad_offload);
 	sn_json_uint(j, "fdb_refused", s->fdb_refused);
 	sn_json_uint(j, "rx_pauses", s->rx_pauses);
 	sn_json_uint(j, "stalls", s->stalls);
@@ -309,6 +310,8 @@ static int ports_visit(const struct sn_port_info *p, void *arg)
 		sn_json_bool(j, "rx_paused", p->rx_paused);
 		sn_json_bool(j, "stalled", p->stalled);
 		sn_json_string(j, "error", p->error ? p->error : "");
+		sn_json_string(j, "offload_tx", p->offload_tx ? p->offload_tx : "");
+		sn_json_string(j, "offload_rx", p->offload_rx ? p->offload_rx : "");
 		json_port_stats(j, s);
 		sn_json_end_object(j);
 		return 0;
@@ -642,6 +645,7 @@ static int stats_visit(const struct sn_port_info *p, void *arg)
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->drop_oversize);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->drop_bad_framing);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->drop_no_buffer);
+	sn_table_cell(w->t, "%llu", (unsigned long long)s->drop_bad_offload);
 	sn_table_cell(w->t, "%llu", (unsigned long long)s->fdb_refused);
 	sn_table_cell(w->t, "%u", s->txq_depth);
 	return 0;
@@ -651,7 +655,7 @@ static int cmd_stats(struct sn_ctl_ctx *ctx)
 {
 	static const char *const sw_head[] = {"", ">"};
 	static const char *const port_head[] = {"PORT", ">TXQ-FULL", ">RUNT", ">OVERSIZE", ">BAD-FRAMING",
-						">NO-BUFFER", ">FDB-REFUSED", ">TXQ-DEPTH"};
+						">NO-BUFFER", ">BAD-OFFLOAD", ">FDB-REFUSED", ">TXQ-DEPTH"};
 	struct sn_table swt = {.head = sw_head, .ncol = 2, .no_head = true};
 	struct sn_table pt = {.head = port_head, .ncol = SN_ARRAY_SIZE(port_head)};
 	struct walk w = {ctx, &pt};

@@ -94,6 +94,7 @@ void sn_metrics_prometheus(struct sn_switch *sw, struct sn_buf *b)
 		{"oversize", offsetof(struct sn_port_stats, drop_oversize)},
 		{"bad_framing", offsetof(struct sn_port_stats, drop_bad_framing)},
 		{"no_buffer", offsetof(struct sn_port_stats, drop_no_buffer)},
+		{"bad_offload", offsetof(struct sn_port_stats, drop_bad_offload)},
 	};
 	struct rows rows = {0};
 	struct sn_switch_stats st;
@@ -137,7 +138,7 @@ void sn_metrics_prometheus(struct sn_switch *sw, struct sn_buf *b)
 	PORT_FAMILY(b, &rows, "squibnet_port_tx_frames_total", "counter", "Frames the port sent to its peer.", tx_frames);
 	PORT_FAMILY(b, &rows, "squibnet_port_tx_bytes_total", "counter", "Bytes of the frames the port sent to its peer.", tx_bytes);
 	family(b, "squibnet_port_dropped_frames_total", "counter",
-	       "Frames dropped at the port, by reason: its egress queue was full, under 14 bytes, over the MTU, malformed framing, no buffer free.");
+	       "Frames dropped at the port, by reason: its egress queue was full, under 14 bytes, over the MTU, malformed framing, no buffer free, a malformed or unnegotiated offload header.");
 	for (size_t i = 0; i < rows.n; i++)
 		for (size_t k = 0; k < SN_ARRAY_SIZE(drops); k++)
 			port_sample(b, "squibnet_port_dropped_frames_total", &rows.v[i], "reason", drops[k].reason,

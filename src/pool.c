@@ -90,6 +90,8 @@ static struct sn_frame *class_get(struct sn_pool_class *c)
 	f->len = 0;
 	f->data = buffer_of(c, f);
 	f->vlan = f->tpid = f->tci = 0;
+	f->off = (struct sn_offload){0};
+	f->segs_failed = false;
 	return f;
 }
 
@@ -114,6 +116,13 @@ void sn_frame_release(struct sn_frame *f)
 	if (f->alt) {
 		sn_frame_unref(f->alt);
 		f->alt = NULL;
+	}
+	while (f->segs) {
+		struct sn_frame *s = f->segs;
+
+		f->segs = s->seg_next;
+		s->seg_next = NULL;
+		sn_frame_unref(s);
 	}
 	f->next_free = c->free;
 	c->free = f;

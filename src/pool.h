@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "offload.h"
+
 #define SN_POOL_STD_CAP 2048u
 #define SN_POOL_JUMBO_CAP 65536u
 
@@ -25,6 +27,12 @@ struct sn_frame {
 	/* the same frame tagged otherwise, made for the first port that needed it and shared by the
 	 * ports that need the same (released with this one) */
 	struct sn_frame *alt;
+	/* checksum and segmentation offload state, as the sending port read it (offload.h) */
+	struct sn_offload off;
+	/* a GSO frame cut into segments, made for the first port that cannot take it whole and
+	 * shared by the others (released with this one); linked through seg_next */
+	struct sn_frame *segs, *seg_next;
+	bool segs_failed; /* the pool ran out cutting it: the ports after that go without */
 };
 
 struct sn_pool_class {

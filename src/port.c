@@ -302,6 +302,17 @@ int sn_port_want_buffers(struct sn_port *port, uint32_t len)
 	return len <= SN_POOL_STD_CAP ? 0 : sn_pool_want_jumbo(&port->sw->pool);
 }
 
+int sn_port_set_offloads(struct sn_port *port, uint32_t tx, uint32_t rx)
+{
+	uint32_t gso = SN_OFFLOAD_ALL & ~SN_OFFLOAD_CSUM;
+
+	if (port->offload_tx & ~tx)
+		sn_txq_clear(port); /* they were left to a peer that no longer does the work */
+	port->offload_tx = tx & SN_OFFLOAD_ALL;
+	port->offload_rx = rx & SN_OFFLOAD_ALL;
+	return rx & gso ? sn_port_want_buffers(port, SN_POOL_JUMBO_CAP) : 0;
+}
+
 struct sn_frame *sn_port_rx_copy(struct sn_port *port, const uint8_t *data, uint32_t len)
 {
 	struct sn_frame *f;

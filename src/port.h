@@ -137,6 +137,9 @@ struct sn_port {
 	double wait_since;           /* when the first of the waiters began to wait */
 	double stall_logged;         /* when the last stall was logged (at most one line per 10 s) */
 	char error[128];             /* the last failure to reach the peer, for `ports`; "" once UP */
+	/* offloads (SN_OFFLOAD_*, offload.h): what frames to the peer may leave to it, and what
+	 * frames from the peer may leave to the switch; 0 for plain frames both ways */
+	uint32_t offload_tx, offload_rx;
 	struct sn_txq txq;
 	struct sn_port_stats stats;
 };
@@ -266,6 +269,12 @@ static inline uint32_t sn_port_txq_cap(const struct sn_port *port)
 /* Copies a received frame of @len bytes into a pool buffer for @port. NULL when it cannot be
  * taken (over the port's MTU: drop_oversize; pool empty: drop_no_buffer), both counted. */
 struct sn_frame *sn_port_rx_copy(struct sn_port *port, const uint8_t *data, uint32_t len);
+
+/* Sets what the port's peer takes (@tx) and may send (@rx) of the SN_OFFLOAD_* offloads, as
+ * negotiated; a port kind calls it whenever a session changes them. Frames queued for what the
+ * peer no longer takes are dropped; a peer that may send large frames gets the pool's jumbo
+ * buffers. Returns 0, or -ENOMEM when those cannot be had (the offloads are set anyway). */
+int sn_port_set_offloads(struct sn_port *port, uint32_t tx, uint32_t rx);
 
 /* Largest frame @port accepts: MTU plus Ethernet and VLAN headers. */
 static inline uint32_t sn_port_max_frame(const struct sn_port *port)

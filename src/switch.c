@@ -364,32 +364,25 @@ static struct sn_frame *retag(struct sn_switch *sw, struct sn_frame *f, uint16_t
 	g->vlan = f->vlan;
 	g->tpid = tpid;
 	g->tci = (uint16_t)((f->tci & 0xf000) | f->vlan);
+	g->off = f->off;
+	sn_offload_shift(&g->off, (int)want - (int)have);
 	if (f->alt)
 		sn_frame_unref(f->alt); /* queues that hold it keep it */
 	f->alt = g;
 	return g;
 }
 
-/* Queues @f on @out, tagged as @out wants its VLAN (or not at all when @out is not in it). @in
- * sent it; @unicast: to @out alone, so @in may be paused when @out's queue fills. */
-static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_frame *f, bool unicast, double now)
+/* Queues @f on @out as it is. @in sent it; @unicast: to @out alone, so @in may be paused when
+ * @out's queue fills. */
+static inline void queue_one(struct sn_port *in, struct sn_port *out, struct sn_frame *f, bool unicast, double now)
 {
 	struct sn_txq *q = &out->txq;
 	uint32_t len = q->tail - q->head, ring = q->mask + 1;
-	int tag = sn_vlan_egress(&out->conf.policy, f->vlan);
 
-	if (tag == -1)
-		return; /* not a member of the frame's VLAN */
-	if (sn_unlikely(tag >= 0 && tag != f->tpid)) {
-		f = retag(out->sw, f, (uint16_t)tag);
-		if (!f) {
-			out->stats.drop_no_buffer++;
-			return;
-		}
-	}
 	/* one tag is allowed on top of the MTU, a customer's as well as ours; a second one (an outer
-	 * tag pushed on it) counts */
-	if (sn_unlikely(f->len - SN_ETH_HLEN - (has_tag(f) ? SN_VLAN_HLEN : 0) > out->mtu)) {
+	 * tag pushed on it) counts. A GSO frame is as large as its largest segment. */
+	if (sn_unlikely(f->off.gso ? f->off.seg_ip > out->mtu
+				   : f->len - SN_ETH_HLEN - (has_tag(f) ? SN_VLAN_HLEN : 0) > out->mtu)) {
 		out->stats.drop_oversize++;
 		return;
 	}
@@ -421,6 +414,54 @@ static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_fr
 		out->sw->hot_head = out;
 	}
 	sn_port_want_flush(out);
+}
+
+/* @out cannot take what @f leaves to its receiver: a checksum is filled in, in place (the
+ * ports that take it as it is get a finished one, DATA_VALID, which is as good), a GSO frame is
+ * cut into segments once and they are shared by every port that needs them. Segments count
+ * against the queue like any frame; when the pool runs out, @out goes without, counted. */
+static void queue_soft(struct sn_port *in, struct sn_port *out, struct sn_frame *f, bool unicast, double now)
+{
+	if (!f->off.gso) {
+		sn_offload_csum_finish(f);
+		queue_one(in, out, f, unicast, now);
+		return;
+	}
+	if (!f->segs) {
+		int r = f->segs_failed ? -ENOBUFS : sn_offload_segment(&out->sw->pool, f);
+
+		if (r < 0) {
+			f->segs_failed = true;
+			if (r == -ENOBUFS)
+				out->stats.drop_no_buffer++;
+			else
+				in->stats.drop_bad_offload++;
+			return;
+		}
+	}
+	for (struct sn_frame *s = f->segs; s; s = s->seg_next)
+		queue_one(in, out, s, unicast, now);
+}
+
+/* Queues @f on @out, tagged as @out wants its VLAN (or not at all when @out is not in it), and
+ * as @out takes offloads. */
+static inline void enqueue(struct sn_port *in, struct sn_port *out, struct sn_frame *f, bool unicast, double now)
+{
+	int tag = sn_vlan_egress(&out->conf.policy, f->vlan);
+
+	if (tag == -1)
+		return; /* not a member of the frame's VLAN */
+	if (sn_unlikely(tag >= 0 && tag != f->tpid)) {
+		f = retag(out->sw, f, (uint16_t)tag);
+		if (!f) {
+			out->stats.drop_no_buffer++;
+			return;
+		}
+	}
+	if (sn_unlikely(f->off.need & ~out->offload_tx))
+		queue_soft(in, out, f, unicast, now);
+	else
+		queue_one(in, out, f, unicast, now);
 }
 
 /*
@@ -468,6 +509,7 @@ static inline void pop_tag(struct sn_frame *f)
 	f->data += SN_VLAN_HLEN;
 	f->len -= SN_VLAN_HLEN;
 	f->tpid = 0;
+	sn_offload_shift(&f->off, -SN_VLAN_HLEN);
 }
 
 void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
@@ -494,12 +536,25 @@ void sn_port_input(struct sn_port *in, struct sn_frame **frames, unsigned n)
 			in->stats.drop_vlan++;
 			goto done;
 		}
+		/* what the frame leaves to its receiver must be what its bytes say, and what the peer
+		 * negotiated; a GSO frame may be large, its segments may not */
+		if (sn_unlikely(f->off.flags | f->off.gso)) {
+			int r = sn_offload_check(f, in->offload_rx, in->mtu);
+
+			if (r < 0) {
+				if (r == -EMSGSIZE)
+					in->stats.drop_oversize++;
+				else
+					in->stats.drop_bad_offload++;
+				goto done;
+			}
+		}
 		/* one tag, the port's or a customer's inside it, is allowed on top of the MTU */
 		et = len >= SN_ETH_HLEN + SN_VLAN_HLEN ? sn_get_be16(f->data + 12 + (pop ? SN_VLAN_HLEN : 0)) : 0;
 		payload = len - SN_ETH_HLEN - (pop ? SN_VLAN_HLEN : 0);
 		if (f->tpid || et == SN_TPID_8021Q || et == SN_TPID_8021AD)
 			payload -= SN_VLAN_HLEN;
-		if (sn_unlikely(payload > in->mtu)) {
+		if (sn_unlikely(payload > in->mtu) && !f->off.gso) {
 			in->stats.drop_oversize++;
 			goto done;
 		}
@@ -702,7 +757,7 @@ SN_EXPORT int sn_switch_del_port(struct sn_switch *sw, const char *name)
 SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const struct sn_port_info *, void *),
 				     void *ctx)
 {
-	char peer[256], vlan[1100];
+	char peer[256], vlan[1100], otx[64], orx[64];
 
 	for (struct sn_port *p = sw->ports; p; p = p->next) {
 		struct sn_port_info info = {
@@ -719,10 +774,14 @@ SN_EXPORT int sn_switch_foreach_port(struct sn_switch *sw, int (*visit)(const st
 			.stats = p->stats,
 			.error = p->error,
 			.spec = p->spec,
+			.offload_tx = otx,
+			.offload_rx = orx,
 		};
 		int r;
 
 		peer[0] = '\0';
+		sn_offload_names(p->offload_tx, otx, sizeof(otx));
+		sn_offload_names(p->offload_rx, orx, sizeof(orx));
 		sn_policy_describe(&p->conf.policy, vlan, sizeof(vlan));
 		if (p->ops->describe)
 			p->ops->describe(p, peer, sizeof(peer));

@@ -75,7 +75,7 @@ static int sample_visit(const struct sn_port_info *p, void *ctx)
 	x->tx_frames = p->stats.tx_frames;
 	x->tx_bytes = p->stats.tx_bytes;
 	x->drops = p->stats.drop_txq_full + p->stats.drop_runt + p->stats.drop_oversize + p->stats.drop_bad_framing +
-		   p->stats.drop_no_buffer;
+		   p->stats.drop_no_buffer + p->stats.drop_bad_offload;
 	return 0;
 }
 

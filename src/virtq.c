@@ -575,7 +575,7 @@ static size_t elem_write(const struct sn_vq_elem *e, size_t off, const void *src
 	return done;
 }
 
-int sn_vq_rx_put(struct sn_vq *vq, size_t hdr_len, bool mrg, const uint8_t *frame, uint32_t len)
+int sn_vq_rx_put(struct sn_vq *vq, size_t hdr_len, bool mrg, const uint8_t *vhdr, const uint8_t *frame, uint32_t len)
 {
 	struct sn_vq_elem first, cur;
 	uint32_t lens[RX_MAX_CHAINS];
@@ -621,6 +621,8 @@ int sn_vq_rx_put(struct sn_vq *vq, size_t hdr_len, bool mrg, const uint8_t *fram
 		lens[n] = (uint32_t)(n == 0 ? hdr_len + w : w);
 		n++;
 	}
+	if (vhdr)
+		memcpy(hdr, vhdr, SN_VNET_HDR_LEN_LEGACY);
 	if (hdr_len == SN_VNET_HDR_LEN) {
 		hdr[10] = (uint8_t)(n & 0xff);
 		hdr[11] = (uint8_t)(n >> 8);
@@ -634,6 +636,7 @@ int sn_vq_rx_put(struct sn_vq *vq, size_t hdr_len, bool mrg, const uint8_t *fram
 int sn_vnet_tx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, unsigned budget, bool *ret_notify)
 {
 	struct sn_frame *batch[TX_BATCH];
+	struct sn_offload off = {0};
 	struct sn_vq_elem e;
 	unsigned nb = 0;
 	int done = 0, r = 0;
@@ -658,13 +661,27 @@ int sn_vnet_tx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, unsigned 
 			continue;
 		}
 		len = e.out_len - (uint32_t)hdr_len;
-		if (sn_unlikely(len > sn_port_max_frame(port))) {
+		{
+			/* what the frame leaves to the device; the switch checks it against the bytes
+			 * and what the driver negotiated (a driver that negotiated nothing must send
+			 * zeros: anything else is refused) */
+			uint8_t h[SN_VNET_HDR_LEN_LEGACY];
+
+			sn_vq_elem_read(&e, 0, h, sizeof(h));
+			sn_vnet_hdr_get(h, &off);
+			off.flags &= (uint8_t)~SN_VNET_F_DATA_VALID; /* a driver must not say it */
+		}
+		/* large only for a driver that negotiated segmentation (and so got the buffers) */
+		if (sn_unlikely(len > (off.gso && (port->offload_rx & ~SN_OFFLOAD_CSUM) ? SN_OFFLOAD_FRAME_MAX
+											  : sn_port_max_frame(port)))) {
 			port->stats.drop_oversize++;
 			sn_vq_push(vq, e.head, 0);
 			continue;
 		}
 		f = sn_port_frame_get(port, len);
 		if (f) {
+			if (sn_unlikely(off.flags | off.gso))
+				f->off = off;
 			f->len = (uint32_t)sn_vq_elem_read(&e, hdr_len, f->data, len);
 			if (sn_unlikely(faulted(vq))) {
 				/* read from zeros the guard mapped: not a frame the guest sent */
@@ -698,11 +715,25 @@ int sn_vnet_rx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, bool mrg,
 
 	while (ok < sn_txq_len(q)) {
 		struct sn_frame *f = sn_txq_peek(q, ok);
+		uint8_t vhdr[SN_VNET_HDR_LEN_LEGACY];
+		const uint8_t *vh = NULL;
 
 		/* the frame that goes into the buffer fetched now, when it is queued already */
 		if (sn_likely(sn_vq_usable(vq)) && ok + PREFETCH_BUF < sn_txq_len(q))
 			prefetch_ahead(vq, true, (uint32_t)hdr_len + sn_txq_peek(q, ok + PREFETCH_BUF)->len);
-		r = sn_vq_rx_put(vq, hdr_len, mrg, f->data, f->len);
+		if (sn_unlikely(f->off.flags | f->off.gso)) {
+			vh = vhdr;
+			if (sn_unlikely(sn_vnet_hdr_put(vhdr, &f->off, port->offload_tx) < 0)) {
+				/* queued before the driver took back an offload (sn_port_set_offloads()
+				 * drops those): it cannot go as it is */
+				sn_txq_sent(port, ok);
+				ok = 0;
+				port->stats.drop_oversize++;
+				sn_txq_drop(port, 1);
+				continue;
+			}
+		}
+		r = sn_vq_rx_put(vq, hdr_len, mrg, vh, f->data, f->len);
 		if (sn_unlikely(faulted(vq))) {
 			/* written into zeros the guard mapped: the guest never sees it */
 			sn_vq_break(vq, SN_VQ_SHRANK);
@@ -725,4 +756,64 @@ int sn_vnet_rx(struct sn_vq *vq, struct sn_port *port, size_t hdr_len, bool mrg,
 	sn_txq_sent(port, ok);
 	*ret_notify = sn_vq_flush(vq);
 	return r < 0 && r != -EMSGSIZE ? -EIO : done;
+}
+
+/* ---- offloads ---- */
+
+void sn_vnet_offloads(uint64_t features, uint32_t *ret_tx, uint32_t *ret_rx)
+{
+	uint32_t tx = 0, rx = 0;
+
+#define HAS(bit) (features & SN_VIRTIO_BIT(SN_VIRTIO_NET_F_##bit))
+	/* every segmentation offload depends on the checksum one of its direction */
+	if (HAS(GUEST_CSUM)) {
+		tx = SN_OFFLOAD_CSUM;
+		if (HAS(GUEST_TSO4))
+			tx |= SN_OFFLOAD_TSO4;
+		if (HAS(GUEST_TSO6))
+			tx |= SN_OFFLOAD_TSO6;
+		if (HAS(GUEST_ECN) && (tx & (SN_OFFLOAD_TSO4 | SN_OFFLOAD_TSO6)))
+			tx |= SN_OFFLOAD_TSO_ECN;
+		if (HAS(GUEST_USO4))
+			tx |= SN_OFFLOAD_USO4;
+		if (HAS(GUEST_USO6))
+			tx |= SN_OFFLOAD_USO6;
+	}
+	if (HAS(CSUM)) {
+		rx = SN_OFFLOAD_CSUM;
+		if (HAS(HOST_TSO4))
+			rx |= SN_OFFLOAD_TSO4;
+		if (HAS(HOST_TSO6))
+			rx |= SN_OFFLOAD_TSO6;
+		if (HAS(HOST_ECN) && (rx & (SN_OFFLOAD_TSO4 | SN_OFFLOAD_TSO6)))
+			rx |= SN_OFFLOAD_TSO_ECN;
+		if (HAS(HOST_USO))
+			rx |= SN_OFFLOAD_USO4 | SN_OFFLOAD_USO6;
+	}
+#undef HAS
+	*ret_tx = tx;
+	*ret_rx = rx;
+}
+
+uint64_t sn_vnet_offload_features(uint32_t caps)
+{
+	uint64_t f = 0;
+
+#define BIT(name) SN_VIRTIO_BIT(SN_VIRTIO_NET_F_##name)
+	if (caps & SN_OFFLOAD_CSUM)
+		f |= BIT(CSUM) | BIT(GUEST_CSUM);
+	if (caps & SN_OFFLOAD_TSO4)
+		f |= BIT(HOST_TSO4) | BIT(GUEST_TSO4);
+	if (caps & SN_OFFLOAD_TSO6)
+		f |= BIT(HOST_TSO6) | BIT(GUEST_TSO6);
+	if (caps & SN_OFFLOAD_TSO_ECN)
+		f |= BIT(HOST_ECN) | BIT(GUEST_ECN);
+	if (caps & SN_OFFLOAD_USO4)
+		f |= BIT(GUEST_USO4);
+	if (caps & SN_OFFLOAD_USO6)
+		f |= BIT(GUEST_USO6);
+	if ((caps & (SN_OFFLOAD_USO4 | SN_OFFLOAD_USO6)) == (SN_OFFLOAD_USO4 | SN_OFFLOAD_USO6))
+		f |= BIT(HOST_USO);
+#undef BIT
+	return f;
 }

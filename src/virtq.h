@@ -19,6 +19,11 @@
  *   sn_vq_reset() like name).
  * - struct sn_vq gained avail_seen: sn_vq_pop() reads avail->idx again only once the chains it
  *   saw there last are consumed (internal; no signature changed).
+ * - Offloads: sn_vq_rx_put() takes the virtio-net header's first 10 bytes (@vhdr, NULL for
+ *   zeros); sn_vnet_tx() reads the header of each chain into the frame's offload state (the
+ *   switch checks it against what the driver negotiated, port->offload_rx), and takes GSO frames up to
+ *   SN_OFFLOAD_FRAME_MAX; sn_vnet_rx() writes each frame's offload state as the port's peer
+ *   takes it (port->offload_tx). The feature bits of the offloads were added.
  */
 #ifndef SN_VIRTQ_H
 #define SN_VIRTQ_H
@@ -41,14 +46,24 @@ struct sn_port;
 
 /* feature bit numbers */
 #define SN_VIRTIO_NET_F_CSUM 0
+#define SN_VIRTIO_NET_F_GUEST_CSUM 1
 #define SN_VIRTIO_NET_F_MTU 3
 #define SN_VIRTIO_NET_F_MAC 5
+#define SN_VIRTIO_NET_F_GUEST_TSO4 7
+#define SN_VIRTIO_NET_F_GUEST_TSO6 8
+#define SN_VIRTIO_NET_F_GUEST_ECN 9
+#define SN_VIRTIO_NET_F_HOST_TSO4 11
+#define SN_VIRTIO_NET_F_HOST_TSO6 12
+#define SN_VIRTIO_NET_F_HOST_ECN 13
 #define SN_VIRTIO_NET_F_MRG_RXBUF 15
 #define SN_VIRTIO_NET_F_STATUS 16
 #define SN_VIRTIO_F_NOTIFY_ON_EMPTY 24
 #define SN_VIRTIO_F_INDIRECT_DESC 28
 #define SN_VIRTIO_F_EVENT_IDX 29
 #define SN_VIRTIO_F_VERSION_1 32
+#define SN_VIRTIO_NET_F_GUEST_USO4 54
+#define SN_VIRTIO_NET_F_GUEST_USO6 55
+#define SN_VIRTIO_NET_F_HOST_USO 56
 
 #define SN_VIRTIO_BIT(b) (1ull << (b))
 
@@ -239,15 +254,25 @@ size_t sn_vnet_hdr_len(uint64_t features);
  */
 size_t sn_vq_elem_read(const struct sn_vq_elem *elem, size_t skip, void *dst, size_t cap);
 
+/** The offloads (SN_OFFLOAD_*, offload.h) negotiated @features let the driver send (@ret_rx:
+ * CSUM, HOST_TSO4/6, HOST_ECN, HOST_USO) and receive (@ret_tx: GUEST_CSUM, GUEST_TSO4/6,
+ * GUEST_ECN, GUEST_USO4/6), each only with the checksum feature it depends on. */
+void sn_vnet_offloads(uint64_t features, uint32_t *ret_tx, uint32_t *ret_rx);
+
+/** The offload feature bits a device offers for @caps (SN_OFFLOAD_* it can take and send both
+ * ways): for GET_FEATURES and the in-process port's feature list. */
+uint64_t sn_vnet_offload_features(uint32_t caps);
+
 /**
- * Writes one frame into RX buffers of @vq: a zeroed @hdr_len-byte virtio-net header (with
- * num_buffers when @mrg) then @frame. With @mrg the frame may take several chains; without, it
- * must fit in one. Used entries are pushed, not flushed.
+ * Writes one frame into RX buffers of @vq: a @hdr_len-byte virtio-net header (its first 10
+ * bytes from @vhdr, zeros when NULL; num_buffers when @mrg) then @frame. With @mrg the frame
+ * may take several chains; without, it must fit in one. Used entries are pushed, not flushed.
  * Returns 1 written; 0 not enough buffers (nothing consumed, retry later); -EMSGSIZE the
  * frame does not fit what the driver gives (nothing consumed: drop the frame); -EIO the queue
  * is broken.
  */
-int sn_vq_rx_put(struct sn_vq *vq, size_t hdr_len, bool mrg, const uint8_t *frame, uint32_t len);
+int sn_vq_rx_put(struct sn_vq *vq, size_t hdr_len, bool mrg, const uint8_t *vhdr, const uint8_t *frame,
+		 uint32_t len);
 
 /**
  * TX: pops up to @budget chains of @vq, copies each frame (less @hdr_len header bytes) into a

@@ -140,6 +140,7 @@ struct sn_port_stats {
 	uint64_t drop_bad_framing; /**< malformed length prefix or message: the peer was closed */
 	uint64_t drop_no_buffer;   /**< frame pool empty */
 	uint64_t drop_vlan;        /**< refused by the port's VLAN mode: tagged on an access port, a VLAN a trunk does not carry, untagged on a trunk without a native VLAN */
+	uint64_t drop_bad_offload; /**< offload header (checksum or segmentation) malformed, or asking for an offload the peer did not negotiate */
 	uint64_t fdb_refused;      /**< source MACs not learned because a cap was reached */
 	uint64_t rx_pauses;        /**< times reading this port paused for a destination's full queue */
 	uint64_t stalls;           /**< times this port's peer stopped taking frames (see stall_timeout) */
@@ -166,6 +167,10 @@ struct sn_port_info {
 	 * that adding it again makes the same port; NULL for a listener's clients and for ports
 	 * made through the typed constructors. */
 	const char *spec;
+	/** Offloads the port's peer negotiated, comma-separated ("csum,tso4,tso6,ecn,uso4,uso6"; ""
+	 * for none): what frames to it may leave to it (@offload_tx: checksums to fill in, large
+	 * frames to segment) and what frames from it may (@offload_rx). */
+	const char *offload_tx, *offload_rx;
 };
 
 /** Calls @visit for every port and listener; stops early and returns what @visit returned if

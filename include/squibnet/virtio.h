@@ -36,17 +36,32 @@ enum sn_virtio_queue_index {
 };
 
 /** Feature bits (numbers, as in the VIRTIO specification) this port understands. */
+#define SN_VIRTIO_NET_F_CSUM 0
+#define SN_VIRTIO_NET_F_GUEST_CSUM 1
 #define SN_VIRTIO_NET_F_MTU 3
 #define SN_VIRTIO_NET_F_MAC 5
+#define SN_VIRTIO_NET_F_GUEST_TSO4 7
+#define SN_VIRTIO_NET_F_GUEST_TSO6 8
+#define SN_VIRTIO_NET_F_GUEST_ECN 9
+#define SN_VIRTIO_NET_F_HOST_TSO4 11
+#define SN_VIRTIO_NET_F_HOST_TSO6 12
+#define SN_VIRTIO_NET_F_HOST_ECN 13
 #define SN_VIRTIO_NET_F_MRG_RXBUF 15
 #define SN_VIRTIO_NET_F_STATUS 16
 #define SN_VIRTIO_F_INDIRECT_DESC 28
 #define SN_VIRTIO_F_EVENT_IDX 29
 #define SN_VIRTIO_F_VERSION_1 32
+#define SN_VIRTIO_NET_F_GUEST_USO4 54
+#define SN_VIRTIO_NET_F_GUEST_USO6 55
+#define SN_VIRTIO_NET_F_HOST_USO 56
 
 /** The features a VMM may offer its driver for a device backed by this port: VERSION_1,
- * MRG_RXBUF, EVENT_IDX, INDIRECT_DESC and the config-space bits MAC, MTU, STATUS. No offloads
- * (checksum, GSO): frames cross the switch as they are. */
+ * MRG_RXBUF, EVENT_IDX, INDIRECT_DESC, the config-space bits MAC, MTU, STATUS, and the
+ * offloads: CSUM, GUEST_CSUM, HOST_TSO4/6, GUEST_TSO4/6, HOST_ECN, GUEST_ECN, HOST_USO,
+ * GUEST_USO4/6. The switch honours what the driver negotiated of them (the features given to
+ * sn_virtio_port_create()): large frames and partial checksums from the driver reach the ports
+ * that take them as they are and are segmented and checksummed for the others; frames to the
+ * driver carry the offloads it accepted. A VMM that wants plain frames leaves them out. */
 uint64_t sn_virtio_net_features(void);
 
 /** A piece of guest memory: guest physical addresses [gpa, gpa + size) are at @hva here. */

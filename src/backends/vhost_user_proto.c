@@ -572,6 +572,8 @@ static int dispatch(struct sn_vu *vu)
 			for (unsigned i = 0; i < SN_VU_NRINGS; i++)
 				was[i] = sn_vu_ring_enabled(vu, i);
 			vu->features = u64;
+			if (vu->ops->features)
+				vu->ops->features(vu->ctx, vu);
 			for (unsigned i = 0; i < SN_VU_NRINGS; i++)
 				if (vu->rings[i].started && was[i] != sn_vu_ring_enabled(vu, i))
 					vu->ops->ring_enable(vu->ctx, vu, i, !was[i]);

@@ -102,6 +102,9 @@ struct sn_vu_ops {
 	/* A front-end connected (@up true) or went away (@up false, @why says how); every ring has
 	 * been stopped before a disconnect is reported. */
 	void (*link)(void *ctx, struct sn_vu *vu, bool up, const char *why);
+	/* SET_FEATURES set vu->features (optional): what the rings carry may have changed, the
+	 * virtio-net offloads among it. */
+	void (*features)(void *ctx, struct sn_vu *vu);
 };
 
 /** A vhost-user back-end endpoint: embed it in its owner, sn_vu_init() then sn_vu_finish(). */

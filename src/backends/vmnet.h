@@ -49,6 +49,9 @@ struct sn_vmnet_params {
 	const char *subnet_mask;
 	const char *nat66_prefix; /* shared: the IPv6 prefix for NAT66 */
 	bool isolate;             /* vmnet_enable_isolation_key */
+	bool offload;             /* vmnet_enable_tso_key (macOS 11) and vmnet_enable_checksum_offload_key
+				     (macOS 12), where the system has them: large TCP frames and
+				     unfinished checksums both ways, with no header to say so */
 	bool has_uuid;
 	uint8_t uuid[16];         /* vmnet_interface_id_key: a stable id gives a stable MAC */
 	double timeout;           /* seconds to wait for each completion */

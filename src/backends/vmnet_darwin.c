@@ -73,6 +73,13 @@ static xpc_object_t build_desc(const struct sn_vmnet_params *p)
 		xpc_dictionary_set_string(d, vmnet_nat66_prefix_key, p->nat66_prefix);
 	if (p->isolate)
 		xpc_dictionary_set_bool(d, vmnet_enable_isolation_key, true);
+	if (p->offload) {
+		/* an older system has not the keys: the interface is then a plain one */
+		if (__builtin_available(macOS 11.0, *))
+			xpc_dictionary_set_bool(d, vmnet_enable_tso_key, true);
+		if (__builtin_available(macOS 12.0, *))
+			xpc_dictionary_set_bool(d, vmnet_enable_checksum_offload_key, true);
+	}
 	if (p->has_uuid)
 		xpc_dictionary_set_uuid(d, vmnet_interface_id_key, p->uuid);
 	return d;

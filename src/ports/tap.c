@@ -4,9 +4,17 @@
  * tap,ifname=NAME attaches to an existing (persistent) TAP device; with create=on a missing one is
  * created, brought up, and disappears again when the port is removed, because it is not made
  * persistent and the kernel deletes it when its last descriptor closes. The device is opened
- * without a packet-information header or virtio-net header, so one read() is one Ethernet frame;
- * reads go straight into pool buffers, up to RX_BATCH per wake-up, and reach the switch as one
- * batch. A TAP takes one frame per write(), so egress is a write() per queued frame. */
+ * without a packet-information header, so one read() is one Ethernet frame; reads go straight
+ * into pool buffers, up to RX_BATCH per wake-up, and reach the switch as one batch. A TAP takes
+ * one frame per write(), so egress is a write() per queued frame.
+ *
+ * With offload=on (the default) every frame goes with a 12-byte virtio-net header
+ * (IFF_VNET_HDR, TUNSETVNETHDRSZ), and TUNSETOFFLOAD tells the kernel it may hand us partial
+ * checksums and TSO (and USO where the kernel has it) frames of up to 64 KiB: the host's stack
+ * then sends one large frame where it would have sent dozens. The kernel takes the same from
+ * us whatever TUNSETOFFLOAD said, and segments what it cannot send on. A large frame is read
+ * into a standard buffer and, past its end, a scratch buffer, and moved into a jumbo buffer
+ * only when it did not fit. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_tun.h>
@@ -16,6 +24,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../logging.h"
@@ -25,6 +34,13 @@
 
 #define RX_BATCH 64
 #define TUN_PATH "/dev/net/tun"
+#define VNET_HDR_LEN 12 /* the virtio 1.0 layout: num_buffers included, unused here */
+
+/* The kernel's own headers name these from Linux 6.2 on: USO both ways, in TUNSETOFFLOAD. */
+#ifndef TUN_F_USO4
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
 
 struct tap_port {
 	struct sn_port base;
@@ -32,6 +48,7 @@ struct tap_port {
 	bool create;
 	bool created;           /* the device did not exist: it goes when we close it */
 	bool gone;              /* the device went away under us */
+	bool offload;           /* offload=on: frames go with a virtio-net header both ways */
 	int fd;
 	ev_io rio, wio;
 	uint64_t tx_errors;     /* frames the device refused (link down, ...) */
@@ -53,6 +70,21 @@ static void tap_lost(struct tap_port *tp, int e)
 	sn_port_set_state(&tp->base, SN_PORT_DOWN);
 }
 
+/* The frame of @r bytes read into @f (its first f->cap) and the scratch buffer (the rest), in
+ * a jumbo buffer; NULL when none is free (counted). */
+static struct sn_frame *grow(struct tap_port *tp, struct sn_frame *f, size_t r)
+{
+	struct sn_frame *g = sn_port_frame_get(&tp->base, (uint32_t)r);
+
+	if (g) {
+		memcpy(g->data, f->data, f->cap);
+		memcpy(g->data + f->cap, tp->scratch, r - f->cap);
+		g->off = f->off;
+	}
+	sn_frame_unref(f);
+	return g;
+}
+
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct tap_port *tp = w->data;
@@ -62,14 +94,22 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 	while (n < RX_BATCH) {
 		struct sn_frame *f = sn_port_frame_get(&tp->base, max);
-		uint8_t *buf = f ? f->data : tp->scratch;
-		size_t cap = f ? f->cap : SN_FRAME_MAX;
+		uint8_t vh[VNET_HDR_LEN];
+		struct iovec iov[3];
+		int niov = 0;
 		ssize_t r;
 
+		if (tp->offload)
+			iov[niov++] = (struct iovec){vh, sizeof(vh)};
+		if (f)
+			iov[niov++] = (struct iovec){f->data, f->cap};
+		/* without a buffer the frame is read to be dropped; with offloads a large one goes on */
+		if (!f || tp->offload)
+			iov[niov++] = (struct iovec){tp->scratch, SN_FRAME_MAX};
 		do
-			r = read(tp->fd, buf, cap);
+			r = readv(tp->fd, iov, niov);
 		while (r < 0 && errno == EINTR);
-		if (r <= 0) {
+		if (r <= 0 || (tp->offload && r < VNET_HDR_LEN)) {
 			e = r < 0 ? errno : EIO;
 			if (f)
 				sn_frame_unref(f);
@@ -77,12 +117,18 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		if (!f)
 			continue; /* counted as drop_no_buffer */
-		if ((uint32_t)r > max) {
-			/* the device's MTU is larger than the port's; the kernel reports the whole length */
+		if (tp->offload) {
+			r -= VNET_HDR_LEN;
+			sn_vnet_hdr_get(vh, &f->off);
+		}
+		/* the device's MTU may be larger than the port's; the kernel reports the whole length */
+		if ((uint32_t)r > (f->off.gso ? SN_OFFLOAD_FRAME_MAX : max)) {
 			tp->base.stats.drop_oversize++;
 			sn_frame_unref(f);
 			continue;
 		}
+		if ((size_t)r > f->cap && !(f = grow(tp, f, (size_t)r)))
+			continue;
 		f->len = (uint32_t)r;
 		tp->batch[n++] = f;
 	}
@@ -104,8 +150,14 @@ static void tap_flush(struct sn_port *port)
 		ssize_t w;
 		int e;
 
+		uint8_t vh[VNET_HDR_LEN] = {0};
+		struct iovec iov[2] = {{vh, sizeof(vh)}, {f->data, f->len}};
+
+		/* what the switch queued here fits what the kernel takes (offload_tx) */
+		if (tp->offload)
+			sn_vnet_hdr_put(vh, &f->off, port->offload_tx);
 		do
-			w = write(tp->fd, f->data, f->len);
+			w = tp->offload ? writev(tp->fd, iov, 2) : write(tp->fd, f->data, f->len);
 		while (w < 0 && errno == EINTR);
 		if (w >= 0) {
 			done++;
@@ -162,6 +214,23 @@ static int link_up(const char *ifname)
 	return r;
 }
 
+/* The header's size, and what the kernel may send us: everything, USO only where it knows it
+ * (Linux 6.2), which also says it understands UDP_L4 headers in what we write. */
+static int offloads_set(struct tap_port *tp, int fd)
+{
+	unsigned base = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+	uint32_t caps = SN_OFFLOAD_CSUM | SN_OFFLOAD_TSO4 | SN_OFFLOAD_TSO6 | SN_OFFLOAD_TSO_ECN;
+	int hl = VNET_HDR_LEN;
+
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hl) < 0)
+		return -errno;
+	if (ioctl(fd, TUNSETOFFLOAD, base | TUN_F_USO4 | TUN_F_USO6) == 0)
+		caps |= SN_OFFLOAD_USO4 | SN_OFFLOAD_USO6;
+	else if (errno != EINVAL || ioctl(fd, TUNSETOFFLOAD, base) < 0)
+		return -errno;
+	return sn_port_set_offloads(&tp->base, caps, caps);
+}
+
 static int open_tap(struct tap_port *tp, struct sn_error *err)
 {
 	struct ifreq ifr = {0};
@@ -181,8 +250,8 @@ static int open_tap(struct tap_port *tp, struct sn_error *err)
 								"for this user)" : "");
 	}
 	sn_strlcpy(ifr.ifr_name, tp->ifname, sizeof(ifr.ifr_name));
-	/* no IFF_VNET_HDR: without it the kernel hands us whole, checksummed frames */
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+	/* without IFF_VNET_HDR the kernel hands us whole, checksummed frames */
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (tp->offload ? IFF_VNET_HDR : 0);
 	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
 		e = errno;
 		close(fd);
@@ -201,6 +270,11 @@ static int open_tap(struct tap_port *tp, struct sn_error *err)
 		return sn_error_set(err, -e, "tap port: TUNSETIFF on '%s': %s", tp->ifname, strerror(e));
 	}
 	sn_strlcpy(tp->ifname, ifr.ifr_name, sizeof(tp->ifname));
+	if (tp->offload && (e = offloads_set(tp, fd)) < 0) {
+		close(fd);
+		return sn_error_set(err, e, "tap port: cannot set up the virtio-net header on '%s': %s (offload=off "
+					    "does without)", tp->ifname, strerror(-e));
+	}
 	tp->created = !exists;
 	tp->fd = fd;
 	if (tp->created) {
@@ -238,8 +312,8 @@ static void tap_port_free(struct sn_port *port)
 static void tap_port_describe(struct sn_port *port, char *buf, size_t len)
 {
 	struct tap_port *tp = (struct tap_port *)port;
-	int n = snprintf(buf, len, "ifname=%s%s%s", tp->ifname, tp->created ? " created" : "",
-			 tp->gone ? " gone" : "");
+	int n = snprintf(buf, len, "ifname=%s%s%s%s", tp->ifname, tp->created ? " created" : "",
+			 tp->gone ? " gone" : "", tp->offload ? " vnet-hdr" : "");
 
 	if (n >= 0 && (size_t)n < len && tp->tx_errors)
 		snprintf(buf + n, len - (size_t)n, " tx_errors=%llu", (unsigned long long)tp->tx_errors);
@@ -268,6 +342,10 @@ static int tap_create(struct sn_switch *sw, const struct sn_port_conf *conf, str
 	if (r < 0)
 		goto fail;
 	r = sn_spec_get_bool(spec, "create", &tp->create, err);
+	if (r < 0)
+		goto fail;
+	tp->offload = true;
+	r = sn_spec_get_bool(spec, "offload", &tp->offload, err);
 	if (r < 0)
 		goto fail;
 	r = sn_spec_check_unused(spec, err);
@@ -309,11 +387,11 @@ fail:
 	return r;
 }
 
-static const char *const tap_keys[] = {"ifname", "create", NULL};
+static const char *const tap_keys[] = {"ifname", "create", "offload", NULL};
 
 const struct sn_port_kind sn_port_kind_tap = {
 	.name = "tap",
-	.usage = "tap,ifname=NAME[,create=on]                              a TAP device (Linux)",
+	.usage = "tap,ifname=NAME[,create=on][,offload=on|off]             a TAP device (Linux)",
 	.keys = tap_keys,
 	.create = tap_create,
 };

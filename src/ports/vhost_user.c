@@ -33,7 +33,9 @@
 #define TX_BUDGET 256 /* chains per TX pass before other watchers get a turn */
 #define PASSES 4      /* rounds per TX or RX run before other watchers get a turn */
 
-/* What GET_FEATURES offers: everything the engine implements for virtio-net. */
+/* What GET_FEATURES offers: everything the engine implements for virtio-net, and with
+ * offload=on (the default) the checksum and segmentation offloads both ways
+ * (sn_vnet_offload_features()). */
 #define VU_FEATURES                                                                                \
 	(SN_VIRTIO_BIT(SN_VIRTIO_F_VERSION_1) | SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF) |         \
 	 SN_VIRTIO_BIT(SN_VIRTIO_F_EVENT_IDX) | SN_VIRTIO_BIT(SN_VIRTIO_F_INDIRECT_DESC))
@@ -291,10 +293,24 @@ static void ring_enable(void *ctx, struct sn_vu *vu, unsigned idx, bool enabled)
 		sn_port_want_flush(&p->base);
 }
 
+/* The front-end negotiated anew: frames carry what its driver asked for from now on. */
+static void features_set(void *ctx, struct sn_vu *vu)
+{
+	struct vu_port *p = ctx;
+	uint32_t tx, rx;
+
+	sn_vnet_offloads(vu->features, &tx, &rx);
+	if (sn_port_set_offloads(&p->base, tx, rx) < 0)
+		sn_warn("port %s: no memory for the jumbo buffers of the offloads: large frames are dropped",
+			p->base.name);
+}
+
 static void link_change(void *ctx, struct sn_vu *vu, bool up, const char *why)
 {
 	struct vu_port *p = ctx;
 
+	if (!up)
+		sn_port_set_offloads(&p->base, 0, 0);
 	update_state(p);
 	/* connect=: the front-end left (or was thrown out): dial it again, with backoff, growing
 	 * while it drops each session at once */
@@ -319,6 +335,7 @@ static const struct sn_vu_ops vu_ops = {
 	.ring_stop = ring_stop,
 	.ring_enable = ring_enable,
 	.link = link_change,
+	.features = features_set,
 };
 
 /* ---- port ops ---- */
@@ -387,12 +404,16 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 	struct sn_sockaddr addr;
 	struct sn_sock_perm perm;
 	struct vu_port *p;
+	bool offload = true;
 	int fd = -ENOENT, r;
 
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
 	r = sn_port_init(&p->base, sw, &vu_port_ops, conf);
+	if (r < 0)
+		goto fail;
+	r = sn_spec_get_bool(spec, "offload", &offload, err);
 	if (r < 0)
 		goto fail;
 	r = sn_listen_fd_from_spec(spec, &lfd, err);
@@ -481,7 +502,9 @@ static int vhost_user_create(struct sn_switch *sw, const struct sn_port_conf *co
 			unlink(p->unlink_path);
 		goto fail;
 	}
-	r = sn_vu_init(&p->vu, sn_port_loop(&p->base), fd, VU_FEATURES, &vu_ops, p, p->base.name, err);
+	r = sn_vu_init(&p->vu, sn_port_loop(&p->base), fd,
+		       VU_FEATURES | (offload ? sn_vnet_offload_features(SN_OFFLOAD_ALL) : 0), &vu_ops, p,
+		       p->base.name, err);
 	if (r < 0) {
 		p->unlink_path[0] = '\0';
 		sn_port_close(&p->base); /* frees p later, from the loop */
@@ -498,13 +521,14 @@ fail:
 	return r;
 }
 
-static const char *const vhost_user_keys[] = {"listen", "connect", "fd", "fdname", "mode", "group", NULL};
+static const char *const vhost_user_keys[] = {"listen", "connect", "fd", "fdname", "mode", "group", "offload", NULL};
 
 const struct sn_port_kind sn_port_kind_vhost_user = {
 	.name = "vhost-user",
 	.usage = "vhost-user,listen=PATH | vhost-user,fd=N                 QEMU -netdev vhost-user (Linux)\n"
 		 "    or fdname=NAME[,listen=PATH]: an inherited socket\n"
-		 "vhost-user,connect=PATH                                  dial -chardev socket,server=on; redial",
+		 "vhost-user,connect=PATH                                  dial -chardev socket,server=on; redial\n"
+		 "    [,offload=on|off]: checksum and segmentation offloads (default on)",
 	.keys = vhost_user_keys,
 	.create = vhost_user_create,
 };

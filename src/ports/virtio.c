@@ -8,7 +8,8 @@
  * when it posted none, or too few for the next frame, they wait in the egress queue (bounded,
  * dropped and counted when full), the port asks for a kick at the next buffer, and that kick
  * retries them. Neither direction loops for longer than a fixed budget, whatever the driver
- * writes. The ring work itself is src/virtq.c. */
+ * writes. The ring work itself is src/virtq.c; the offloads the driver negotiated (checksums,
+ * TSO, USO) follow from the features the VMM passes. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -240,7 +241,7 @@ SN_EXPORT uint64_t sn_virtio_net_features(void)
 	return SN_VIRTIO_BIT(SN_VIRTIO_F_VERSION_1) | SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF) |
 	       SN_VIRTIO_BIT(SN_VIRTIO_F_EVENT_IDX) | SN_VIRTIO_BIT(SN_VIRTIO_F_INDIRECT_DESC) |
 	       SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MAC) | SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MTU) |
-	       SN_VIRTIO_BIT(SN_VIRTIO_NET_F_STATUS);
+	       SN_VIRTIO_BIT(SN_VIRTIO_NET_F_STATUS) | sn_vnet_offload_features(SN_OFFLOAD_ALL);
 }
 
 static int setup_queue(struct sn_virtio_port *vp, enum sn_virtio_queue_index q,
@@ -337,6 +338,15 @@ SN_EXPORT int sn_virtio_port_create(struct sn_switch *sw, const struct sn_virtio
 	if (r < 0) {
 		free(vp);
 		return r == -EEXIST ? sn_error_set(err, r, "a port called '%s' exists already", cfg->name) : r;
+	}
+	{
+		uint32_t tx, rx;
+
+		/* what the driver negotiated; a device reset makes a new port */
+		sn_vnet_offloads(cfg->features, &tx, &rx);
+		if (sn_port_set_offloads(&vp->base, tx, rx) < 0)
+			sn_warn("port %s: no memory for the jumbo buffers of the offloads: large frames are dropped",
+				vp->base.name);
 	}
 	ev_check_init(&vp->more_check, more_cb);
 	vp->more_check.data = vp;

@@ -1,14 +1,21 @@
 /* vmnet.c - a port on one vmnet.framework interface (macOS shared, host or bridged network).
  *
  * SPEC: vmnet[,mode=shared|host|bridged][,iface=IF][,start=IP,end=IP,mask=MASK][,isolate=on]
- * [,interface-id=UUID][,nat66-prefix=P][,timeout=SECONDS][,name=NAME]. The framework calls
+ * [,interface-id=UUID][,nat66-prefix=P][,offload=on][,timeout=SECONDS][,name=NAME]. The framework calls
  * live behind src/backends/vmnet.h; this file holds what is the same on every backend: the
  * SPEC, batching, waking, counting. vmnet's packets-available callback runs on a dispatch
  * queue, so all it does here is write a byte into a pipe the loop watches (at most one byte
  * in flight: an atomic flag coalesces the rest); the loop then drains vmnet_read in batches
  * straight into pool frames (one iovec each) and the switch's flush step writes egress
  * batches with vmnet_write. Nothing on the data path takes a lock. Start and stop block the
- * loop until the framework's completion, at most `timeout` seconds. */
+ * loop until the framework's completion, at most `timeout` seconds.
+ *
+ * offload=on asks vmnet for TSO and checksum offload (as vmnet-helper's --enable-tso and
+ * --enable-checksum-offload do): vmnet then hands over TCP frames of up to 64 KiB and may leave
+ * checksums unfinished, and takes the same, with no header per frame to say so. Frames read
+ * are described from their bytes (sn_offload_infer()): every TCP or UDP frame as a partial
+ * checksum, a TCP frame over the MTU as TSO with the MSS the MTU gives. Frames written may be
+ * large TCP frames and partial checksums, for vmnet to finish. None of this has run on a Mac. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
@@ -45,6 +52,7 @@ struct vmnet_port {
 	ev_timer again;           /* drain more on the next iteration, or retry for buffers */
 	unsigned rx_batch, tx_batch;
 	uint32_t buf_len;         /* bytes offered per packet on read: max_packet_size */
+	bool offload;             /* offload=on: TSO and checksum offload both ways */
 	uint64_t wakeups, read_calls, write_calls, read_errors, write_errors;
 	uint32_t last_error;
 	struct sn_frame *rx[SN_VMNET_BATCH_MAX];
@@ -114,8 +122,11 @@ static void drain(struct vmnet_port *vp)
 			return;
 		}
 		n = SN_MIN(SN_MAX(n, 0), want);
-		for (int i = 0; i < n; i++)
+		for (int i = 0; i < n; i++) {
 			vp->rx[i]->len = (uint32_t)SN_MIN(vp->rxp[i].size, (size_t)vp->buf_len);
+			if (vp->offload)
+				sn_offload_infer(vp->rx[i], vp->base.mtu);
+		}
 		for (int i = n; i < want; i++)
 			sn_frame_unref(vp->rx[i]);
 		if (n > 0)
@@ -357,6 +368,9 @@ static int parse_params(struct sn_spec *spec, struct sn_vmnet_params *p, struct 
 	r = parse_range(spec, p, err);
 	if (r < 0)
 		return r;
+	r = sn_spec_get_bool(spec, "offload", &p->offload, err);
+	if (r < 0)
+		return r;
 	r = sn_spec_get_bool(spec, "isolate", &p->isolate, err);
 	if (r < 0)
 		return r;
@@ -448,6 +462,7 @@ static int vmnet_create(struct sn_switch *sw, const struct sn_port_conf *conf, s
 	vp->mode = p.mode;
 	vp->timeout = p.timeout;
 	vp->buf_len = info.max_packet_size;
+	vp->offload = p.offload;
 	/* reads offer max_packet_size per packet, and the buffers count toward the 256 KB */
 	bytes_per_pkt = SN_MAX(vp->buf_len, 1u);
 	vp->rx_batch = SN_MIN(SN_VMNET_BATCH_MAX, SN_VMNET_BYTES_MAX / bytes_per_pkt);
@@ -471,6 +486,9 @@ static int vmnet_create(struct sn_switch *sw, const struct sn_port_conf *conf, s
 	vp->wake.data = vp;
 
 	r = sn_port_want_buffers(&vp->base, vp->buf_len);
+	if (r >= 0 && p.offload)
+		r = sn_port_set_offloads(&vp->base, SN_OFFLOAD_CSUM | SN_OFFLOAD_TSO4 | SN_OFFLOAD_TSO6,
+					 SN_OFFLOAD_CSUM | SN_OFFLOAD_TSO4 | SN_OFFLOAD_TSO6);
 	if (r >= 0)
 		r = sn_port_register(&vp->base);
 	if (r < 0) {
@@ -499,7 +517,7 @@ static int vmnet_create(struct sn_switch *sw, const struct sn_port_conf *conf, s
 	return 0;
 }
 
-static const char *const vmnet_keys[] = {"mode", "interface-id", "iface", "isolate", "timeout", NULL};
+static const char *const vmnet_keys[] = {"mode", "interface-id", "iface", "isolate", "offload", "timeout", NULL};
 
 const struct sn_port_kind sn_port_kind_vmnet = {
 	.name = "vmnet",

@@ -312,7 +312,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint16_t before = vq->last_avail, used_before = vq->used_idx;
 			const uint8_t *b;
 			uint32_t len = (uint32_t)fuzz_bytes(&in, fuzz_u16(&in) % 4096, &b);
-			int r = sn_vq_rx_put(vq, hdr_len, mrg, b, len);
+			int r = sn_vq_rx_put(vq, hdr_len, mrg, NULL, b, len);
 
 			if (r != 1 && r != 0 && r != -EMSGSIZE && r != -EIO)
 				fuzz_fail("sn_vq_rx_put: %d", r);

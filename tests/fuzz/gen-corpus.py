@@ -688,6 +688,63 @@ def gen_vxlan():
         put("vxlan", name, data)
 
 
+# ---- offload: a 16-byte head, then the frame (see fuzz-offload.c) ----
+
+def off_head(caps=0x3F, mtu=1500, vhdr=(0, 0, 0, 0, 0, 0), switch=False, trunk=False, takes=0):
+    mode = (caps & 0x3F) | (0x40 if switch else 0) | (0x80 if trunk else 0)
+    return struct.pack("<BH", mode, mtu) + struct.pack("<BBHHHH", *vhdr) + bytes([takes, 0, 0])
+
+
+def gen_offload():
+    sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+    import gsopkt as g
+    dst = BCAST
+
+    def seed(name, f, vhdr, **kw):
+        put("offload", name, off_head(vhdr=vhdr, **kw) + f.data)
+
+    t4 = g.build(dst, MAC_A, 4, g.TCP, g.pattern(9000), flags=g.ACK | g.PSH | g.FIN | g.CWR)
+    t6 = g.build(dst, MAC_A, 6, g.TCP, g.pattern(6000), flags=g.ACK | g.PSH)
+    u4 = g.build(dst, MAC_A, 4, g.UDP, g.pattern(4000))
+    u6 = g.build(dst, MAC_A, 6, g.UDP, g.pattern(3001))
+    tag1 = g.build(dst, MAC_A, 4, g.TCP, g.pattern(5000), tags=[(0x8100, 10)])
+    tag2 = g.build(dst, MAC_A, 6, g.UDP, g.pattern(2500), tags=[(0x88A8, 10), (0x8100, 20)])
+    small = g.build(dst, MAC_A, 4, g.UDP, g.pattern(100))
+    small6 = g.build(dst, MAC_A, 6, g.TCP, g.pattern(33))
+    seed("tso4", t4, t4.vnet(1448))
+    seed("tso6", t6, t6.vnet(1428))
+    seed("tso4-ecn", t4, t4.vnet(1448, gso_type=0x81))
+    seed("uso4", u4, u4.vnet(1472))
+    seed("uso6", u6, u6.vnet(1000))
+    seed("tso-one-segment", small6, small6.vnet(1448))
+    seed("tso-cap", u4, u4.vnet(32), mtu=9000)
+    seed("tso-tagged", tag1, tag1.vnet(1444))
+    seed("uso-qinq", tag2, tag2.vnet(1400))
+    seed("csum-udp", small, small.vnet())
+    seed("csum-tcp6", small6, small6.vnet())
+    seed("csum-generic", small, (1, 0, 0, 0, 14, 10))
+    seed("data-valid", small, (2, 0, 0, 0, 0, 0))
+    # malformed: each dropped before anything is cut
+    fl, gt, hl, gs, cs, co = t4.vnet(1448)
+    seed("bad-gso-size-0", t4, (fl, gt, hl, 0, cs, co))
+    seed("bad-hdr-len-long", t4, (fl, gt, len(t4.data) + 1, gs, cs, co))
+    seed("bad-hdr-len-short", t4, (fl, gt, t4.pay - 1, gs, cs, co))
+    seed("bad-csum-start", small, (1, 0, 0, 0, len(small.data) + 4, 6))
+    seed("bad-csum-offset", small, (1, 0, 0, 0, small.l4, 0xFFFF))
+    seed("bad-tcp-on-udp", u4, (1, 1, u4.pay, 1000, u4.l4, 6))
+    seed("bad-v4-type-on-v6", t6, (1, 1, t6.pay, 1000, t6.l4, 16))
+    seed("bad-too-many-segs", t4, (fl, gt, hl, 60, cs, co))
+    seed("bad-not-negotiated", t4, t4.vnet(1448), caps=0x1)
+    seed("bad-over-mtu", t4, t4.vnet(1600))
+    # through the switch: receivers that take offloads or not, an access and a trunk ingress
+    seed("switch-tso4-mixed", t4, t4.vnet(1448), switch=True, takes=0b0101)
+    seed("switch-tso6-plain", t6, t6.vnet(1428), switch=True, takes=0)
+    seed("switch-uso-all", u4, u4.vnet(1472), switch=True, takes=0b1111)
+    seed("switch-trunk-in", tag1, tag1.vnet(1444), switch=True, trunk=True, takes=0b0010)
+    seed("switch-csum", small, small.vnet(), switch=True, takes=0b1001)
+    seed("switch-bad", t4, (fl, gt, hl, 0, cs, co), switch=True, takes=0b0011)
+
+
 def main():
     gen_framing()
     gen_spec()
@@ -697,6 +754,7 @@ def main():
     gen_gvproxy()
     gen_pcap_filter()
     gen_vxlan()
+    gen_offload()
     # seeds this script no longer writes go; crash-* files stay
     for target, names in written.items():
         d = os.path.join(CORPUS, target)

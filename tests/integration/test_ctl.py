@@ -188,11 +188,12 @@ def main():
                   "%s counted 1 frame in, 60 bytes, 1 frame out: %s" % (name, st))
             check(st.get("fdb_entries") == 1 and p.get("txq_len", 0) > 0, "%s owns one MAC" % name)
         keys = {"rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "drop_txq_full", "drop_runt",
-                "drop_oversize", "drop_bad_framing", "drop_no_buffer", "drop_vlan", "fdb_refused", "rx_pauses", "stalls",
+                "drop_oversize", "drop_bad_framing", "drop_no_buffer", "drop_vlan", "drop_bad_offload", "fdb_refused",
+                "rx_pauses", "stalls",
                 "fdb_entries", "txq_depth"}
         check(all(set(p.get("stats", {})) == keys for p in ports.values()), "every port has the stats keys")
         check(all(set(p) == {"name", "kind", "parent", "peer", "state", "mtu", "txq_len", "vlan", "rx_paused", "stalled", "error",
-                             "stats"}
+                             "offload_tx", "offload_rx", "stats"}
                   for p in ports.values()), "every port has the port keys")
 
         # fdb show --json, and plain fdb

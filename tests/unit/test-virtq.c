@@ -261,10 +261,10 @@ START_TEST(rx_single)
 
 	for (int i = 0; i < 100; i++)
 		frame[i] = (uint8_t)i;
-	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, frame, 100), 0); /* no buffers yet */
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, NULL, frame, 100), 0); /* no buffers yet */
 	post_rx(2, 1526);
 	memset(hva(BUF_GPA), 0xee, 12);
-	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, frame, 100), 1);
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, NULL, frame, 100), 1);
 	sn_vq_flush(&vq);
 	ck_assert_uint_eq(used->idx, 1);
 	ck_assert_uint_eq(used->ring[0].len, 112);
@@ -281,9 +281,9 @@ START_TEST(rx_too_small)
 	uint8_t frame[1514] = {0};
 
 	post_rx(2, 1000);
-	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, frame, sizeof(frame)), -EMSGSIZE);
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, NULL, frame, sizeof(frame)), -EMSGSIZE);
 	ck_assert_uint_eq(vq.last_avail, 0); /* the buffer stays for a frame that fits */
-	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, frame, 900), 1);
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, NULL, frame, 900), 1);
 	ck_assert_uint_eq(vq.last_avail, 1);
 }
 END_TEST
@@ -299,12 +299,12 @@ START_TEST(rx_mergeable)
 	for (int i = 0; i < 3000; i++)
 		frame[i] = (uint8_t)(i * 7);
 	post_rx(3, 1000); /* 3000 bytes of room, 3012 needed */
-	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, true, frame, 3000), 0);
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, true, NULL, frame, 3000), 0);
 	ck_assert_uint_eq(vq.last_avail, 0); /* nothing consumed */
 	ck_assert_uint_eq(vq.used_idx, 0);
 	set_desc(3, BUF_GPA + 0x3000, 1000, SN_VRING_DESC_F_WRITE, 0);
 	make_avail(3);
-	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, true, frame, 3000), 1);
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, true, NULL, frame, 3000), 1);
 	sn_vq_flush(&vq);
 	ck_assert_uint_eq(used->idx, 4);
 	ck_assert_uint_eq(b0[10] | b0[11] << 8, 4);
@@ -400,7 +400,7 @@ START_TEST(notify_more)
 	setup_features(SN_VIRTIO_BIT(SN_VIRTIO_F_VERSION_1) | SN_VIRTIO_BIT(SN_VIRTIO_NET_F_MRG_RXBUF) |
 			       SN_VIRTIO_BIT(SN_VIRTIO_F_EVENT_IDX), 0);
 	post_rx(1, 512);
-	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, true, frame, sizeof(frame)), 0);
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, true, NULL, frame, sizeof(frame)), 0);
 	ck_assert(sn_vq_notify_enable(&vq, true)); /* "work is there", though it cannot be used */
 	ck_assert_uint_eq(*avail_event(), 0);
 	ck_assert(!sn_vq_notify_more(&vq));        /* nothing new: wait for the kick */
@@ -457,7 +457,7 @@ static void expect_broken(const char *why)
 	ck_assert_msg(strstr(vq.broken_reason, why), "reason '%s' lacks '%s'", vq.broken_reason, why);
 	/* a broken queue stays broken and writes nothing */
 	ck_assert_int_eq(sn_vq_pop(&vq, &e), -EIO);
-	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, (const uint8_t *)"x", 1), -EIO);
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, NULL, (const uint8_t *)"x", 1), -EIO);
 	ck_assert(!sn_vq_notify_enable(&vq, true));
 	ck_assert_uint_eq(used->idx, used_before);
 }
@@ -617,7 +617,7 @@ START_TEST(hostile_rx_readonly)
 {
 	set_desc(0, BUF_GPA, 1600, 0, 0);
 	make_avail(0);
-	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, (const uint8_t *)"abcdefghijklmnop", 16), -EIO);
+	ck_assert_int_eq(sn_vq_rx_put(&vq, 12, false, NULL, (const uint8_t *)"abcdefghijklmnop", 16), -EIO);
 	ck_assert(sn_vq_broken(&vq));
 }
 END_TEST

@@ -25,6 +25,12 @@ PROTOCOL_F_MQ, PROTOCOL_F_REPLY_ACK = 1 << 0, 1 << 3
 VRING_NOFD = 1 << 8
 
 # virtio feature bits
+F_CSUM, F_GUEST_CSUM = 1 << 0, 1 << 1
+F_GUEST_TSO4, F_GUEST_TSO6, F_GUEST_ECN = 1 << 7, 1 << 8, 1 << 9
+F_HOST_TSO4, F_HOST_TSO6, F_HOST_ECN = 1 << 11, 1 << 12, 1 << 13
+F_GUEST_USO4, F_GUEST_USO6, F_HOST_USO = 1 << 54, 1 << 55, 1 << 56
+F_OFFLOADS = (F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6 | F_GUEST_ECN | F_HOST_TSO4 | F_HOST_TSO6
+              | F_HOST_ECN | F_GUEST_USO4 | F_GUEST_USO6 | F_HOST_USO)
 F_MRG_RXBUF = 1 << 15
 F_INDIRECT_DESC = 1 << 28
 F_EVENT_IDX = 1 << 29
@@ -34,6 +40,22 @@ DESC_F_NEXT, DESC_F_WRITE = 1, 2
 HDR_LEN = 12
 BUF = 2048
 RX, TX = 0, 1
+# large TX frames (GSO) go from slots of their own, past the ring buffers
+BIG_BASE, BIG_SLOT, BIG_SLOTS = 0x200000, 0x11000, 28
+
+# virtio-net header values
+NEEDS_CSUM, DATA_VALID = 1, 2
+GSO_NONE, GSO_TCPV4, GSO_UDP, GSO_TCPV6, GSO_UDP_L4, GSO_ECN = 0, 1, 3, 4, 5, 0x80
+
+
+def vnet_hdr(flags=0, gso_type=0, hdr_len=0, gso_size=0, csum_start=0, csum_offset=0):
+    """The first 10 bytes of a virtio-net header."""
+    return struct.pack("<BBHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+
+
+def parse_vnet_hdr(b):
+    """(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset) of a header's first 10 bytes."""
+    return struct.unpack("<BBHHHH", b[:10])
 
 
 class GuestMemory:
@@ -276,17 +298,52 @@ class Frontend:
             rx.offer(head)
         rx.do_kick()
 
-    def send_frame(self, frame, kick=True):
-        """Puts one frame (with a zero virtio-net header) on the TX ring and kicks."""
+    def send_frame(self, frame, kick=True, vhdr=b""):
+        """Puts one frame on the TX ring and kicks. Its virtio-net header is @vhdr (10 bytes,
+        vnet_hdr()) or zeros; a frame larger than a ring buffer goes from a big slot."""
         tx = self.rings[TX]
         head = tx.avail_idx % tx.num
-        data = bytes(HDR_LEN) + frame
-        assert len(data) <= BUF
-        tx.mem.write(tx.buf(head), data)
-        tx.set_desc(head, tx.buf(head), len(data), 0)
+        data = vhdr.ljust(HDR_LEN, b"\0")[:HDR_LEN] + frame
+        if len(data) <= BUF:
+            addr = tx.buf(head)
+        else:
+            assert len(data) <= BIG_SLOT and self.mem.size >= BIG_BASE + BIG_SLOTS * BIG_SLOT
+            addr = self.mem.gpa + BIG_BASE + (self.tx_next % BIG_SLOTS) * BIG_SLOT
+            self.tx_next += 1
+        tx.mem.write(addr, data)
+        tx.set_desc(head, addr, len(data), 0)
         tx.offer(head)
         if kick:
             tx.do_kick()
+
+    def recv_packets(self, want=1, timeout=2.0):
+        """Packets the back-end wrote into RX buffers as (header's first 10 bytes, frame), a
+        packet of num_buffers > 1 (MRG_RXBUF) put together, until @want arrived or the timeout
+        (scaled); used buffers are posted again."""
+        rx = self.rings[RX]
+        out, parts, need, hdr = [], [], 0, b""
+        end = time.monotonic() + scaled(timeout)
+        while True:
+            used = rx.take_used()
+            for head, length in used:
+                data = rx.mem.read(rx.buf(head), length)
+                if need == 0:
+                    assert length >= HDR_LEN, f"used length {length}"
+                    hdr, need = data[:10], struct.unpack_from("<H", data, 10)[0]
+                    assert need >= 1, "num_buffers 0"
+                    parts = [data[HDR_LEN:]]
+                else:
+                    parts.append(data)
+                need -= 1
+                if need == 0:
+                    out.append((hdr, b"".join(parts)))
+                rx.set_desc(head, rx.buf(head), BUF, DESC_F_WRITE)
+                rx.offer(head)
+            if used:
+                rx.do_kick()
+            if (len(out) >= want and need == 0) or time.monotonic() > end:
+                return out
+            time.sleep(0.005)
 
     def recv_frames(self, want=1, timeout=2.0, repost=True):
         """Frames the back-end wrote into RX buffers (header stripped), until `want` arrived or

@@ -246,13 +246,18 @@ def unpack_kernel(deb, dest):
     return order
 
 
+def cached_kernels(cache):
+    """The kernel packages unpacked in @cache, oldest name first: linux-image-* only, for
+    QEMU 10 (tools/fetch-qemu10.py) keeps a "ready" file in cache/qemu10 too."""
+    return [d for d in sorted(os.listdir(cache))
+            if d.startswith("linux-image-") and os.path.exists(os.path.join(cache, d, "ready"))]
+
+
 def get_kernel(cache):
     """Returns (vmlinuz, [module paths in load order]), downloading the package on first use."""
     os.makedirs(cache, exist_ok=True)
     pkg = kernel_package()
-    # kernels only: the cache holds other things that are ready too (qemu10/)
-    ready = [d for d in sorted(os.listdir(cache))
-             if d.startswith("linux-image-") and os.path.exists(os.path.join(cache, d, "ready"))]
+    ready = cached_kernels(cache)
 
     def load(name):
         d = os.path.join(cache, name)

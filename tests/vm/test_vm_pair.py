@@ -17,12 +17,21 @@ switch has two vhost-user ports, one of each mode:
 3. The switch restarts (SIGKILL, then a new squibnet with the same ports): QEMU b redials the
    listen port by itself, the new switch dials QEMU a, and a pings b again. Neither guest is
    restarted.
-4. The same transfer between two fresh guests on `-netdev stream` to a stream port, for
-   comparison.
+4. The same transfer with the guests' offloads off (QEMU's csum=off, guest_tso4=off, ...):
+   every frame is at most 1514 bytes and checksummed by the guest.
+5. The same transfer between two fresh guests on `-netdev stream` to a stream port.
+6. Guest a on vhost-user with offloads, guest b on `-netdev stream`: a's stack sends TSO frames
+   of up to 64 KiB, which the switch segments and checksums for b's stream port (and b's plain
+   frames go to a as they are). md5-checked like the others.
 
-CONFIGS names the runs of the transfer; an offload on/off switch for vhost-user is one more
-field there (issue 12, section 1). Exits 77 without QEMU 10, a static busybox or the kernel.
-Environment as test_vm.py; SQUIBNET_VM_REPEAT changes the payload's repetitions (64).
+CONFIGS names the runs of the transfer, with each guest's netdev and whether vhost-user guests
+keep QEMU's offloads (csum, guest_csum, host_tso4/6, guest_tso4/6, ...; QEMU's defaults) on.
+After each vhost-user run the switch's counters must show what was negotiated, and with
+offloads that large frames did cross (more bytes per frame than a 1514-byte frame has).
+Exits 77 without QEMU 10, a static busybox or the kernel. Environment as test_vm.py;
+SQUIBNET_VM_REPEAT changes the payload's repetitions (64); SQUIBNET_VM_CONFIGS=NAME,NAME runs
+those transfers in that order, a name as often as it is given (the restarts go with the first
+vhost-user one).
 """
 
 import hashlib
@@ -42,12 +51,15 @@ from test_vm import Fail, Skip, Stage, log  # noqa: E402
 MEM = "256M"   # test_vm.Guest gives every guest -m 256M; the memfd backend must match
 REPEAT = int(os.environ.get("SQUIBNET_VM_REPEAT", "64"))
 
-# The transfer runs: name, the netdev kind of both guests, and (for vhost-user) the device's
-# offload switch, off until the switch carries offloads.
+# The transfer runs: name, the netdev kind of guests a and b, and (for vhost-user) whether
+# the device keeps its offloads on. The restart stages follow the first vhost-user run.
 CONFIGS = [
-    {"name": "vhost-user", "netdev": "vhost-user", "offloads": False},
-    {"name": "stream", "netdev": "stream"},
+    {"name": "vhost-user-offloads", "netdev": ("vhost-user", "vhost-user"), "offloads": True},
+    {"name": "vhost-user-plain", "netdev": ("vhost-user", "vhost-user"), "offloads": False},
+    {"name": "stream", "netdev": ("stream", "stream")},
+    {"name": "vhost-to-stream", "netdev": ("vhost-user", "stream"), "offloads": True},
 ]
+QEMU_OFFLOADS_OFF = ",csum=off,guest_csum=off,host_tso4=off,host_tso6=off,guest_tso4=off,guest_tso6=off"
 
 
 class Switch:
@@ -122,9 +134,13 @@ class Switch:
             raise Fail("squibnet did not exit within 10 s")
 
 
+def netdev_of(config, role):
+    return config["netdev"][0 if role == "a" else 1]
+
+
 def make_guest(role, config, qemu, kernel, initrd, sw, tmp, suffix="", append=""):
     q, qargs = qemu
-    if config["netdev"] == "stream":
+    if netdev_of(config, role) == "stream":
         g = vm.Guest(role, q, kernel, initrd, f"stream,id=n0,server=off,addr.type=unix,addr.path={sw.sock}", tmp,
                      qemu_args=qargs, append=append)
     else:
@@ -137,7 +153,7 @@ def make_guest(role, config, qemu, kernel, initrd, sw, tmp, suffix="", append=""
                       "-numa", "node,memdev=mem0", "-chardev", chardev]
         if not config.get("offloads"):
             i = next(k for k, a in enumerate(g.cmd) if a.startswith("virtio-net-pci,"))
-            g.cmd[i] += ",csum=off,guest_csum=off,host_tso4=off,host_tso6=off,guest_tso4=off,guest_tso6=off"
+            g.cmd[i] += QEMU_OFFLOADS_OFF
     g.logpath = os.path.join(tmp, f"guest-{config['name']}-{role}{suffix}.log")
     return g
 
@@ -176,25 +192,61 @@ def ping_again(g, sw, timeout=90):
     raise Fail(f"guest {g.role} did not answer 'ping' within {timeout} s:\n{g.tail()}")
 
 
-def check_vhost_ports(sw):
+def stats_delta(now, before, name):
+    a, b = now.get(name, {}).get("stats", {}), before.get(name, {}).get("stats", {})
+    return {k: v - b.get(k, 0) for k, v in a.items() if isinstance(v, int)}
+
+
+def check_switch(sw, config, before):
+    """The switch's view of a transfer of @config, against its counters @before it: the MACs
+    behind the right ports, no malformed frames, the payload through the ports, and with
+    offloads the negotiated ones and large frames."""
     fdb, why = vm.squibnetctl(sw.ctl_bin, sw.ctl, "fdb")
     if fdb is None:
         raise Fail(why)
     learned = {e["mac"].lower(): e["port"] for e in fdb["fdb"]}
-    if learned.get(vm.MACS["a"]) != "va" or learned.get(vm.MACS["b"]) != "vb":
-        raise Fail(f"the guests' MACs are not behind va and vb: {fdb['fdb']}")
     ports = sw.ports()
-    for name in ("va", "vb"):
-        st = ports[name]["stats"]
-        log(f"switch port {name} ({ports[name]['state']}, {ports[name]['peer']}): "
-            + ", ".join(f"{k}={v}" for k, v in st.items() if v))
-        bad = {k: st[k] for k in ("drop_bad_framing", "drop_runt", "drop_oversize") if st.get(k)}
+    names = {}
+    for role, vport in (("a", "va"), ("b", "vb")):
+        if netdev_of(config, role) == "vhost-user":
+            names[role] = vport
+        else:
+            names[role] = learned.get(vm.MACS[role], "")
+            if ports.get(names[role], {}).get("parent") != "st":
+                raise Fail(f"guest {role}'s MAC is not behind a client of st: {fdb['fdb']}")
+        if learned.get(vm.MACS[role]) != names[role]:
+            raise Fail(f"guest {role}'s MAC is not behind {names[role]}: {fdb['fdb']}")
+    for role in ("a", "b"):
+        name = names[role]
+        p = ports[name]
+        st = stats_delta(ports, before, name)
+        log(f"{config['name']}: switch port {name} ({p['state']}, {p['peer']}; offloads tx [{p['offload_tx']}] "
+            f"rx [{p['offload_rx']}]): " + ", ".join(f"{k}={v}" for k, v in st.items() if v))
+        bad = {k: st[k] for k in ("drop_bad_framing", "drop_runt", "drop_oversize", "drop_bad_offload") if st.get(k)}
         if bad:
             raise Fail(f"port {name} dropped malformed frames: {bad}")
-    if ports["va"]["stats"].get("rx_bytes", 0) < REPEAT * vm.PAYLOAD_SIZE:
-        raise Fail(f"the payload did not go in through va: {ports['va']['stats']}")
-    if ports["vb"]["stats"].get("tx_bytes", 0) < REPEAT * vm.PAYLOAD_SIZE:
-        raise Fail(f"the payload did not go out through vb: {ports['vb']['stats']}")
+        if netdev_of(config, role) == "vhost-user":
+            if config.get("offloads"):
+                ok = "tso4" in p["offload_rx"] and "tso4" in p["offload_tx"]
+            else:
+                ok = p["offload_rx"] == p["offload_tx"] == ""
+            if not ok:
+                raise Fail(f"port {name} negotiated tx [{p['offload_tx']}] rx [{p['offload_rx']}] "
+                           f"with the guest's offloads {'on' if config.get('offloads') else 'off'}")
+    a, b = stats_delta(ports, before, names["a"]), stats_delta(ports, before, names["b"])
+    if a.get("rx_bytes", 0) < REPEAT * vm.PAYLOAD_SIZE:
+        raise Fail(f"the payload did not go in through {names['a']}: {a}")
+    if b.get("tx_bytes", 0) < REPEAT * vm.PAYLOAD_SIZE:
+        raise Fail(f"the payload did not go out through {names['b']}: {b}")
+    per_frame = a["rx_bytes"] / max(1, a["rx_frames"])
+    log(f"{config['name']}: {a['rx_frames']} frames in from a, {per_frame:.0f} bytes each; "
+        f"{b['tx_frames']} out to b, {b['tx_bytes'] / max(1, b['tx_frames']):.0f} bytes each")
+    if config.get("offloads") and per_frame <= 1514:
+        raise Fail(f"offloads on, but guest a's frames were {per_frame:.0f} bytes on average: no TSO")
+    if not config.get("offloads") and per_frame > 1514:
+        raise Fail(f"offloads off, but guest a's frames were {per_frame:.0f} bytes on average")
+    if netdev_of(config, "b") == "stream" and b["tx_bytes"] / max(1, b["tx_frames"]) > 1514:
+        raise Fail("the stream guest got frames over 1514 bytes")
 
 
 def transfer(config, qemu, kernel, initrd, sw, tmp, want_md5, timeout):
@@ -253,17 +305,24 @@ def run():
         with Stage("switch"):
             sw.start()
 
-        for config in CONFIGS:
+        only = [c for c in os.environ.get("SQUIBNET_VM_CONFIGS", "").split(",") if c]
+        by_name = {c["name"]: c for c in CONFIGS}
+        if any(n not in by_name for n in only):
+            raise Fail(f"SQUIBNET_VM_CONFIGS={','.join(only)}: the runs are {', '.join(by_name)}")
+        configs = [by_name[n] for n in only] if only else CONFIGS
+        restarts = next((i for i, c in enumerate(configs) if c["netdev"] == ("vhost-user", "vhost-user")), None)
+        for run_no, config in enumerate(configs):
+            before = sw.ports()
             with Stage(f"transfer-{config['name']}"):
                 guests, seconds = transfer(config, qemu, kernel, initrd, sw, tmp, want_md5, timeout)
                 mbit = REPEAT * vm.PAYLOAD_SIZE * 8 / seconds / 1e6
                 results.append((config["name"], seconds, mbit))
                 log(f"{config['name']}: {REPEAT} MiB in {seconds:.2f} s, {mbit:.0f} Mbit/s")
 
-            if config["netdev"] == "vhost-user":
-                with Stage("switch-counters"):
-                    check_vhost_ports(sw)
+            with Stage(f"switch-counters-{config['name']}"):
+                check_switch(sw, config, before)
 
+            if run_no == restarts:
                 # 2. the VMM behind the connect port restarts; the switch redials it
                 with Stage("restart-vmm"):
                     a, b = guests
@@ -308,7 +367,14 @@ def run():
 
         log(f"transfer of {REPEAT} MiB between two QEMU {qemu[0].split('/')[-1]} TCG guests:")
         for name, seconds, mbit in results:
-            log(f"  {name:12s} {seconds:6.2f} s  {mbit:6.0f} Mbit/s")
+            log(f"  {name:20s} {seconds:6.2f} s  {mbit:6.0f} Mbit/s")
+        speeds = {}
+        for n, _, m in results:
+            speeds.setdefault(n, []).append(m)
+        if "vhost-user-offloads" in speeds and "vhost-user-plain" in speeds:
+            on, off = speeds["vhost-user-offloads"], speeds["vhost-user-plain"]
+            log(f"  offloads on / off: {sum(on) / len(on) / (sum(off) / len(off)):.2f}x (means of {len(on)} and "
+                f"{len(off)} runs)")
         ok = True
     finally:
         for g in guests:

@@ -309,6 +309,81 @@ START_TEST(frames_both_ways)
 }
 END_TEST
 
+/* vmnet with offload=on hands over a 9000-byte TCP frame with its checksums unfinished and
+ * no header to say so: the stream client (plain frames) gets MTU-sized segments whose
+ * checksums verify, with the payload whole. */
+static uint32_t csum_sum(const uint8_t *p, uint32_t len, uint32_t s)
+{
+	for (uint32_t i = 0; i + 1 < len; i += 2)
+		s += (uint32_t)p[i] << 8 | p[i + 1];
+	if (len & 1)
+		s += (uint32_t)p[len - 1] << 8;
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return s;
+}
+
+START_TEST(offload_large_tcp_from_vmnet)
+{
+	enum { PAYLOAD = 9000, HDRS = 14 + 20 + 20 };
+	static uint8_t f[HDRS + PAYLOAD];
+	struct stream_rx *rx = calloc(1, sizeof(*rx));
+	struct sn_vmnet_standin_conf conf;
+	uint32_t at = 0, got_payload = 0, nseg = 0;
+
+	sn_vmnet_standin_conf_init(&conf);
+	conf.peer_fd = peer[0];
+	conf.max_packet_size = 65536;
+	sn_vmnet_standin_configure(&conf);
+	vmnet_ok("vmnet,offload=on,name=vm0");
+	stream_client();
+	make_frame(f, bcast, mac_a, 1);
+	client_send(f, FRAME_LEN); /* A behind the stream port */
+	ck_assert(run_until(peer_readable, NULL, 5));
+	recv(peer[1], rx->buf, sizeof(rx->buf), 0);
+
+	memset(f, 0, sizeof(f));
+	memcpy(f, mac_a, 6);
+	memcpy(f + 6, mac_b, 6);
+	sn_put_be16(f + 12, 0x0800);
+	f[14] = 0x45;
+	sn_put_be16(f + 16, 20 + 20 + PAYLOAD);
+	f[22] = 64;
+	f[23] = 6;
+	memcpy(f + 26, (uint8_t[]){192, 168, 105, 1, 192, 168, 105, 2}, 8);
+	sn_put_be16(f + 34, 5201);
+	sn_put_be16(f + 36, 40000);
+	sn_put_be32(f + 38, 1000);
+	f[46] = 5 << 4;
+	f[47] = 0x18; /* ACK, PSH */
+	for (uint32_t i = 0; i < PAYLOAD; i++)
+		f[HDRS + i] = (uint8_t)(i * 7 + 3);
+	/* both checksums left unfinished, as with vmnet's checksum offload */
+	ck_assert_int_eq(send(peer[1], f, sizeof(f), 0), (ssize_t)sizeof(f));
+	rx->want = 7 * 4 + sizeof(f) + 6 * HDRS;
+	ck_assert(run_until(stream_has, rx, 5));
+	while (at + 4 <= rx->len) {
+		uint32_t len = sn_get_be32(rx->buf + at);
+		const uint8_t *seg = rx->buf + at + 4;
+		uint32_t l4len = len - 34, ps;
+
+		ck_assert_uint_le(len, 1514);
+		ck_assert_uint_eq(csum_sum(seg + 14, 20, 0), 0xffff);
+		ps = csum_sum(seg + 26, 8, 0) + 6 + l4len;
+		ck_assert_uint_eq(csum_sum(seg + 34, l4len, ps), 0xffff);
+		ck_assert_uint_eq(sn_get_be32(seg + 38), 1000 + got_payload);
+		ck_assert_mem_eq(seg + HDRS, f + HDRS + got_payload, len - HDRS);
+		got_payload += len - HDRS;
+		nseg++;
+		at += 4 + len;
+	}
+	ck_assert_uint_eq(got_payload, PAYLOAD);
+	ck_assert_uint_eq(nseg, 7);
+	ck_assert_uint_eq(look("vm0").info.stats.drop_bad_offload, 0);
+	free(rx);
+}
+END_TEST
+
 /* ---- a burst while the loop is busy ---- */
 
 #define BURST 5000
@@ -764,6 +839,7 @@ START_TEST(spec_errors)
 		{"vmnet,nat66-prefix=fd00::/64", "for key 'nat66-prefix'"},
 		{"vmnet,mode=host,nat66-prefix=fd00::", "shared mode only"},
 		{"vmnet,isolate=maybe", "isolate"},
+		{"vmnet,offload=perhaps", "offload"},
 		{"vmnet,timeout=0", "timeout"},
 		{"vmnet,mtu=9000", "key 'mtu' does not apply"},
 		{"vmnet,colour=blue", "colour"},
@@ -822,6 +898,14 @@ START_TEST(spec_params)
 	vmnet_ok("vmnet,name=d");
 	sn_vmnet_standin_last_params(&p, store);
 	ck_assert_int_eq(p.mode, 1001); /* shared is the default */
+	ck_assert(!p.offload);
+	ck_assert_uint_eq(sn_switch_find_port(sw, "d")->offload_tx, 0);
+
+	vmnet_ok("vmnet,offload=on,name=e");
+	sn_vmnet_standin_last_params(&p, store);
+	ck_assert(p.offload);
+	ck_assert_uint_eq(sn_switch_find_port(sw, "e")->offload_tx, SN_OFFLOAD_CSUM | SN_OFFLOAD_TSO4 | SN_OFFLOAD_TSO6);
+	ck_assert_uint_eq(sn_switch_find_port(sw, "e")->offload_rx, SN_OFFLOAD_CSUM | SN_OFFLOAD_TSO4 | SN_OFFLOAD_TSO6);
 	ck_assert_int_eq(sn_switch_del_port(sw, "a"), 0);
 	ck_assert_int_eq(sn_switch_del_port(sw, "b"), 0);
 	/* c and d go with the switch */
@@ -845,6 +929,7 @@ static Suite *vmnet_suite(void)
 	ADD("spec-errors", spec_errors, 10);
 	ADD("spec-params", spec_params, 10);
 	ADD("both-ways", frames_both_ways, 20);
+	ADD("offload", offload_large_tcp_from_vmnet, 20);
 	ADD_F("burst", burst_while_busy, 60, setup_big);
 	ADD_F("burst-small-limits", burst_small_limits, 60, setup_big);
 	ADD_F("egress", egress_batches, 60, setup_big);

@@ -54,6 +54,8 @@ extern const char *const vmnet_end_address_key;           /* string, 10.15 */
 extern const char *const vmnet_subnet_mask_key;           /* string, 10.15 */
 extern const char *const vmnet_nat66_prefix_key;          /* string, 10.15 */
 extern const char *const vmnet_enable_isolation_key;      /* bool, 11.0 */
+extern const char *const vmnet_enable_tso_key;            /* bool, 11.0 */
+extern const char *const vmnet_enable_checksum_offload_key; /* bool, 12.0 */
 /* interface_param keys */
 extern const char *const vmnet_mac_address_key;           /* string */
 extern const char *const vmnet_mtu_key;                   /* uint64 */
