@@ -143,7 +143,7 @@ int sn_spec_check_unused(struct sn_spec *spec, struct sn_error *err)
 	return 0;
 }
 
-static int hex_digit(char c)
+int sn_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -159,7 +159,7 @@ int sn_mac_parse(const char *text, uint8_t mac[6])
 	const char *s = text;
 
 	for (int i = 0; i < 6; i++, s += 3) {
-		int hi = hex_digit(s[0]), lo = hi < 0 ? -1 : hex_digit(s[1]);
+		int hi = sn_hex_digit(s[0]), lo = hi < 0 ? -1 : sn_hex_digit(s[1]);
 
 		if (lo < 0 || (i < 5 ? s[2] != ':' && s[2] != '-' : s[2] != '\0'))
 			return -EINVAL;

@@ -45,6 +45,9 @@ int sn_spec_check_unused(struct sn_spec *spec, struct sn_error *err);
 /* "52:54:00:12:34:56" (or with '-' between), two hex digits each, into @mac; -EINVAL. */
 int sn_mac_parse(const char *text, uint8_t mac[6]);
 
+/* The value of one hex digit, either case, or -1. */
+int sn_hex_digit(char c);
+
 /* Formats @err; returns @code so callers can "return sn_error_set(err, -EINVAL, ...)". */
 int sn_error_set(struct sn_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -261,17 +261,6 @@ static const struct sn_port_ops vmnet_port_ops = {
 
 /* ---- SPEC ---- */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* 8-4-4-4-12 hex digits. */
 static int parse_uuid(const char *s, uint8_t out[16])
 {
@@ -287,8 +276,8 @@ static int parse_uuid(const char *s, uint8_t out[16])
 				return -EINVAL;
 			continue;
 		}
-		hi = hexval(s[i]);
-		lo = hexval(s[i + 1]);
+		hi = sn_hex_digit(s[i]);
+		lo = sn_hex_digit(s[i + 1]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
 		out[n++] = (uint8_t)(hi << 4 | lo);
