@@ -342,9 +342,11 @@ def test_mac_flood_with_fair_eviction():
 SYS_pidfd_getfd = 438  # the same number on every Linux architecture
 
 
-def daemon_stream_sndbufs(d):
-    """SO_SNDBUF of each connected AF_UNIX stream socket the daemon holds, read from copies of
-    its descriptors (pidfd_getfd): what the switch asked for is only visible on its side."""
+def daemon_stream_sndbufs(d, sock="s.sock"):
+    """SO_SNDBUF of each connection the daemon accepted on its listener @sock, read from copies
+    of its descriptors (pidfd_getfd): what the switch asked for is only visible on its side.
+    An accepted socket's own address is the listener's; the control connection that
+    wait_ports() made may still be open and is not one of them."""
     libc = ctypes.CDLL(None, use_errno=True)
     pidfd = os.pidfd_open(d.proc.pid)
     bufs = []
@@ -362,11 +364,7 @@ def daemon_stream_sndbufs(d):
             try:
                 if s.family != socket.AF_UNIX or s.type != socket.SOCK_STREAM:
                     continue
-                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                    continue
-                try:
-                    s.getpeername()
-                except OSError:
+                if s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) or s.getsockname() != d.path(sock):
                     continue
                 bufs.append(s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF))
             finally:
