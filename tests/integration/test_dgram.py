@@ -356,10 +356,12 @@ def test_max_peers_key_and_timeout():
             assert time.monotonic() - t0 < 3 * timeout, "a silent peer was never aged out"
             b.send(eth(BROADCAST, mac(2), b"still here"))
             time.sleep(0.2)
-        # (quickly now: b is silent from here on, and ages out in one peer-timeout too)
         ports = d.ports()
         assert names[1] in ports, "a peer that kept talking was aged out"
         assert mac_str(mac(1)) not in {e["mac"] for e in d.fdb()}
+        # b speaks once more: the two control calls above may have taken a peer-timeout on a
+        # loaded machine under valgrind, and b must still be there for c's frame
+        b.send(eth(BROADCAST, mac(2), b"still here"))
         c.send(eth(mac(2), mac(3), b"my turn"))
         assert b.recv(1.0)[0] == eth(mac(2), mac(3), b"my turn")
         assert f"unix:{c.path}" in {p["peer"] for p in d.ports().values()}
@@ -369,7 +371,7 @@ def test_max_peers_key_and_timeout():
         # and gets in once the others went silent too
         t0 = time.monotonic()
         while f"unix:{a.path}" not in {p["peer"] for p in d.ports().values()}:
-            assert time.monotonic() - t0 < 6, "silent peers kept their places"
+            assert time.monotonic() - t0 < 3 * timeout, "silent peers kept their places"
             a.send(eth(BROADCAST, mac(1), b"knock"))
             time.sleep(0.3)
 
