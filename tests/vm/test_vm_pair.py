@@ -9,9 +9,16 @@ switch has two vhost-user ports, one of each mode:
   guest a  QEMU -chardev socket,server=on       <- squibnet vhost-user,connect=  (port va)
   guest b  QEMU -chardev socket,reconnect-ms=   -> squibnet vhost-user,listen=   (port vb)
 
-1. vhost-user: a pings b and sends it the payload REPEAT times over (64 MiB) with nc; both
+1. vhost-user: a pings b and sends it the payload REPEAT times over (64 MiB) over TCP; both
    md5 sums must match the host's, and the time from a's "sending" to b's "transfer done" is
    reported as the throughput. The switch must show a's MAC behind va and b's behind vb.
+   The guests move it with tests/vm/guest-tcp.c (test_vm.guest_tcp(); busybox nc when the
+   build could not link it statically): a sendfile()s the payload from tmpfs, b splices the
+   stream into pipes and keeps it there until its end, says "transfer done", and only then
+   writes it into tmpfs for the md5. So what is timed is the guests' network stacks, the
+   virtio rings and the switch, not the copies busybox nc makes (which under TCG cost more
+   than everything else together). squibnet.rx=splice or read on SQUIBNET_VM_APPEND makes b
+   copy into the file within the timed part; squibnet.tool=nc goes back to busybox nc.
 2. The VMM behind the connect port restarts: guest a's QEMU is killed and a new one started on
    the same socket path; the switch redials it and the new guest pings b.
 3. The switch restarts (SIGKILL, then a new squibnet with the same ports): QEMU b redials the
@@ -31,7 +38,8 @@ offloads that large frames did cross (more bytes per frame than a 1514-byte fram
 Exits 77 without QEMU 10, a static busybox or the kernel. Environment as test_vm.py;
 SQUIBNET_VM_REPEAT changes the payload's repetitions (64); SQUIBNET_VM_CONFIGS=NAME,NAME runs
 those transfers in that order, a name as often as it is given (the restarts go with the first
-vhost-user one).
+vhost-user one); SQUIBNET_VM_APPEND adds to the transfer guests' kernel command line (the
+squibnet.* options of test_vm.INIT: squibnet.rx=, squibnet.sockbuf=, squibnet.tool=).
 """
 
 import hashlib
@@ -50,6 +58,7 @@ from test_vm import Fail, Skip, Stage, log  # noqa: E402
 
 MEM = "256M"   # test_vm.Guest gives every guest -m 256M; the memfd backend must match
 REPEAT = int(os.environ.get("SQUIBNET_VM_REPEAT", "64"))
+APPEND = os.environ.get("SQUIBNET_VM_APPEND", "")   # more of the transfer guests' kernel command line
 
 # The transfer runs: name, the netdev kind of guests a and b, and (for vhost-user) whether
 # the device keeps its offloads on. The restart stages follow the first vhost-user run.
@@ -252,7 +261,7 @@ def check_switch(sw, config, before):
 def transfer(config, qemu, kernel, initrd, sw, tmp, want_md5, timeout):
     """Boots guests a and b for @config, runs the transfer, checks it; returns (guests, seconds)."""
     guests = []
-    append = f"squibnet.repeat={REPEAT}"
+    append = f"squibnet.repeat={REPEAT} {APPEND}".rstrip()
     # a first: its QEMU must listen before the switch can dial it
     for role in ("a", "b"):
         g = make_guest(role, config, qemu, kernel, initrd, sw, tmp, append=append)
@@ -300,7 +309,7 @@ def run():
             payload = random.Random(vm.PAYLOAD_SEED).randbytes(vm.PAYLOAD_SIZE)
             want_md5 = hashlib.md5(payload * REPEAT).hexdigest()
             initrd = os.path.join(tmp, "initrd.cpio")
-            vm.build_initramfs(initrd, busybox, modules, payload)
+            vm.build_initramfs(initrd, busybox, modules, payload, vm.guest_tcp())
 
         with Stage("switch"):
             sw.start()
