@@ -3,14 +3,16 @@
 
 Boots two Debian-kernel guests under TCG with a busybox initramfs this script builds, attaches
 both to one `squibnet` stream listener with `-netdev stream`, and has guest A ping guest B and
-send it 1 MiB of known data with nc. It passes when A's ping succeeds, the md5 sums printed by
-both guests match the sum of the data the host generated, and (when squibnetctl answers) the
-switch learned each guest's MAC behind its own port and its counters show the payload went
+send it 1 MiB of known data over TCP (with tests/vm/guest-tcp.c, which meson links statically
+and SQUIBNET_GUEST_TCP names; without it with busybox nc: see guest_tcp()). It passes when
+A's ping succeeds, the md5 sums printed by both guests match the sum of the data the host
+generated, and (when squibnetctl answers) the switch learned each guest's MAC behind its own port and its counters show the payload went
 through. The guests then wait for "poweroff" on their console, so the counters are read while
 both ports are still up. The kernel package is fetched once with `apt-get download` into a cache
 beside the build. Exits 77 when QEMU, a static busybox or the kernel cannot be had.
 
-Environment: SQUIBNET and SQUIBNETCTL (the binaries, set by meson), SQUIBNET_VM_CACHE (where the
+Environment: SQUIBNET and SQUIBNETCTL (the binaries, set by meson), SQUIBNET_GUEST_TCP (the static
+guest-tcp, set by meson when the compiler links statically), SQUIBNET_VM_CACHE (where the
 kernel is kept), QEMU (default qemu-system-x86_64), SQUIBNET_QEMU10 (see find_qemu10(); the
 vm suite's QEMU 10 tests use it), BUSYBOX (default /bin/busybox),
 SQUIBNET_VM_TIMEOUT (seconds the guests get, default 300), SQUIBNET_VM_KEEP=1 (keep the
@@ -306,7 +308,7 @@ def get_kernel(cache):
 
 INIT = r"""#!/bin/busybox sh
 # PID 1 of a squibnet vm-test guest. Role a (10.0.0.1) pings b (10.0.0.2) and sends it
-# /payload.bin with nc; b receives it. Both report on the console with MARK lines, then wait
+# /payload.bin with guest-tcp (or busybox nc); b receives it into /tmp/recv. Both report on the console with MARK lines, then wait
 # for the host to say "poweroff" (so it can read the switch counters while the ports are up).
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -337,13 +339,21 @@ finish() {
 fail() { say "FAIL $*"; finish; }
 
 # squibnet.role=a|b; squibnet.repeat=N: a sends the payload N times over, b keeps it in
-# tmpfs and both time only the transfer; squibnet.task=ping: a only pings (a restarted guest)
-role= repeat=1 task=all
+# tmpfs and both time only the transfer; squibnet.task=ping: a only pings (a restarted guest);
+# squibnet.tool=nc: busybox nc even with guest-tcp there; squibnet.rx=hold|splice|read: how
+# guest-tcp receives (hold: the stream stays in pipes until its end and goes into the file
+# after "transfer done", so the timed part has no copy in b; splice: socket -> pipe -> file;
+# read: read() and write() of 1 MiB); squibnet.sockbuf=BYTES: SO_SNDBUF/SO_RCVBUF for
+# guest-tcp (and the net.core maxima to allow it), else the kernel's autotuning
+role= repeat=1 task=all tool=guest-tcp rx=hold sockbuf= gtopt=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	squibnet.role=*) role=${arg#squibnet.role=} ;;
 	squibnet.repeat=*) repeat=${arg#squibnet.repeat=} ;;
 	squibnet.task=*) task=${arg#squibnet.task=} ;;
+	squibnet.tool=*) tool=${arg#squibnet.tool=} ;;
+	squibnet.rx=*) rx=${arg#squibnet.rx=} ;;
+	squibnet.sockbuf=*) sockbuf=${arg#squibnet.sockbuf=} ;;
 	esac
 done
 case "$role" in
@@ -363,12 +373,26 @@ while [ ! -e /sys/class/net/eth0 ]; do
 	sleep 0.1
 done
 
+# The transfer goes with /bin/guest-tcp (sendfile on a's side, splice into pipes on b's) when
+# the initramfs has it, else with busybox nc; squibnet.tool=nc asks for nc anyway.
+[ -x /bin/guest-tcp ] || tool=nc
+if [ -n "$sockbuf" ] && [ "$tool" != nc ]; then
+	for f in rmem_max wmem_max; do echo $sockbuf > /proc/sys/net/core/$f; done
+	gtopt="-b $sockbuf"
+fi
 if [ "$role" = b ] && [ "$task" = all ]; then
-	# Listen before the address is up: once a can ping us, the port is open. nc's stdin must
-	# stay open: at its EOF nc half-closes, and a's nc stops sending when it sees that.
-	mkfifo /tmp/hold
-	sleep 300 > /tmp/hold &
-	timeout 150 nc -l -p 5000 < /tmp/hold > /tmp/recv &
+	# Listen before the address is up: once a can ping us, the port is open.
+	if [ "$tool" = nc ]; then
+		# nc's stdin must stay open: at its EOF nc half-closes, and a's nc stops sending
+		# when it sees that.
+		mkfifo /tmp/hold
+		sleep 300 > /tmp/hold &
+		timeout 150 nc -l -p 5000 < /tmp/hold > /tmp/recv &
+	else
+		# it says "transfer done" itself at the end of the stream (-m hold: before it
+		# writes out what it kept in pipes)
+		guest-tcp recv -t 150 -m $rx $gtopt -D "@MARK@ transfer done" 5000 /tmp/recv 2> /tmp/gt.log &
+	fi
 	ncpid=$!
 fi
 
@@ -394,18 +418,25 @@ if [ "$role" = a ]; then
 		while [ $i -lt $repeat ]; do cat /payload.bin; i=$((i + 1)); done > /tmp/big
 		src=/tmp/big
 	fi
-	say "sending $(wc -c < $src) bytes"
-	n=0
-	until timeout 120 nc $peer 5000 < $src; do
-		n=$((n + 1))
-		[ $n -ge 20 ] && fail "nc $peer 5000"
-		sleep 0.5
-	done
+	if [ "$tool" = nc ]; then
+		say "sending $(wc -c < $src) bytes with busybox nc"
+		n=0
+		until timeout 120 nc $peer 5000 < $src; do
+			n=$((n + 1))
+			[ $n -ge 20 ] && fail "nc $peer 5000"
+			sleep 0.5
+		done
+	else
+		say "sending $(wc -c < $src) bytes with guest-tcp (sendfile${gtopt:+, sockbuf $sockbuf})"
+		# it retries the connection itself, for about 20 s
+		guest-tcp send -t 120 $gtopt $peer 5000 $src 2> /tmp/gt.log || { cat /tmp/gt.log; fail "guest-tcp send $peer 5000"; }
+		say "$(cat /tmp/gt.log)"
+	fi
 	say "sent $(wc -c < $src) bytes"
 	say "md5 $(md5sum $src | cut -d' ' -f1)"
 elif [ "$task" = all ]; then
-	wait $ncpid || fail "nc -l exited with $?"
-	say "transfer done"
+	wait $ncpid || { st=$?; cat /tmp/gt.log 2>/dev/null; fail "$tool receiving exited with $st"; }
+	if [ "$tool" = nc ]; then say "transfer done"; else say "$(cat /tmp/gt.log)"; fi
 	say "received $(wc -c < /tmp/recv) bytes"
 	say "md5 $(md5sum /tmp/recv | cut -d' ' -f1)"
 fi
@@ -444,7 +475,22 @@ class Cpio:
         return self.buf.getvalue()
 
 
-def build_initramfs(path, busybox, modules, payload):
+def guest_tcp():
+    """The static guest-tcp the build made (meson sets SQUIBNET_GUEST_TCP), or None: then the
+    guests' /init moves the payload with busybox nc. Logs which."""
+    path = os.environ.get("SQUIBNET_GUEST_TCP")
+    if path and is_static_elf(path):
+        log(f"transfer tool: {path} (sendfile / splice)")
+        return path
+    log("transfer tool: busybox nc (the build made no static guest-tcp: "
+        + (f"{path} is not a static executable" if path else "the compiler cannot link statically")
+        + ")")
+    return None
+
+
+def build_initramfs(path, busybox, modules, payload, helper=None):
+    """Writes the guests' initramfs to @path; @helper, when given, is the static guest-tcp the
+    /init uses for the transfer (see guest_tcp())."""
     c = Cpio()
     for d in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"):
         c.dir(d)
@@ -452,6 +498,9 @@ def build_initramfs(path, busybox, modules, payload):
     c.chardev("dev/console", 5, 1)
     with open(busybox, "rb") as f:
         c.file("bin/busybox", f.read(), 0o755)
+    if helper:
+        with open(helper, "rb") as f:
+            c.file("bin/guest-tcp", f.read(), 0o755)
     c.file("init", INIT.replace("@MARK@", MARK).encode(), 0o755)
     for m in modules:
         with open(m, "rb") as f:
@@ -677,7 +726,7 @@ def run(direct):
             payload = random.Random(PAYLOAD_SEED).randbytes(PAYLOAD_SIZE)
             want_md5 = hashlib.md5(payload).hexdigest()
             initrd = os.path.join(tmp, "initrd.cpio")
-            size = build_initramfs(initrd, busybox, modules, payload)
+            size = build_initramfs(initrd, busybox, modules, payload, guest_tcp())
             log(f"initramfs {size >> 10} KiB, payload md5 {want_md5}")
 
         with Stage("switch"):

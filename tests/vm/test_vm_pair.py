@@ -9,9 +9,18 @@ switch has two vhost-user ports, one of each mode:
   guest a  QEMU -chardev socket,server=on       <- squibnet vhost-user,connect=  (port va)
   guest b  QEMU -chardev socket,reconnect-ms=   -> squibnet vhost-user,listen=   (port vb)
 
-1. vhost-user: a pings b and sends it the payload REPEAT times over (64 MiB) with nc; both
+1. vhost-user: a pings b and sends it the payload REPEAT times over (64 MiB) over TCP; both
    md5 sums must match the host's, and the time from a's "sending" to b's "transfer done" is
-   reported as the throughput. The switch must show a's MAC behind va and b's behind vb.
+   reported as the throughput, beside the CPU time both QEMU processes ran in it (which, unlike
+   the time, other programs on a shared machine hardly change; nothing timed is asserted). The
+   switch must show a's MAC behind va and b's behind vb.
+   The guests move it with tests/vm/guest-tcp.c (test_vm.guest_tcp(); busybox nc when the
+   build could not link it statically): a sendfile()s the payload from tmpfs, b splices the
+   stream into pipes and keeps it there until its end, says "transfer done", and only then
+   writes it into tmpfs for the md5. So what is timed is the guests' network stacks, the
+   virtio rings and the switch, not the copies busybox nc makes (which under TCG cost more
+   than everything else together). squibnet.rx=splice or read on SQUIBNET_VM_APPEND makes b
+   copy into the file within the timed part; squibnet.tool=nc goes back to busybox nc.
 2. The VMM behind the connect port restarts: guest a's QEMU is killed and a new one started on
    the same socket path; the switch redials it and the new guest pings b.
 3. The switch restarts (SIGKILL, then a new squibnet with the same ports): QEMU b redials the
@@ -31,7 +40,8 @@ offloads that large frames did cross (more bytes per frame than a 1514-byte fram
 Exits 77 without QEMU 10, a static busybox or the kernel. Environment as test_vm.py;
 SQUIBNET_VM_REPEAT changes the payload's repetitions (64); SQUIBNET_VM_CONFIGS=NAME,NAME runs
 those transfers in that order, a name as often as it is given (the restarts go with the first
-vhost-user one).
+vhost-user one); SQUIBNET_VM_APPEND adds to the transfer guests' kernel command line (the
+squibnet.* options of test_vm.INIT: squibnet.rx=, squibnet.sockbuf=, squibnet.tool=).
 """
 
 import hashlib
@@ -42,6 +52,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,6 +61,7 @@ from test_vm import Fail, Skip, Stage, log  # noqa: E402
 
 MEM = "256M"   # test_vm.Guest gives every guest -m 256M; the memfd backend must match
 REPEAT = int(os.environ.get("SQUIBNET_VM_REPEAT", "64"))
+APPEND = os.environ.get("SQUIBNET_VM_APPEND", "")   # more of the transfer guests' kernel command line
 
 # The transfer runs: name, the netdev kind of guests a and b, and (for vhost-user) whether
 # the device keeps its offloads on. The restart stages follow the first vhost-user run.
@@ -249,10 +261,54 @@ def check_switch(sw, config, before):
         raise Fail("the stream guest got frames over 1514 bytes")
 
 
+def qemu_cpu(pid):
+    """Seconds the QEMU process @pid ran on a CPU so far, all its threads (schedstat's first
+    field, in ns); threads that ended meanwhile are not counted."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
+
+
+class CpuSampler(threading.Thread):
+    """Samples the CPU time of the guests' QEMU processes every 20 ms. On a shared machine the
+    wall-clock time of a transfer also holds what other programs took from the guests; the CPU
+    the two TCG guests spent in it does not (much), so the test reports both."""
+
+    def __init__(self, guests):
+        super().__init__(daemon=True)
+        self.guests = guests
+        self.samples = []
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.samples.append((time.monotonic(), [qemu_cpu(g.proc.pid) for g in self.guests]))
+            self.done.wait(0.02)
+
+    def at(self, t):
+        """Each guest's CPU seconds at host time @t, interpolated between the samples around it."""
+        before = [x for x in self.samples if x[0] <= t]
+        after = [x for x in self.samples if x[0] >= t]
+        if not before or not after:
+            return None
+        (t0, c0), (t1, c1) = before[-1], after[0]
+        return [u if t1 == t0 else u + (v - u) * (t - t0) / (t1 - t0) for u, v in zip(c0, c1)]
+
+
 def transfer(config, qemu, kernel, initrd, sw, tmp, want_md5, timeout):
-    """Boots guests a and b for @config, runs the transfer, checks it; returns (guests, seconds)."""
+    """Boots guests a and b for @config, runs the transfer, checks it; returns (guests, seconds,
+    [CPU seconds QEMU a, QEMU b spent in those seconds] or None)."""
     guests = []
-    append = f"squibnet.repeat={REPEAT}"
+    append = f"squibnet.repeat={REPEAT} {APPEND}".rstrip()
     # a first: its QEMU must listen before the switch can dial it
     for role in ("a", "b"):
         g = make_guest(role, config, qemu, kernel, initrd, sw, tmp, append=append)
@@ -260,18 +316,24 @@ def transfer(config, qemu, kernel, initrd, sw, tmp, want_md5, timeout):
         g.start()
         guests.append(g)
     a, b = guests
+    cpu = CpuSampler(guests)
+    cpu.start()
     try:
         wait_marks(guests, sw, "done", timeout)
     except Fail:
         for g in guests:
             vm.stop(g.proc, f"guest {g.role}")
         raise
+    finally:
+        cpu.done.set()
+        cpu.join()
     sums = {g.role: g.mark("md5 ")[1].split()[1] for g in guests}
     log(f"{config['name']}: md5 host {want_md5}, a sent {sums['a']}, b received {sums['b']}")
     if sums["a"] != want_md5 or sums["b"] != want_md5:
         raise Fail(f"{config['name']}: md5 mismatch")
-    seconds = b.mark("transfer done")[0] - a.mark("sending")[0]
-    return guests, seconds
+    t0, t1 = a.mark("sending")[0], b.mark("transfer done")[0]
+    c0, c1 = cpu.at(t0), cpu.at(t1)
+    return guests, t1 - t0, ([v - u for u, v in zip(c0, c1)] if c0 and c1 else None)
 
 
 def run():
@@ -300,7 +362,7 @@ def run():
             payload = random.Random(vm.PAYLOAD_SEED).randbytes(vm.PAYLOAD_SIZE)
             want_md5 = hashlib.md5(payload * REPEAT).hexdigest()
             initrd = os.path.join(tmp, "initrd.cpio")
-            vm.build_initramfs(initrd, busybox, modules, payload)
+            vm.build_initramfs(initrd, busybox, modules, payload, vm.guest_tcp())
 
         with Stage("switch"):
             sw.start()
@@ -314,10 +376,11 @@ def run():
         for run_no, config in enumerate(configs):
             before = sw.ports()
             with Stage(f"transfer-{config['name']}"):
-                guests, seconds = transfer(config, qemu, kernel, initrd, sw, tmp, want_md5, timeout)
+                guests, seconds, cpu = transfer(config, qemu, kernel, initrd, sw, tmp, want_md5, timeout)
                 mbit = REPEAT * vm.PAYLOAD_SIZE * 8 / seconds / 1e6
-                results.append((config["name"], seconds, mbit))
-                log(f"{config['name']}: {REPEAT} MiB in {seconds:.2f} s, {mbit:.0f} Mbit/s")
+                results.append((config["name"], seconds, mbit, cpu))
+                log(f"{config['name']}: {REPEAT} MiB in {seconds:.2f} s, {mbit:.0f} Mbit/s"
+                    + (f"; QEMU a ran {cpu[0]:.2f} CPU s in it, b {cpu[1]:.2f}" if cpu else ""))
 
             with Stage(f"switch-counters-{config['name']}"):
                 check_switch(sw, config, before)
@@ -366,15 +429,22 @@ def run():
                     raise Fail(f"QEMU's messages were refused (run {i}):\n{text}")
 
         log(f"transfer of {REPEAT} MiB between two QEMU {qemu[0].split('/')[-1]} TCG guests:")
-        for name, seconds, mbit in results:
-            log(f"  {name:20s} {seconds:6.2f} s  {mbit:6.0f} Mbit/s")
-        speeds = {}
-        for n, _, m in results:
+        for name, seconds, mbit, cpu in results:
+            log(f"  {name:20s} {seconds:6.2f} s  {mbit:6.0f} Mbit/s"
+                + (f"  QEMU CPU a {cpu[0]:5.2f} s + b {cpu[1]:5.2f} s" if cpu else ""))
+        speeds, cpus = {}, {}
+        for n, _, m, c in results:
             speeds.setdefault(n, []).append(m)
+            if c:
+                cpus.setdefault(n, []).append(sum(c))
         if "vhost-user-offloads" in speeds and "vhost-user-plain" in speeds:
             on, off = speeds["vhost-user-offloads"], speeds["vhost-user-plain"]
             log(f"  offloads on / off: {sum(on) / len(on) / (sum(off) / len(off)):.2f}x (means of {len(on)} and "
                 f"{len(off)} runs)")
+        if "vhost-user-offloads" in cpus and "vhost-user-plain" in cpus:
+            on, off = cpus["vhost-user-offloads"], cpus["vhost-user-plain"]
+            log(f"  QEMU CPU (a + b) per transfer, offloads off / on: "
+                f"{sum(off) / len(off) / (sum(on) / len(on)):.2f}x (means)")
         ok = True
     finally:
         for g in guests:
@@ -403,7 +473,7 @@ def main():
     summary = ", ".join(f"{n} {t:.1f}s" for n, t in Stage.done)
     log(f"stages: {summary}; total {time.monotonic() - vm.T0:.1f}s")
     print("vm: QEMU 10 guests on vhost-user moved " + ", ".join(
-        f"{REPEAT} MiB over {n} at {m:.0f} Mbit/s" for n, _, m in results)
+        f"{REPEAT} MiB over {n} at {m:.0f} Mbit/s" for n, _, m, _ in results)
         + "; both sides restarted and the guests pinged again", flush=True)
     return 0
 
