@@ -831,22 +831,28 @@ def run(direct):
         stop(switch, "squibnet")
         if not ok and switch:
             print("--- squibnet log ---\n" + read_log(tmp, "squibnet.log"), flush=True)
-        if os.environ.get("SQUIBNET_VM_KEEP") or not ok:
-            log(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        keep_or_remove(tmp, ok)
+
+
+def keep_or_remove(tmp, ok):
+    """The end of a test's run: its directory stays after a failure or with SQUIBNET_VM_KEEP."""
+    if os.environ.get("SQUIBNET_VM_KEEP") or not ok:
+        log(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def on_sigterm(signum, frame):
     raise Fail("killed by SIGTERM")
 
 
-def main():
-    direct = "--direct" in sys.argv[1:]
-    # meson ends a test that runs over time with SIGTERM: unwind so the guests are killed too.
+def run_test(run, passed):
+    """A vm test's main(): run() with SIGTERM unwinding it (meson ends a test that runs over
+    time that way, and the guests must be killed too); the exit status, 77 for Skip; the
+    stages' times; and on success the line passed(what run() returned)."""
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        run(direct)
+        result = run()
     except Skip as e:
         print(f"SKIP: {e}", flush=True)
         return SKIP
@@ -858,9 +864,14 @@ def main():
     summary = ", ".join(f"{n} {t:.1f}s" for n, t in Stage.done)
     log(f"stages: {summary}; total {time.monotonic() - T0:.1f}s")
     if status == 0:
-        print("vm: two guests pinged and moved 1 MiB " +
-              ("over a bare QEMU stream link" if direct else "through the switch"), flush=True)
+        print(passed(result), flush=True)
     return status
+
+
+def main():
+    direct = "--direct" in sys.argv[1:]
+    return run_test(lambda: run(direct), lambda _: "vm: two guests pinged and moved 1 MiB " +
+                    ("over a bare QEMU stream link" if direct else "through the switch"))
 
 
 if __name__ == "__main__":

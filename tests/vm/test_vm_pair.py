@@ -47,7 +47,6 @@ squibnet.* options of test_vm.INIT: squibnet.rx=, squibnet.sockbuf=, squibnet.to
 import hashlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -453,29 +452,14 @@ def run():
             vm.stop(sw.proc, "squibnet")
         if not ok and sw.runs:
             print("--- squibnet log ---\n" + sw.log()[-20000:], flush=True)
-        if os.environ.get("SQUIBNET_VM_KEEP") or not ok:
-            log(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        vm.keep_or_remove(tmp, ok)
     return results
 
 
 def main():
-    signal.signal(signal.SIGTERM, vm.on_sigterm)
-    try:
-        results = run()
-    except Skip as e:
-        print(f"SKIP: {e}", flush=True)
-        return vm.SKIP
-    except Fail as e:
-        log(f"FAIL: {e}")
-        return 1
-    summary = ", ".join(f"{n} {t:.1f}s" for n, t in Stage.done)
-    log(f"stages: {summary}; total {time.monotonic() - vm.T0:.1f}s")
-    print("vm: QEMU 10 guests on vhost-user moved " + ", ".join(
+    return vm.run_test(run, lambda results: "vm: QEMU 10 guests on vhost-user moved " + ", ".join(
         f"{REPEAT} MiB over {n} at {m:.0f} Mbit/s" for n, _, m, _ in results)
-        + "; both sides restarted and the guests pinged again", flush=True)
-    return 0
+        + "; both sides restarted and the guests pinged again")
 
 
 if __name__ == "__main__":

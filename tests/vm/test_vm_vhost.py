@@ -17,7 +17,6 @@ variables; exits 77 without QEMU, a static busybox or the kernel.
 import hashlib
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -215,27 +214,12 @@ def run():
         vm.stop(switch, "squibnet")
         if not ok and switch:
             print("--- squibnet log ---\n" + vm.read_log(tmp, "squibnet.log")[-20000:], flush=True)
-        if os.environ.get("SQUIBNET_VM_KEEP") or not ok:
-            log(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        vm.keep_or_remove(tmp, ok)
 
 
 def main():
-    signal.signal(signal.SIGTERM, vm.on_sigterm)
-    try:
-        run()
-    except Skip as e:
-        print(f"SKIP: {e}", flush=True)
-        return vm.SKIP
-    except Fail as e:
-        log(f"FAIL: {e}")
-        return 1
-    summary = ", ".join(f"{n} {t:.1f}s" for n, t in Stage.done)
-    log(f"stages: {summary}; total {time.monotonic() - vm.T0:.1f}s")
-    print("vm: a vhost-user guest pinged a stream guest, moved 1 MiB and reattached after its QEMU died",
-          flush=True)
-    return 0
+    return vm.run_test(run, lambda _: "vm: a vhost-user guest pinged a stream guest, moved 1 MiB and "
+                       "reattached after its QEMU died")
 
 
 if __name__ == "__main__":

@@ -238,26 +238,11 @@ def run():
                 print(f"--- squibnet {hh} log ---\n" + vm.read_log(tmp, f"squibnet-{hh}.log")[-10000:], flush=True)
         if hosts:
             hosts.cleanup()
-        if os.environ.get("SQUIBNET_VM_KEEP") or not ok:
-            log(f"logs kept in {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        vm.keep_or_remove(tmp, ok)
 
 
 def main():
-    signal.signal(signal.SIGTERM, vm.on_sigterm)
-    try:
-        run()
-    except Skip as e:
-        print(f"SKIP: {e}", flush=True)
-        return vm.SKIP
-    except Fail as e:
-        log(f"FAIL: {e}")
-        return 1
-    summary = ", ".join(f"{n} {t:.1f}s" for n, t in Stage.done)
-    log(f"stages: {summary}; total {time.monotonic() - vm.T0:.1f}s")
-    print("vm: two guests on two switches joined by VXLAN pinged and moved 1 MiB", flush=True)
-    return 0
+    return vm.run_test(run, lambda _: "vm: two guests on two switches joined by VXLAN pinged and moved 1 MiB")
 
 
 if __name__ == "__main__":
