@@ -36,6 +36,7 @@ struct pcap_port {
 	bool inbound_only;         /* pcap_setdirection(PCAP_D_IN) took effect */
 	pcap_t *p;
 	ev_io io;
+	ev_timer read_again;       /* libpcap asked to be called again without a readable fd */
 	ev_timer tx_retry;
 	ev_timer reopen;
 	double backoff;
@@ -171,6 +172,7 @@ static void close_handle(struct pcap_port *pp)
 	struct ev_loop *loop = sn_port_loop(&pp->base);
 
 	ev_io_stop(loop, &pp->io);
+	ev_timer_stop(loop, &pp->read_again);
 	ev_timer_stop(loop, &pp->tx_retry);
 	if (pp->p)
 		pcap_close(pp->p);
@@ -239,9 +241,9 @@ static void rx_one(u_char *user, const struct pcap_pkthdr *h, const u_char *byte
 		batch_push(pp);
 }
 
-static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void read_packets(struct pcap_port *pp)
 {
-	struct pcap_port *pp = w->data;
+	const struct timeval *again;
 
 	for (int round = 0; round < RX_ROUNDS; round++) {
 		int n = pcap_dispatch(pp->p, RX_BATCH, rx_one, (u_char *)pp);
@@ -252,8 +254,26 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		if (n < RX_BATCH)
-			return;
+			break;
 	}
+	/* Linux's libpcap takes the socket error of an interface that went down or away, and
+	 * finds out which only on a later call: it asks for one within this time, for the
+	 * descriptor may never be readable again (pcap_get_required_select_timeout(3PCAP)). */
+	again = pcap_get_required_select_timeout(pp->p);
+	if (again && !ev_is_active(&pp->read_again)) {
+		ev_timer_set(&pp->read_again, SN_MAX(again->tv_sec + again->tv_usec / 1e6, 0.001), 0);
+		ev_timer_start(sn_port_loop(&pp->base), &pp->read_again);
+	}
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	read_packets(w->data);
+}
+
+static void read_again_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	read_packets(w->data);
 }
 
 
@@ -376,6 +396,8 @@ static int pcap_port_create(struct sn_switch *sw, const struct sn_port_conf *con
 	pp->promisc = promisc;
 	ev_io_init(&pp->io, read_cb, -1, EV_READ);
 	pp->io.data = pp;
+	ev_timer_init(&pp->read_again, read_again_cb, 0.001, 0);
+	pp->read_again.data = pp;
 	ev_timer_init(&pp->tx_retry, tx_retry_cb, TX_RETRY, 0);
 	pp->tx_retry.data = pp;
 	ev_timer_init(&pp->reopen, reopen_cb, REOPEN_MIN, 0);
