@@ -34,6 +34,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include <squibnet/virtio.h>
+
 struct sn_port;
 
 /* ---- constants from the VIRTIO 1.x specification ---- */
@@ -44,26 +46,9 @@ struct sn_port;
 #define SN_VRING_AVAIL_F_NO_INTERRUPT 1
 #define SN_VRING_USED_F_NO_NOTIFY 1
 
-/* feature bit numbers */
-#define SN_VIRTIO_NET_F_CSUM 0
-#define SN_VIRTIO_NET_F_GUEST_CSUM 1
-#define SN_VIRTIO_NET_F_MTU 3
-#define SN_VIRTIO_NET_F_MAC 5
-#define SN_VIRTIO_NET_F_GUEST_TSO4 7
-#define SN_VIRTIO_NET_F_GUEST_TSO6 8
-#define SN_VIRTIO_NET_F_GUEST_ECN 9
-#define SN_VIRTIO_NET_F_HOST_TSO4 11
-#define SN_VIRTIO_NET_F_HOST_TSO6 12
-#define SN_VIRTIO_NET_F_HOST_ECN 13
-#define SN_VIRTIO_NET_F_MRG_RXBUF 15
-#define SN_VIRTIO_NET_F_STATUS 16
+/* feature bit numbers: the public ones (virtio.h, for a VMM embedding the in-process port),
+ * and one the rings need besides */
 #define SN_VIRTIO_F_NOTIFY_ON_EMPTY 24
-#define SN_VIRTIO_F_INDIRECT_DESC 28
-#define SN_VIRTIO_F_EVENT_IDX 29
-#define SN_VIRTIO_F_VERSION_1 32
-#define SN_VIRTIO_NET_F_GUEST_USO4 54
-#define SN_VIRTIO_NET_F_GUEST_USO6 55
-#define SN_VIRTIO_NET_F_HOST_USO 56
 
 #define SN_VIRTIO_BIT(b) (1ull << (b))
 
